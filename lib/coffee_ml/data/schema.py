@@ -1,0 +1,125 @@
+"""The one candle schema, bar intervals, and validation with errors that name file, row and rule."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("open_time", "open", "high", "low", "close", "volume")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("quote_volume", "trades", "taker_buy_base", "taker_buy_quote")
+CANDLE_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+VOLUME_COLUMNS: tuple[str, ...] = ("volume",) + OPTIONAL_COLUMNS
+
+INTERVALS: dict[str, int] = {
+    "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800,
+    "1h": 3600, "2h": 7200, "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200,
+    "1d": 86400,
+}
+
+
+def interval_seconds(interval: str) -> int:
+    """Length of a bar in seconds, with a clear error for an unknown interval name."""
+    try:
+        return INTERVALS[interval]
+    except KeyError:
+        raise ValueError(f"unknown interval {interval!r}; expected one of {', '.join(INTERVALS)}") from None
+
+
+def interval_timedelta(interval: str) -> pd.Timedelta:
+    return pd.Timedelta(seconds=interval_seconds(interval))
+
+
+class CandleValidationError(ValueError):
+    """Bad candle input. `source` is the file (or a description), `row` its 1-based data row."""
+
+    def __init__(self, source: str, row: int | None, rule: str, detail: str = "") -> None:
+        self.source, self.row, self.rule, self.detail = source, row, rule, detail
+        where = f"{source} row {row}" if row is not None else str(source)
+        super().__init__(f"{where}: {rule}" + (f" ({detail})" if detail else ""))
+
+
+def _first_bad(source: str, rows: np.ndarray, mask: np.ndarray, rule: str, detail_fn) -> None:
+    """Raise for the first True in `mask`, saying how many rows break the same rule."""
+    if not mask.any():
+        return
+    i = int(np.flatnonzero(mask)[0])
+    count = int(mask.sum())
+    more = f"; {count - 1} more row(s) break this rule" if count > 1 else ""
+    raise CandleValidationError(source, int(rows[i]), rule, detail_fn(i) + more)
+
+
+def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") -> pd.DataFrame:
+    """Check a candle frame and return it sorted, de-duplicated and with canonical dtypes.
+
+    `df` has `open_time` (tz-aware UTC) and the price/volume columns; an optional `_row` column
+    holds the source row numbers used in error messages (defaults to 1..n). Raises
+    CandleValidationError for the first broken rule; drops exact-timestamp duplicates with a warning.
+    """
+    step = interval_seconds(interval)
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise CandleValidationError(source, None, "missing columns",
+                                    f"need {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+    if len(df) == 0:
+        raise CandleValidationError(source, None, "no rows")
+    rows = df["_row"].to_numpy() if "_row" in df.columns else np.arange(1, len(df) + 1)
+
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    ts = df["open_time"]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        raise CandleValidationError(source, None, "open_time must be parsed to UTC timestamps",
+                                    f"got dtype {ts.dtype}")
+    _first_bad(source, rows, ts.isna().to_numpy(), "unparseable timestamp", lambda i: "open_time is empty or invalid")
+    out["open_time"] = ts.dt.tz_convert("UTC").astype("datetime64[ms, UTC]").to_numpy()
+
+    for col in CANDLE_COLUMNS[1:]:
+        if col not in df.columns:
+            continue
+        raw = df[col]
+        values = pd.to_numeric(raw, errors="coerce") if raw.dtype == object or pd.api.types.is_string_dtype(raw) else raw
+        arr = np.asarray(values, dtype="float64")
+        bad = np.isnan(arr) & raw.notna().to_numpy()
+        _first_bad(source, rows, bad, f"non-numeric value in {col}", lambda i, r=raw: f"got {r.iloc[i]!r}")
+        if col in REQUIRED_COLUMNS:
+            _first_bad(source, rows, np.isnan(arr), f"missing value in {col}", lambda i: "required column")
+        _first_bad(source, rows, np.isinf(arr), f"infinite value in {col}", lambda i: "")
+        out[col] = arr
+
+    o, h, l, c = (out[k].to_numpy() for k in PRICE_COLUMNS)
+    for col in PRICE_COLUMNS:
+        v = out[col].to_numpy()
+        _first_bad(source, rows, v <= 0, f"non-positive price in {col}", lambda i, v=v, col=col: f"{col}={v[i]}")
+    for col in VOLUME_COLUMNS:
+        if col in out:
+            v = out[col].to_numpy()
+            _first_bad(source, rows, v < 0, f"negative {col}", lambda i, v=v, col=col: f"{col}={v[i]}")
+    _first_bad(source, rows, h < l, "high < low", lambda i: f"high={h[i]}, low={l[i]}")
+    for name, v in (("open", o), ("close", c)):
+        _first_bad(source, rows, (v < l) | (v > h), f"{name} outside [low, high]",
+                   lambda i, v=v, name=name: f"{name}={v[i]}, low={l[i]}, high={h[i]}")
+
+    t = out["open_time"].to_numpy().astype("datetime64[ms]").astype(np.int64)
+    _first_bad(source, rows, t % (step * 1000) != 0, f"timestamp not aligned to {interval} bars",
+               lambda i: f"open_time={out['open_time'].iloc[i]}")
+    dt = np.diff(t)
+    _first_bad(source, rows[1:], dt < 0, "non-monotonic timestamp",
+               lambda i: f"{out['open_time'].iloc[i + 1]} comes after {out['open_time'].iloc[i]}")
+    dup = np.concatenate([[False], dt == 0])
+    if dup.any():
+        warnings.warn(f"{source}: dropped {int(dup.sum())} duplicate candle(s) (first at row {int(rows[dup][0])})",
+                      stacklevel=2)
+        out = out.loc[~dup].reset_index(drop=True)
+    return out
+
+
+def check_interval_consistency(open_ms: np.ndarray, close_ms: np.ndarray, rows: np.ndarray,
+                               interval: str, source: str) -> None:
+    """Raw exchange rows carry their close time: a bar whose length differs from `interval`
+    means the file mixes intervals (or was declared with the wrong one)."""
+    step_ms = interval_seconds(interval) * 1000
+    length = close_ms - open_ms + 1
+    _first_bad(source, rows, length != step_ms, f"mixed intervals: bar length differs from {interval}",
+               lambda i: f"bar spans {length[i] / 1000:g}s, {interval} is {step_ms / 1000:g}s")
