@@ -73,7 +73,7 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
         raise CandleValidationError(source, None, "open_time must be parsed to UTC timestamps",
                                     f"got dtype {ts.dtype}")
     _first_bad(source, rows, ts.isna().to_numpy(), "unparseable timestamp", lambda i: "open_time is empty or invalid")
-    out["open_time"] = ts.dt.tz_convert("UTC").astype("datetime64[ms, UTC]").to_numpy()
+    out["open_time"] = ts.dt.tz_convert("UTC").dt.as_unit("ms").reset_index(drop=True)
 
     for col in CANDLE_COLUMNS[1:]:
         if col not in df.columns:
@@ -101,7 +101,7 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
         _first_bad(source, rows, (v < l) | (v > h), f"{name} outside [low, high]",
                    lambda i, v=v, name=name: f"{name}={v[i]}, low={l[i]}, high={h[i]}")
 
-    t = out["open_time"].to_numpy().astype("datetime64[ms]").astype(np.int64)
+    t = out["open_time"].astype("int64").to_numpy()
     _first_bad(source, rows, t % (step * 1000) != 0, f"timestamp not aligned to {interval} bars",
                lambda i: f"open_time={out['open_time'].iloc[i]}")
     dt = np.diff(t)

@@ -1,0 +1,96 @@
+"""The `coffee-ml` command: import candles, inspect the store, run notebook pipelines.
+
+Any error ends with a non-zero exit and one line saying why; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="coffee-ml", description="Research workbench for ML on crypto candles.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def backend_opt(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--backend", default="auto", choices=["auto", "embedded", "server"],
+                       help="store backend (auto: server when CLICKHOUSE_HOST is set)")
+
+    imp = sub.add_parser("import", help="import candle files (Binance klines, CSV, Parquet)")
+    imp.add_argument("paths", nargs="+", help="files or directories")
+    imp.add_argument("--symbol", required=True)
+    imp.add_argument("--interval", required=True, help="bar interval of the files, e.g. 1m, 1h")
+    imp.add_argument("--format", choices=["binance", "csv", "parquet"], help="default: from the file")
+    imp.add_argument("--map", nargs="+", default=[], metavar="SRC=DST",
+                     help="rename source columns to schema columns, e.g. timestamp=open_time")
+    backend_opt(imp)
+
+    data = sub.add_parser("data", help="inspect stored candles")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    lst = dsub.add_parser("list", help="symbols, intervals and their coverage")
+    backend_opt(lst)
+    gaps = dsub.add_parser("gaps", help="every missing candle range of a symbol")
+    gaps.add_argument("symbol")
+    gaps.add_argument("--interval", required=True)
+    gaps.add_argument("--start")
+    gaps.add_argument("--end")
+    backend_opt(gaps)
+
+    run = sub.add_parser("run", help="run the notebooks of a params file with papermill")
+    run.add_argument("params", help="params/<name>.yaml")
+    return p
+
+
+def _mapping(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        src, sep, dst = pair.partition("=")
+        if not sep or not src or not dst:
+            raise ValueError(f"--map expects SRC=DST, got {pair!r}")
+        out[src] = dst
+    return out
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    if args.command == "run":
+        from coffee_ml import runner
+
+        print(runner.run(args.params))
+        return
+    from coffee_ml.data import open_store
+
+    store = open_store(args.backend)
+    if args.command == "import":
+        r = store.import_files(args.paths, args.symbol, args.interval, fmt=args.format, mapping=_mapping(args.map))
+        print(f"imported {r.rows} {r.symbol} {r.interval} candles from {r.files} file(s) "
+              f"({r.added} new, {r.replaced} replaced), {r.first} .. {r.last}")
+    elif args.data_command == "list":
+        table = store.list_symbols()
+        print(table.to_string(index=False, formatters={"coverage": "{:.2%}".format}) if len(table) else "no candles stored")
+    elif args.data_command == "gaps":
+        table = store.gaps(args.symbol, args.interval, args.start, args.end)
+        print(table.to_string(index=False) if len(table) else f"no gaps in {args.symbol} {args.interval}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            _dispatch(args)
+            code = 0
+        except (ValueError, FileNotFoundError, RuntimeError, ConnectionError, OSError) as exc:
+            print(f"coffee-ml: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            code = 1
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"coffee-ml: warning: {w.message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

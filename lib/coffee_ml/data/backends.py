@@ -1,0 +1,159 @@
+"""Two ways to reach ClickHouse that run the same SQL: embedded chdb and a server.
+
+Both take ClickHouse query parameters (`{name:Type}` placeholders with a `params` dict), so
+no value is ever formatted into SQL text.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+from filelock import FileLock, Timeout
+
+from coffee_ml.config import ClickHouseSettings
+
+
+class StoreBusyError(RuntimeError):
+    """The embedded store stayed in use by another process for longer than the timeout."""
+
+
+class Backend(Protocol):
+    """What the candle store needs from a ClickHouse connection."""
+
+    name: str
+    database: str
+
+    def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame: ...
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
+
+    def insert_df(self, table: str, df: pd.DataFrame) -> None: ...
+
+    def session(self) -> Any: ...
+
+
+class EmbeddedBackend:
+    """chdb on a directory: a real ClickHouse engine in this process, no server.
+
+    chdb lets one process open a store path at a time (a second gets "Error initializing
+    EmbeddedServer"), and one session per process. Notebook kernels, papermill runs, batch jobs
+    and test workers share the store, so each operation opens it under an inter-process file
+    lock and closes it right after; a process that finds it busy waits up to `timeout` seconds.
+    `session()` keeps it open across several statements (re-entrant within a thread).
+    """
+
+    name = "embedded"
+
+    def __init__(self, path: str | os.PathLike[str], timeout: float = 120.0, database: str = "coffee_ml") -> None:
+        self.path = Path(path).resolve()
+        self.timeout = timeout
+        self.database = database
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file_lock = FileLock(str(self.path) + ".lock", thread_local=False)
+        self._thread_lock = threading.RLock()
+        self._session: Any = None
+        self._depth = 0
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        with self._thread_lock:
+            if self._depth == 0:
+                self._session = self._open()
+            self._depth += 1
+            try:
+                yield self._session
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    try:
+                        self._session.close()
+                    finally:
+                        self._session = None
+                        self._file_lock.release()
+
+    def _open(self) -> Any:
+        from chdb import session as chdb_session
+
+        deadline = time.monotonic() + self.timeout
+        try:
+            self._file_lock.acquire(timeout=self.timeout)
+        except Timeout:
+            raise StoreBusyError(
+                f"embedded store {self.path} is busy: another process held it for {self.timeout:g}s "
+                "(raise COFFEE_ML_STORE_TIMEOUT to wait longer)") from None
+        # A process outside coffee-ml (plain chdb) may hold the path without our lock: retry.
+        while True:
+            try:
+                return chdb_session.Session(str(self.path))
+            except RuntimeError as exc:
+                if "EmbeddedServer" not in str(exc) or time.monotonic() > deadline:
+                    self._file_lock.release()
+                    if "EmbeddedServer" in str(exc):
+                        raise StoreBusyError(f"embedded store {self.path} is held by another program "
+                                             f"for over {self.timeout:g}s: {exc}") from None
+                    raise
+                time.sleep(0.2)
+
+    def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        with self.session() as sess:
+            return sess.query(sql, "DataFrame", params=dict(params or {}))
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        with self.session() as sess:
+            sess.query(sql, params=dict(params or {}))
+
+    def insert_df(self, table: str, df: pd.DataFrame) -> None:
+        """One INSERT from an Arrow file staged next to the store (NaN becomes NULL)."""
+        arrow = pa.Table.from_pandas(df, preserve_index=False)
+        cols = ", ".join(df.columns)
+        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".staging-") as tmp:
+            staged = Path(tmp) / "batch.arrow"
+            feather.write_feather(arrow, staged, compression="uncompressed")
+            self.command(f"INSERT INTO {table} ({cols}) SELECT * FROM file({{path:String}}, Arrow)",
+                         {"path": str(staged)})
+
+
+class ServerBackend:
+    """A ClickHouse server over HTTP with clickhouse-connect; settings from `CLICKHOUSE_*`."""
+
+    name = "server"
+
+    def __init__(self, settings: ClickHouseSettings) -> None:
+        import clickhouse_connect
+
+        self.settings = settings
+        self.database = settings.database
+        try:
+            self._client = clickhouse_connect.get_client(
+                host=settings.host, port=settings.port, username=settings.user,
+                password=settings.password, secure=settings.secure)
+        except Exception as exc:  # the driver's errors name neither host nor port consistently
+            raise ConnectionError(f"cannot reach ClickHouse at {settings.host}:{settings.port} "
+                                  f"as {settings.user!r}: {exc}") from exc
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        yield self._client
+
+    def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        return self._client.query_df(sql, parameters=dict(params or {}))
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._client.command(sql, parameters=dict(params or {}))
+
+    def insert_df(self, table: str, df: pd.DataFrame) -> None:
+        database, _, name = table.rpartition(".")
+        self._client.insert_df(name, df, database=database or None, column_names=list(df.columns))
+
+    def close(self) -> None:
+        self._client.close()

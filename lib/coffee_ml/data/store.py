@@ -1,0 +1,256 @@
+"""The candle store: one table keyed by (symbol, interval, open_time), the same SQL on every backend.
+
+The table is a ReplacingMergeTree with the insert time as version, and every read uses FINAL, so
+re-importing a range replaces those candles (the newest import wins) instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from coffee_ml import config
+from coffee_ml.data.backends import Backend, EmbeddedBackend, ServerBackend
+from coffee_ml.data.schema import CANDLE_COLUMNS, OPTIONAL_COLUMNS, interval_seconds, validate_candles
+
+TABLE = "candles"
+SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,31}$")
+_MIN_MS, _MAX_MS = 0, 7_258_118_400_000  # 1970 .. 2200: bounds for an open-ended range
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    symbol LowCardinality(String),
+    interval LowCardinality(String),
+    open_time DateTime64(3, 'UTC'),
+    open Float64, high Float64, low Float64, close Float64, volume Float64,
+    quote_volume Nullable(Float64), trades Nullable(UInt64),
+    taker_buy_base Nullable(Float64), taker_buy_quote Nullable(Float64),
+    ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY (interval, toYear(open_time))
+ORDER BY (symbol, interval, open_time)
+"""
+
+_RANGE = ("symbol = {symbol:String} AND interval = {interval:String} "
+          "AND open_time >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') "
+          "AND open_time < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')")
+
+
+def to_utc(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
+    """Parse a time bound; naive values are taken as UTC."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _ms(value: str | pd.Timestamp | None, default: int) -> int:
+    ts = to_utc(value)
+    return default if ts is None else int(ts.value // 1_000_000)
+
+
+def _candle_frame(df: pd.DataFrame, index: str = "open_time") -> pd.DataFrame:
+    """Canonical in-memory candles: UTC millisecond index, every value float64 (NULL -> NaN)."""
+    df[index] = pd.to_datetime(df[index], utc=True).astype("datetime64[ms, UTC]")
+    df = df.set_index(index)
+    return df.astype("float64")
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did: rows read from the files, new keys added, rows that replaced stored ones."""
+
+    symbol: str
+    interval: str
+    files: int
+    rows: int
+    added: int
+    replaced: int
+    first: pd.Timestamp
+    last: pd.Timestamp
+
+
+class CandleStore:
+    """Candles in ClickHouse. Create with `open_store()`; every method is one or two SQL statements."""
+
+    def __init__(self, backend: Backend, load_sample: bool = True) -> None:
+        self.backend = backend
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", backend.database):
+            raise ValueError(f"CLICKHOUSE_DATABASE must be a plain identifier, got {backend.database!r}")
+        self.table = f"{backend.database}.{TABLE}"
+        self._ensure_schema(load_sample)
+
+    def _ensure_schema(self, load_sample: bool) -> None:
+        with self.backend.session():
+            self.backend.command(f"CREATE DATABASE IF NOT EXISTS {self.backend.database}")
+            exists = self.backend.query_df(f"EXISTS TABLE {self.table}").iloc[0, 0]
+            if exists:
+                return
+            self.backend.command(_DDL.format(table=self.table))
+            if load_sample and isinstance(self.backend, EmbeddedBackend):
+                from coffee_ml.data.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOL, load_sample as sample
+
+                self.write_candles(sample().reset_index(), SAMPLE_SYMBOL, SAMPLE_INTERVAL, source="bundled sample")
+
+    # ----------------------------------------------------------------------------------- reads
+    def load_candles(self, symbol: str, interval: str, start=None, end=None) -> pd.DataFrame:
+        """Candles in [start, end) indexed by UTC `open_time`; bars with no trading are absent."""
+        cols = ", ".join(CANDLE_COLUMNS)
+        sql = f"SELECT {cols} FROM {self.table} FINAL WHERE {_RANGE} ORDER BY open_time"
+        return _candle_frame(self.backend.query_df(sql, self._range_params(symbol, interval, start, end)))
+
+    def resample(self, symbol: str, source_interval: str, interval: str, start=None, end=None,
+                 complete_only: bool = False) -> pd.DataFrame:
+        """Coarser candles computed in SQL: first open, max high, min low, last close, summed volumes.
+
+        Buckets start at multiples of the target length since the Unix epoch (UTC midnight for
+        1d). The `bars` column counts the source candles in each bucket, so incomplete buckets
+        (exchange outages) stay visible; `complete_only` drops them.
+        """
+        src, dst = interval_seconds(source_interval), interval_seconds(interval)
+        if dst <= src or dst % src:
+            raise ValueError(f"cannot resample {source_interval} to {interval}: the target must be a "
+                             f"larger whole multiple of the source")
+        sums = ", ".join(f"sum({c}) AS {c}" for c in OPTIONAL_COLUMNS)
+        sql = f"""
+            SELECT toStartOfInterval(open_time, toIntervalSecond({{step:UInt32}})) AS bucket,
+                   argMin(open, open_time) AS open, max(high) AS high, min(low) AS low,
+                   argMax(close, open_time) AS close, sum(volume) AS volume, {sums}, count() AS bars
+            FROM {self.table} FINAL WHERE {_RANGE}
+            GROUP BY bucket {'HAVING bars = {expected:UInt32}' if complete_only else ''}
+            ORDER BY bucket"""
+        params = self._range_params(symbol, source_interval, start, end) | {"step": dst, "expected": dst // src}
+        df = self.backend.query_df(sql, params).rename(columns={"bucket": "open_time"})
+        return _candle_frame(df)
+
+    def list_symbols(self) -> pd.DataFrame:
+        """Coverage per (symbol, interval): first and last candle, rows, and bars missing in between."""
+        sql = f"""
+            SELECT symbol, interval, min(open_time) AS first, max(open_time) AS last, count() AS rows
+            FROM {self.table} FINAL GROUP BY symbol, interval ORDER BY symbol, interval"""
+        df = self.backend.query_df(sql)
+        if df.empty:
+            return pd.DataFrame(columns=["symbol", "interval", "first", "last", "rows", "missing", "coverage"])
+        for col in ("first", "last"):
+            df[col] = pd.to_datetime(df[col], utc=True)
+        steps = df["interval"].map(interval_seconds).astype("int64")
+        expected = (df["last"] - df["first"]).dt.total_seconds().astype("int64") // steps + 1
+        df["rows"] = df["rows"].astype("int64")
+        df["missing"] = expected - df["rows"]
+        df["coverage"] = df["rows"] / expected
+        return df.astype({"symbol": str, "interval": str})
+
+    def gaps(self, symbol: str, interval: str, start=None, end=None) -> pd.DataFrame:
+        """Every missing candle range: `gap_start`/`gap_end` are the first/last missing bar's open.
+
+        Computed in SQL from consecutive stored candles. With explicit bounds, missing bars
+        between `start` and the first candle, and after the last candle before `end`, count too.
+        """
+        step_ms = interval_seconds(interval) * 1000
+        sql = f"""
+            SELECT prev_ms + {{step_ms:Int64}} AS gap_start_ms, t_ms - {{step_ms:Int64}} AS gap_end_ms
+            FROM (
+                SELECT toUnixTimestamp64Milli(open_time) AS t_ms,
+                       lagInFrame(toUnixTimestamp64Milli(open_time), 1, toInt64(-1)) OVER
+                           (ORDER BY open_time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev_ms
+                FROM {self.table} FINAL WHERE {_RANGE}
+            )
+            WHERE prev_ms >= 0 AND t_ms - prev_ms > {{step_ms:Int64}}
+            ORDER BY gap_start_ms"""
+        params = self._range_params(symbol, interval, start, end) | {"step_ms": step_ms}
+        found = self.backend.query_df(sql, params)
+        bounds = self.backend.query_df(
+            f"SELECT count() AS n, toUnixTimestamp64Milli(min(open_time)) AS lo, "
+            f"toUnixTimestamp64Milli(max(open_time)) AS hi FROM {self.table} FINAL WHERE {_RANGE}",
+            self._range_params(symbol, interval, start, end))
+        starts = [found["gap_start_ms"].to_numpy(np.int64)]
+        ends = [found["gap_end_ms"].to_numpy(np.int64)]
+        start_ts, end_ts = to_utc(start), to_utc(end)
+        n, lo, hi = (int(bounds[c].iloc[0]) for c in ("n", "lo", "hi"))
+        if start_ts is not None and end_ts is not None and n == 0:
+            first = -(-_ms(start_ts, 0) // step_ms) * step_ms
+            starts.insert(0, np.array([first])), ends.insert(0, np.array([_ms(end_ts, 0) - 1]))
+        elif n:
+            if start_ts is not None and lo - _ms(start_ts, 0) >= step_ms:
+                starts.insert(0, np.array([-(-_ms(start_ts, 0) // step_ms) * step_ms]))
+                ends.insert(0, np.array([lo - step_ms]))
+            if end_ts is not None and _ms(end_ts, 0) - hi > step_ms:
+                starts.append(np.array([hi + step_ms]))
+                ends.append(np.array([(_ms(end_ts, 0) - 1) // step_ms * step_ms]))
+        gs, ge = np.concatenate(starts), np.concatenate(ends)
+        ge = ge // step_ms * step_ms
+        keep = ge >= gs
+        gs, ge = gs[keep], ge[keep]
+        out = pd.DataFrame({"gap_start": pd.to_datetime(gs, unit="ms", utc=True),
+                            "gap_end": pd.to_datetime(ge, unit="ms", utc=True),
+                            "missing_bars": (ge - gs) // step_ms + 1})
+        out["duration"] = out["gap_end"] - out["gap_start"] + pd.Timedelta(milliseconds=step_ms)
+        return out
+
+    # ---------------------------------------------------------------------------------- writes
+    def write_candles(self, df: pd.DataFrame, symbol: str, interval: str, source: str = "<data>") -> ImportReport:
+        """Validate then insert in one statement; invalid input raises before anything is written."""
+        if not SYMBOL_RE.fullmatch(symbol or ""):
+            raise ValueError(f"symbol {symbol!r} is invalid: expected 1-32 upper-case letters, digits, '.', '_' or '-'")
+        clean = validate_candles(df, interval, source)
+        return self._insert(clean, symbol, interval, files=1)
+
+    def import_files(self, paths: Sequence[str | Path], symbol: str, interval: str,
+                     fmt: str | None = None, mapping: dict[str, str] | None = None) -> ImportReport:
+        """Read, validate and insert files as one batch: one bad file imports nothing."""
+        from coffee_ml.data.importers import read_files
+
+        if not SYMBOL_RE.fullmatch(symbol or ""):
+            raise ValueError(f"symbol {symbol!r} is invalid: expected 1-32 upper-case letters, digits, '.', '_' or '-'")
+        files, frame = read_files(paths, interval, fmt=fmt, mapping=mapping)
+        return self._insert(frame, symbol, interval, files=len(files))
+
+    def _insert(self, clean: pd.DataFrame, symbol: str, interval: str, files: int) -> ImportReport:
+        first, last = clean["open_time"].iloc[0], clean["open_time"].iloc[-1]
+        end = last + pd.Timedelta(milliseconds=1)
+        batch = clean.copy()
+        batch.insert(0, "interval", interval)
+        batch.insert(0, "symbol", symbol)
+        if "trades" in batch:
+            batch["trades"] = batch["trades"].round().astype("UInt64")
+        count_sql = f"SELECT count() AS n FROM {self.table} FINAL WHERE {_RANGE}"
+        params = self._range_params(symbol, interval, first, end)
+        with self.backend.session():
+            before = int(self.backend.query_df(count_sql, params)["n"].iloc[0])
+            self.backend.insert_df(self.table, batch)
+            after = int(self.backend.query_df(count_sql, params)["n"].iloc[0])
+        added = after - before
+        return ImportReport(symbol, interval, files, len(clean), added, len(clean) - added, first, last)
+
+    @staticmethod
+    def _range_params(symbol: str, interval: str, start, end) -> dict:
+        interval_seconds(interval)
+        return {"symbol": symbol, "interval": interval,
+                "start_ms": _ms(start, _MIN_MS), "end_ms": _ms(end, _MAX_MS)}
+
+
+def open_store(backend: str = "auto", path: str | Path | None = None, load_sample: bool = True) -> CandleStore:
+    """The project's candle store.
+
+    `backend`: "embedded" (chdb under outputs/store, filled with the bundled BTCUSDT sample on
+    first use), "server" (ClickHouse from `CLICKHOUSE_*` variables) or "auto" (server when
+    `CLICKHOUSE_HOST` is set). Credentials are never arguments: they come from the environment.
+    """
+    settings = config.ClickHouseSettings.from_env()
+    if backend == "auto":
+        backend = "server" if settings else "embedded"
+    if backend == "embedded":
+        return CandleStore(EmbeddedBackend(path or config.store_path(), timeout=config.store_lock_timeout()),
+                           load_sample=load_sample)
+    if backend == "server":
+        if settings is None:
+            raise ValueError("backend 'server' needs CLICKHOUSE_HOST (and CLICKHOUSE_PORT/_USER/_PASSWORD/"
+                             "_DATABASE) in the environment or .env")
+        return CandleStore(ServerBackend(settings), load_sample=load_sample)
+    raise ValueError(f"backend must be 'auto', 'embedded' or 'server', got {backend!r}")
+

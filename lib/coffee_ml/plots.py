@@ -1,0 +1,51 @@
+"""Figures for notebooks and reports; each returns a matplotlib Figure and never calls show()."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def candles_volume(candles: pd.DataFrame, title: str = "", max_bars: int = 400) -> Figure:
+    """OHLC candles over volume. Beyond `max_bars` the close is drawn as a line with the
+    high-low range shaded, since individual candle bodies become unreadable."""
+    fig, (ax, axv) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    t = candles.index
+    up = (candles["close"] >= candles["open"]).to_numpy()
+    if len(candles) <= max_bars:
+        width = (t[1] - t[0]) * 0.7 if len(t) > 1 else pd.Timedelta(hours=1)
+        colors = np.where(up, "tab:green", "tab:red")
+        ax.vlines(t, candles["low"], candles["high"], color=colors, linewidth=0.8)
+        ax.bar(t, (candles["close"] - candles["open"]).abs(), bottom=candles[["open", "close"]].min(axis=1),
+               width=width, color=colors)
+    else:
+        ax.fill_between(t, candles["low"], candles["high"], color="tab:blue", alpha=0.25, linewidth=0, label="high-low")
+        ax.plot(t, candles["close"], color="tab:blue", linewidth=0.8, label="close")
+        ax.legend(loc="upper left")
+    # one LineCollection instead of thousands of Rectangle patches keeps long ranges fast
+    axv.vlines(t, 0, candles["volume"], color=np.where(up, "tab:green", "tab:red"), alpha=0.7,
+               linewidth=3 if len(t) <= max_bars else 0.5)
+    ax.set_ylabel("price")
+    axv.set_ylabel("volume")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def return_distribution(log_returns: pd.Series, bins: int = 100, title: str = "") -> Figure:
+    """Histogram of log returns against a normal with the same mean and std (fat tails show)."""
+    r = log_returns.dropna()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.hist(r, bins=bins, density=True, alpha=0.6, label="log returns")
+    x = np.linspace(r.min(), r.max(), 400)
+    mu, sd = r.mean(), r.std()
+    ax.plot(x, np.exp(-0.5 * ((x - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)), color="k", label="normal fit")
+    ax.set_yscale("log")
+    ax.set_xlabel("log return per bar")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
