@@ -79,7 +79,11 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
         if col not in df.columns:
             continue
         raw = df[col]
-        values = pd.to_numeric(raw, errors="coerce") if raw.dtype == object or pd.api.types.is_string_dtype(raw) else raw
+        if raw.dtype == object or pd.api.types.is_string_dtype(raw):
+            raw = raw.str.strip().replace("", None)  # an empty field is a missing value, not text
+            values = pd.to_numeric(raw, errors="coerce")
+        else:
+            values = raw
         arr = np.asarray(values, dtype="float64")
         bad = np.isnan(arr) & raw.notna().to_numpy()
         _first_bad(source, rows, bad, f"non-numeric value in {col}", lambda i, r=raw: f"got {r.iloc[i]!r}")

@@ -54,11 +54,15 @@ def _ms(value: str | pd.Timestamp | None, default: int) -> int:
     return default if ts is None else int(ts.value // 1_000_000)
 
 
-def _candle_frame(df: pd.DataFrame, index: str = "open_time") -> pd.DataFrame:
-    """Canonical in-memory candles: UTC millisecond index, every value float64 (NULL -> NaN)."""
-    df[index] = pd.to_datetime(df[index], utc=True).astype("datetime64[ms, UTC]")
-    df = df.set_index(index)
-    return df.astype("float64")
+def _candle_frame(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Canonical in-memory candles: UTC millisecond `open_time` index, float64 values (NULL -> NaN).
+
+    Drivers differ on empty results (no columns at all) and time zones (naive UTC or aware), so
+    both are normalised here.
+    """
+    df = df.reindex(columns=["open_time", *columns])
+    df["open_time"] = pd.to_datetime(df["open_time"], utc=True).astype("datetime64[ms, UTC]")
+    return df.set_index("open_time").astype("float64")
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ class CandleStore:
         """Candles in [start, end) indexed by UTC `open_time`; bars with no trading are absent."""
         cols = ", ".join(CANDLE_COLUMNS)
         sql = f"SELECT {cols} FROM {self.table} FINAL WHERE {_RANGE} ORDER BY open_time"
-        return _candle_frame(self.backend.query_df(sql, self._range_params(symbol, interval, start, end)))
+        return _candle_frame(self.backend.query_df(sql, self._range_params(symbol, interval, start, end)),
+                             CANDLE_COLUMNS[1:])
 
     def resample(self, symbol: str, source_interval: str, interval: str, start=None, end=None,
                  complete_only: bool = False) -> pd.DataFrame:
@@ -126,7 +131,7 @@ class CandleStore:
             ORDER BY bucket"""
         params = self._range_params(symbol, source_interval, start, end) | {"step": dst, "expected": dst // src}
         df = self.backend.query_df(sql, params).rename(columns={"bucket": "open_time"})
-        return _candle_frame(df)
+        return _candle_frame(df, (*CANDLE_COLUMNS[1:], "bars"))
 
     def list_symbols(self) -> pd.DataFrame:
         """Coverage per (symbol, interval): first and last candle, rows, and bars missing in between."""
@@ -163,29 +168,25 @@ class CandleStore:
             WHERE prev_ms >= 0 AND t_ms - prev_ms > {{step_ms:Int64}}
             ORDER BY gap_start_ms"""
         params = self._range_params(symbol, interval, start, end) | {"step_ms": step_ms}
-        found = self.backend.query_df(sql, params)
+        found = self.backend.query_df(sql, params).reindex(columns=["gap_start_ms", "gap_end_ms"])
         bounds = self.backend.query_df(
             f"SELECT count() AS n, toUnixTimestamp64Milli(min(open_time)) AS lo, "
             f"toUnixTimestamp64Milli(max(open_time)) AS hi FROM {self.table} FINAL WHERE {_RANGE}",
             self._range_params(symbol, interval, start, end))
-        starts = [found["gap_start_ms"].to_numpy(np.int64)]
-        ends = [found["gap_end_ms"].to_numpy(np.int64)]
-        start_ts, end_ts = to_utc(start), to_utc(end)
         n, lo, hi = (int(bounds[c].iloc[0]) for c in ("n", "lo", "hi"))
-        if start_ts is not None and end_ts is not None and n == 0:
-            first = -(-_ms(start_ts, 0) // step_ms) * step_ms
-            starts.insert(0, np.array([first])), ends.insert(0, np.array([_ms(end_ts, 0) - 1]))
-        elif n:
-            if start_ts is not None and lo - _ms(start_ts, 0) >= step_ms:
-                starts.insert(0, np.array([-(-_ms(start_ts, 0) // step_ms) * step_ms]))
-                ends.insert(0, np.array([lo - step_ms]))
-            if end_ts is not None and _ms(end_ts, 0) - hi > step_ms:
-                starts.append(np.array([hi + step_ms]))
-                ends.append(np.array([(_ms(end_ts, 0) - 1) // step_ms * step_ms]))
-        gs, ge = np.concatenate(starts), np.concatenate(ends)
-        ge = ge // step_ms * step_ms
-        keep = ge >= gs
-        gs, ge = gs[keep], ge[keep]
+        gs = list(found["gap_start_ms"].to_numpy(np.int64))
+        ge = list(found["gap_end_ms"].to_numpy(np.int64))
+        first_bar = None if to_utc(start) is None else -(-_ms(start, 0) // step_ms) * step_ms
+        last_bar = None if to_utc(end) is None else (_ms(end, 0) - 1) // step_ms * step_ms
+        if n == 0:
+            if first_bar is not None and last_bar is not None and last_bar >= first_bar:
+                gs, ge = [first_bar], [last_bar]
+        else:
+            if first_bar is not None and lo > first_bar:
+                gs, ge = [first_bar, *gs], [lo - step_ms, *ge]
+            if last_bar is not None and hi < last_bar:
+                gs, ge = [*gs, hi + step_ms], [*ge, last_bar]
+        gs, ge = np.asarray(gs, dtype=np.int64), np.asarray(ge, dtype=np.int64)
         out = pd.DataFrame({"gap_start": pd.to_datetime(gs, unit="ms", utc=True),
                             "gap_end": pd.to_datetime(ge, unit="ms", utc=True),
                             "missing_bars": (ge - gs) // step_ms + 1})
