@@ -33,10 +33,14 @@ def test_parameters_cell_first_and_literal(notebook):
     nb = nbformat.read(notebook, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", []), "first code cell must be tagged 'parameters'"
+    names = set()
     for node in ast.parse(code[0].source).body:
         assert isinstance(node, ast.Assign), f"{notebook.name}: only assignments in the parameters cell"
         ast.literal_eval(node.value)  # raises for anything but a literal
-    assert runner.RUN_DIR_PARAM in runner.declared_parameters(notebook)
+        names.update(t.id for t in node.targets)
+    # papermill parses the cell with a regex: a name it cannot parse could never be overridden
+    assert runner.declared_parameters(notebook) == names
+    assert runner.RUN_DIR_PARAM in names
 
 
 def _notebook(path: Path, params: str, body: str) -> None:

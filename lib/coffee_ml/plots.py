@@ -49,3 +49,35 @@ def return_distribution(log_returns: pd.Series, bins: int = 100, title: str = ""
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def correlation_heatmap(features: pd.DataFrame, title: str = "feature correlation (Spearman)") -> Figure:
+    """Rank correlations between features: blocks of near-duplicates show which ones are redundant."""
+    corr = features.corr(method="spearman")
+    n = len(corr)
+    fig, ax = plt.subplots(figsize=(0.22 * n + 3, 0.22 * n + 2))
+    im = ax.imshow(corr.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(n), corr.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), corr.index, fontsize=7)
+    fig.colorbar(im, ax=ax, shrink=0.6)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def feature_distributions(X: pd.DataFrame, columns: int = 6, bins: int = 60, title: str = "") -> Figure:
+    """One small histogram per feature (tails clipped at the 0.5/99.5 percentiles for display)."""
+    names = list(X.columns)
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 1.6 * rows), squeeze=False)
+    lo, hi = X.quantile(0.005), X.quantile(0.995)
+    for ax, name in zip(axes.ravel(), names):
+        ax.hist(X[name].clip(lo[name], hi[name]), bins=bins, color="tab:blue", alpha=0.8)
+        ax.set_title(name, fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.set_yticks([])
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

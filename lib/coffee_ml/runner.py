@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import html
 import json
-import platform
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from coffee_ml import config
+from coffee_ml import config, provenance
 
 RUN_DIR_PARAM = "run_dir"  # injected by the runner into notebooks that declare it
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|credential", re.IGNORECASE)
-_TRACKED_PACKAGES = ("coffee-ml", "numpy", "pandas", "pyarrow", "scikit-learn", "torch", "ta-lib", "optuna",
-                     "chdb", "clickhouse-connect", "papermill", "nbconvert", "matplotlib")
 
 
 class ParamsError(ValueError):
@@ -106,24 +100,12 @@ def check_spec(spec: RunSpec, notebooks_dir: Path | None = None) -> list[str]:
     return problems
 
 
-def _git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=config.PROJECT_ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-    try:
-        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in _TRACKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+def artifact_path(run_dir: str | Path | None, name: str) -> Path:
+    """Where a notebook saves an output file: its run folder under `coffee-ml run`, else
+    outputs/scratch/ for interactive sessions."""
+    folder = Path(run_dir) if run_dir else config.outputs_dir() / "scratch"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def _render_html(executed: Path) -> Path:
@@ -174,8 +156,8 @@ def run(params_file: str | Path, outputs: Path | None = None, notebooks_dir: Pat
     manifest: dict[str, Any] = {
         "run_id": run_id, "name": spec.name, "params_file": str(spec.source),
         "params": yaml.safe_load(spec.source.read_text()),
-        "started": datetime.now(timezone.utc).isoformat(), "git": _git_state(), "packages": _versions(),
-        "python": sys.version.split()[0], "platform": platform.platform(), "notebooks": [], "status": "running",
+        "started": datetime.now(timezone.utc).isoformat(), **provenance.environment(),
+        "notebooks": [], "status": "running",
     }
     t_run = time.perf_counter()
     failure = None

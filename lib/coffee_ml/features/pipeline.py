@@ -95,6 +95,10 @@ class FeatureDataset:
     def y(self) -> np.ndarray:
         return self.targets.to_numpy()
 
+    def scaled_frame(self) -> pd.DataFrame:
+        """`X` as a DataFrame with the feature names and bar times (a view, no copy)."""
+        return pd.DataFrame(self.X, index=self.features.index, columns=self.features.columns, copy=False)
+
     def end_times(self, split: str) -> pd.DatetimeIndex:
         """Open time of the last bar of each window of a split (the forecast origin)."""
         return self.features.index[self.splits[split]]
