@@ -40,6 +40,21 @@ def _parser() -> argparse.ArgumentParser:
     gaps.add_argument("--end")
     backend_opt(gaps)
 
+    models = sub.add_parser("models", help="the model registry (outputs/models)")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="every saved version")
+    for verb, text in (("show", "metadata of a version"), ("promote", "mark a version as production"),
+                       ("delete", "remove a version"), ("predict", "forecast the next bars from stored candles")):
+        q = msub.add_parser(verb, help=text)
+        q.add_argument("symbol")
+        q.add_argument("interval")
+        q.add_argument("model", help="registry name, e.g. lstm, hybrid")
+        q.add_argument("version", nargs="?" if verb in ("show", "predict") else None,
+                       default="latest" if verb in ("show", "predict") else None,
+                       help="vNNNN, latest or production")
+        if verb == "predict":
+            backend_opt(q)
+
     run = sub.add_parser("run", help="run the notebooks of a params file with papermill")
     run.add_argument("params", help="params/<name>.yaml")
     return p
@@ -61,6 +76,9 @@ def _dispatch(args: argparse.Namespace) -> None:
 
         print(runner.run(args.params))
         return
+    if args.command == "models":
+        _models(args)
+        return
     from coffee_ml.data import open_store
 
     store = open_store(args.backend)
@@ -74,6 +92,35 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.data_command == "gaps":
         table = store.gaps(args.symbol, args.interval, args.start, args.end)
         print(table.to_string(index=False) if len(table) else f"no gaps in {args.symbol} {args.interval}")
+
+
+def _models(args: argparse.Namespace) -> None:
+    import json
+
+    from coffee_ml import registry
+
+    if args.models_command == "list":
+        table = registry.list_models()
+        print(table.to_string(index=False) if len(table) else f"no models in {registry.models_dir()}")
+        return
+    ref = registry.resolve(args.symbol, args.interval, args.model, args.version)
+    if args.models_command == "show":
+        _, meta = registry.read(ref)
+        meta.pop("state", None)
+        print(json.dumps(meta, indent=2, default=str))
+    elif args.models_command == "promote":
+        registry.promote(ref)
+        print(f"{ref.symbol}/{ref.interval}/{ref.model}: {ref.version} is now production")
+    elif args.models_command == "delete":
+        registry.delete(ref)
+        print(f"deleted {ref.symbol}/{ref.interval}/{ref.model}/{ref.version}")
+    elif args.models_command == "predict":
+        from coffee_ml.data import open_store
+        from coffee_ml.models.persistence import load_model
+
+        loaded = load_model(args.symbol, args.interval, args.model, ref.version)
+        candles = open_store(args.backend).load_candles(args.symbol, args.interval)
+        print(loaded.predict_latest(candles.iloc[-2000:]).to_string(index=False))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

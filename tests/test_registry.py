@@ -1,0 +1,139 @@
+"""Model registry: atomic versions, exact reload, production pointer, clear errors on bad files."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from coffee_ml import registry
+from coffee_ml.cli import main
+from coffee_ml.data import load_sample
+from coffee_ml.features import build_dataset
+from coffee_ml.models import make_model
+from coffee_ml.models.persistence import load_model, save_model
+
+
+@pytest.fixture(scope="module")
+def trained():
+    candles = load_sample().loc["2025-06-01":"2025-10-01"]
+    ds = build_dataset(candles, "1h", groups=["price", "volatility"], window=24, horizon=4)
+    lstm = make_model("lstm", window=24, hidden=8, layers=1, max_epochs=2, progress=False).fit(ds)
+    hybrid = make_model("hybrid", window=24).fit(ds)
+    return candles, ds, lstm, hybrid
+
+
+def test_saved_model_reloads_to_identical_predictions(trained, tmp_path):
+    candles, ds, lstm, hybrid = trained
+    for model, name in ((lstm, "lstm"), (hybrid, "hybrid")):
+        ref = save_model(model, ds, symbol="BTCUSDT", name=name, root=tmp_path)
+        assert ref.version == "v0001" and sorted(os.listdir(ref.path)) == ["metadata.json", "weights.pt"]
+        loaded = load_model("BTCUSDT", "1h", name, root=tmp_path)
+        rows = ds.splits["test"]
+        np.testing.assert_array_equal(loaded.model.predict_rows(ds, rows), model.predict_rows(ds, rows))
+        np.testing.assert_array_equal(loaded.scaler.transform(ds.features), ds.X)
+        latest = loaded.predict_latest(candles.iloc[-500:])
+        assert len(latest) == 4 and latest["origin"].iloc[0] == candles.index[-1]
+        assert latest["time"].iloc[-1] == candles.index[-1] + 4 * (candles.index[1] - candles.index[0])
+    meta = json.loads((tmp_path / "BTCUSDT/1h/lstm/v0001/metadata.json").read_text())
+    for key in ("model_class", "params", "feature_names", "scaler", "horizon", "data_range", "metrics",
+                "trained_at", "git", "packages"):
+        assert key in meta
+    assert meta["params"]["hidden"] == 8 and meta["horizon"] == 4
+    assert set(meta["metrics"]["test"]) >= {"mae", "naive_mae", "rmse", "mape", "r2", "dir_acc", "coverage_80"}
+    # weights are a plain state dict: loadable without unpickling any code
+    state = torch.load(tmp_path / "BTCUSDT/1h/lstm/v0001/weights.pt", weights_only=True)
+    assert set(state) == set(lstm.net_.state_dict())
+
+
+def test_versions_list_promote_delete(trained, tmp_path):
+    _, ds, _, hybrid = trained
+    refs = [save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path) for _ in range(3)]
+    assert [r.version for r in refs] == ["v0001", "v0002", "v0003"]
+    with pytest.raises(registry.RegistryError, match="no production version"):
+        registry.resolve("BTCUSDT", "1h", "hybrid", "production", root=tmp_path)
+    registry.promote(refs[1])
+    assert registry.resolve("BTCUSDT", "1h", "hybrid", "production", root=tmp_path).version == "v0002"
+    table = registry.list_models(tmp_path)
+    assert table["version"].tolist() == ["v0001", "v0002", "v0003"]
+    assert table["production"].tolist() == [False, True, False]
+    with pytest.raises(registry.RegistryError, match="in production"):
+        registry.delete(refs[1])
+    registry.delete(refs[0])
+    assert registry.list_models(tmp_path)["version"].tolist() == ["v0002", "v0003"]
+    assert registry.resolve("BTCUSDT", "1h", "hybrid", root=tmp_path).version == "v0003"
+
+
+def test_a_crash_while_saving_leaves_nothing_behind(trained, tmp_path, monkeypatch):
+    _, ds, _, hybrid = trained
+    save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path)
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(registry.os, "rename", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path / "BTCUSDT/1h/hybrid")) == ["v0001"]
+    load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
+
+
+def test_corrupted_or_foreign_files_fail_clearly(trained, tmp_path):
+    _, ds, lstm, _ = trained
+    ref = save_model(lstm, ds, symbol="BTCUSDT", name="lstm", root=tmp_path)
+    weights, meta_path = ref.path / "weights.pt", ref.path / "metadata.json"
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-10] + b"0123456789")
+    with pytest.raises(registry.RegistryError, match="checksum mismatch"):
+        load_model("BTCUSDT", "1h", "lstm", root=tmp_path)
+    # a foreign pickle that carries code, with a matching checksum, is still refused
+    buf = io.BytesIO()
+    torch.save({"payload": os.system}, buf)
+    weights.write_bytes(buf.getvalue())
+    meta = json.loads(meta_path.read_text())
+    meta["weights_sha256"] = registry._sha256(buf.getvalue())
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(registry.RegistryError, match="not a plain tensor state dict"):
+        load_model("BTCUSDT", "1h", "lstm", root=tmp_path)
+    meta_path.write_text("{not json")
+    with pytest.raises(registry.RegistryError, match="corrupted metadata"):
+        load_model("BTCUSDT", "1h", "lstm", root=tmp_path)
+    meta_path.write_text(json.dumps({"format": "someone-else/3"}))
+    with pytest.raises(registry.RegistryError, match="not a coffee-ml model"):
+        load_model("BTCUSDT", "1h", "lstm", root=tmp_path)
+    with pytest.raises(registry.RegistryError, match="has no version 'v0009'"):
+        load_model("BTCUSDT", "1h", "lstm", "v0009", root=tmp_path)
+
+
+def test_predict_latest_refuses_a_gap_in_the_window(trained, tmp_path):
+    candles, ds, _, hybrid = trained
+    save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path)
+    loaded = load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
+    holed = candles.iloc[-500:].drop(candles.index[-5])
+    with pytest.raises(ValueError, match="not consecutive 1h bars"):
+        loaded.predict_latest(holed)
+
+
+def test_models_cli(trained, capsys, monkeypatch, tmp_path):
+    _, ds, _, hybrid = trained
+    monkeypatch.setenv("COFFEE_ML_OUTPUTS", str(tmp_path))
+    save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid")
+    save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid")
+    assert main(["models", "promote", "BTCUSDT", "1h", "hybrid", "v0001"]) == 0
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "v0001 is now production" in out and "v0002" in out
+    assert main(["models", "show", "BTCUSDT", "1h", "hybrid", "production"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["model_class"] == "HybridForecaster" and shown["interval"] == "1h"
+    assert main(["models", "delete", "BTCUSDT", "1h", "hybrid", "v0001"]) == 1
+    assert "in production" in capsys.readouterr().err
+    assert main(["models", "delete", "BTCUSDT", "1h", "hybrid", "v0002"]) == 0
+    assert main(["models", "predict", "BTCUSDT", "1h", "hybrid", "production", "--backend", "embedded"]) == 0
+    out = capsys.readouterr().out
+    assert "lower_95" in out and "2025-12-01 00:00:00" in out
