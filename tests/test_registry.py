@@ -137,3 +137,14 @@ def test_models_cli(trained, capsys, monkeypatch, tmp_path):
     assert main(["models", "predict", "BTCUSDT", "1h", "hybrid", "production", "--backend", "embedded"]) == 0
     out = capsys.readouterr().out
     assert "lower_95" in out and "2025-12-01 00:00:00" in out
+
+
+def test_forecasting_from_a_saved_model_does_not_import_scikit_learn():
+    """scikit-learn's import (scipy.stats) costs ~1.6 s; a forecasting process needs none of it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from coffee_ml.data import load_sample; from coffee_ml.models.persistence import load_model; "
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -81,3 +81,36 @@ def feature_distributions(X: pd.DataFrame, columns: int = 6, bins: int = 60, tit
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def loss_curves(histories: dict[str, pd.DataFrame]) -> Figure:
+    """Train and validation loss per epoch for each trained model; the best epoch is marked."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for (name, h), color in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        ax.plot(h["epoch"], h["train_loss"], color=color, linestyle="--", label=f"{name} train")
+        ax.plot(h["epoch"], h["val_loss"], color=color, label=f"{name} validation")
+        best = h["val_loss"].idxmin()
+        ax.scatter(h.loc[best, "epoch"], h.loc[best, "val_loss"], color=color, zorder=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean loss per target")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def forecast_band(frame: pd.DataFrame, step: int, title: str = "") -> Figure:
+    """The `step`-bar-ahead forecast over time against the realised price, with the calibrated
+    80% and 95% intervals as grey bands (the platform's prediction view)."""
+    f = frame[frame["step"] == step]
+    fig, ax = plt.subplots(figsize=(12, 4))
+    ax.fill_between(f["time"], f["lower_95"], f["upper_95"], color="0.85", label="95% interval", linewidth=0)
+    ax.fill_between(f["time"], f["lower_80"], f["upper_80"], color="0.7", label="80% interval", linewidth=0)
+    ax.plot(f["time"], f["actual"], color="k", linewidth=0.8, label="actual")
+    ax.plot(f["time"], f["price"], color="tab:orange", linewidth=0.8, label=f"forecast {step} bar(s) ahead")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bar: renders in notebooks and in papermill logs alike
 
 
 def choose_device(device: str = "auto") -> torch.device:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from coffee_ml.features.gaps import count_gaps, run_bounds
 from coffee_ml.features.indicators import CandleInputError, compute_selected, select_features
@@ -182,7 +181,7 @@ def build_dataset(candles: pd.DataFrame, interval: str, features: Iterable[str] 
                              f"(rows {bounds.rows[name]}); use more data, a shorter window or a different split")
 
     lo, hi = bounds.rows["train"]
-    fitted = (FeatureScaler(scaler) if isinstance(scaler, str) else clone(scaler)).fit(feats.iloc[lo:hi])
+    fitted = (FeatureScaler(scaler) if isinstance(scaler, str) else scaler.clone()).fit(feats.iloc[lo:hi])
     candidates = max(0, len(feats) - window - horizon + 1)
     report = DatasetReport(
         rows_in=len(candles), warmup_rows=warmup, rows=len(feats), gaps=count_gaps(feats.index, interval),

@@ -15,15 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
-from sklearn.utils.validation import check_is_fitted
+from coffee_ml.estimator import ParamsMixin, require_fitted
 
 METHODS: tuple[str, ...] = ("standard", "minmax", "robust")
 FORMAT_VERSION = 1
 
 
-class FeatureScaler(TransformerMixin, BaseEstimator):
+class FeatureScaler(ParamsMixin):
     """Per-column affine scaling: "standard" (mean/std), "minmax" (to `feature_range`) or
     "robust" (median/IQR over `quantile_range`).
 
@@ -43,6 +41,7 @@ class FeatureScaler(TransformerMixin, BaseEstimator):
         """Learn center and scale from X; rows with NaN/inf raise instead of skewing statistics."""
         if self.method not in METHODS:
             raise ValueError(f"unknown scaler method {self.method!r}; expected one of {', '.join(METHODS)}")
+        from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
         values = np.asarray(X, dtype=np.float64)
         if values.ndim != 2 or len(values) == 0:
             raise ValueError(f"expected a non-empty 2-D array, got shape {values.shape}")
@@ -70,7 +69,7 @@ class FeatureScaler(TransformerMixin, BaseEstimator):
         return self
 
     def _check(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
-        check_is_fitted(self, ("center_", "scale_"))
+        require_fitted(self, ("center_", "scale_"))
         if isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
             if list(X.columns) != list(self.feature_names_in_):
                 raise ValueError("feature columns differ from those the scaler was fitted on")
@@ -78,6 +77,9 @@ class FeatureScaler(TransformerMixin, BaseEstimator):
         if values.ndim != 2 or values.shape[1] != self.n_features_in_:
             raise ValueError(f"expected {self.n_features_in_} columns, got shape {values.shape}")
         return values
+
+    def fit_transform(self, X: np.ndarray | pd.DataFrame, y: object = None) -> np.ndarray:
+        return self.fit(X).transform(X)
 
     def transform(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
         values = self._check(X)
@@ -94,7 +96,7 @@ class FeatureScaler(TransformerMixin, BaseEstimator):
         return out
 
     def get_feature_names_out(self, input_features: list[str] | None = None) -> np.ndarray:
-        check_is_fitted(self, ("center_", "scale_"))
+        require_fitted(self, ("center_", "scale_"))
         if input_features is not None:
             return np.asarray(input_features, dtype=object)
         if hasattr(self, "feature_names_in_"):
@@ -105,7 +107,7 @@ class FeatureScaler(TransformerMixin, BaseEstimator):
 
     def to_dict(self) -> dict[str, Any]:
         """Constructor params and fitted state as JSON-compatible Python values."""
-        check_is_fitted(self, ("center_", "scale_"))
+        require_fitted(self, ("center_", "scale_"))
         state: dict[str, Any] = {
             "format": FORMAT_VERSION, "class": type(self).__name__,
             "params": {"method": self.method, "feature_range": list(self.feature_range),

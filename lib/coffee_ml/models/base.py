@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
-from sklearn.base import BaseEstimator
 
+from coffee_ml.estimator import ParamsMixin
 from coffee_ml.features import FeatureDataset
 from coffee_ml.models.calibration import Calibration
 
@@ -29,7 +29,7 @@ def contexts(ds: FeatureDataset, end_rows: np.ndarray) -> tuple[np.ndarray, np.n
     return X, log_close
 
 
-class Forecaster(BaseEstimator):
+class Forecaster(ParamsMixin):
     """Base class. Subclasses set `model_type` and implement `_fit` and `predict_returns`."""
 
     model_type: str = ""

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
 
 LEVELS = (0.8, 0.95)
 
@@ -39,6 +38,8 @@ class Calibration:
         n = len(y_true)
         if n < 20:
             raise ValueError(f"need at least 20 validation windows to calibrate intervals, got {n}")
+        from sklearn.isotonic import IsotonicRegression
+
         abs_res = np.sort(np.abs(y_true - y_pred), axis=0)
         quantiles = np.empty((len(levels), y_true.shape[1]))
         for i, level in enumerate(levels):

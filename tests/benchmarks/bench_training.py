@@ -1,0 +1,125 @@
+"""Training and prediction benchmarks: loop overhead vs a bare PyTorch loop, seconds per epoch for
+50k windows at the full LSTM/GRU configuration, forecast latency from a loaded model (warm and in
+a fresh process), and, where CUDA exists, GPU vs CPU speed and agreement."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from common import timed
+from coffee_ml.data import load_sample
+from coffee_ml.features import build_dataset
+from coffee_ml.models import GRUForecaster, LSTMForecaster
+from coffee_ml.models.neural import SequenceNet
+from coffee_ml.models.persistence import load_model, save_model
+from coffee_ml.training import TrainConfig, train
+
+
+def _bare_epoch(net: nn.Module, batches, opt: torch.optim.Optimizer, loss_fn: nn.Module) -> None:
+    for x, y in batches:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+
+
+def bench_overhead(ds) -> list[dict]:
+    """Same net, data, batches and optimiser; the library loop vs the textbook loop (train part)."""
+    batches = list(ds.loader("train", batch_size=256))[:40]
+    epochs = 3
+    torch.manual_seed(0)
+    net = SequenceNet("lstm", ds.X.shape[1], 64, 2, 0.2, ds.horizon)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    _bare_epoch(net, batches, opt, nn.MSELoss())  # warm-up
+    bare = statistics.median(timed(lambda: _bare_epoch(net, batches, opt, nn.MSELoss()), epochs))
+    torch.manual_seed(0)
+    net2 = SequenceNet("lstm", ds.X.shape[1], 64, 2, 0.2, ds.horizon)
+    result = train(net2, batches, [], TrainConfig(max_epochs=epochs + 1, patience=100, progress=False, device="cpu"))
+    ours = float(result.history["seconds"].iloc[1:].median())
+    return [{"benchmark": "training loop overhead vs bare PyTorch loop (LSTM 64x2, 40 batches of 256)",
+             "measured": 100 * (ours / bare - 1), "unit": "%", "target": "<= 10 %"}]
+
+
+def bench_epochs(ds) -> list[dict]:
+    rows = []
+    n = min(50_000, len(ds.splits["train"]))
+    sub = type(ds)(**{**ds.__dict__, "splits": {**ds.splits, "train": ds.splits["train"][:n]}})
+    for cls in (LSTMForecaster, GRUForecaster):
+        model = cls(max_epochs=1, progress=False, device="cpu")  # full config: 128 hidden, 2 layers, L=60
+        model.fit(sub)
+        rows.append({"benchmark": f"{cls.__name__} full config, one epoch over {n:,} windows (+ validation), CPU",
+                     "measured": float(model.training_.history["seconds"].iloc[0]), "unit": "s", "target": "(report)"})
+    return rows
+
+
+def bench_predict(ds, candles) -> list[dict]:
+    root = Path(tempfile.mkdtemp())
+    small = type(ds)(**{**ds.__dict__, "splits": {k: v[:2000] for k, v in ds.splits.items()}})
+    model = LSTMForecaster(max_epochs=1, progress=False, device="cpu").fit(small)
+    save_model(model, small, symbol="BTCUSDT", name="lstm", root=root)
+    loaded = load_model("BTCUSDT", "1h", "lstm", root=root)
+    recent = candles.iloc[-600:]
+    loaded.predict_latest(recent)
+    warm = statistics.median(timed(lambda: loaded.predict_latest(recent), 20))
+    script = textwrap.dedent(f"""
+        import time; t0 = time.perf_counter()
+        from pathlib import Path
+        from coffee_ml.data import load_sample
+        from coffee_ml.models.persistence import load_model
+        m = load_model("BTCUSDT", "1h", "lstm", root=Path({str(root)!r}))
+        f = m.predict_latest(load_sample().iloc[-600:])
+        assert len(f) == {ds.horizon}
+        print(time.perf_counter() - t0)""")
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    return [
+        {"benchmark": f"forecast {ds.horizon} steps from a loaded full LSTM (features + forward), warm",
+         "measured": warm, "unit": "s", "target": "< 0.05 s"},
+        {"benchmark": "fresh process: import, load, forecast (wall, interpreter start included)",
+         "measured": wall, "unit": "s", "target": "< 5 s"},
+        {"benchmark": "  of which inside Python after start", "measured": float(out.stdout.split()[-1]),
+         "unit": "s", "target": "(info)"},
+    ]
+
+
+def bench_cuda(ds) -> list[dict]:
+    """Full LSTM for a few epochs on CUDA and on CPU from the same seed: speed-up and agreement."""
+    if not torch.cuda.is_available():
+        return [{"benchmark": "CUDA full LSTM (skipped: no CUDA device here)", "measured": float("nan"),
+                 "unit": "x", "target": "(report)"}]
+    n = min(50_000, len(ds.splits["train"]))
+    sub = type(ds)(**{**ds.__dict__, "splits": {**ds.splits, "train": ds.splits["train"][:n]}})
+    fitted = {dev: LSTMForecaster(max_epochs=3, patience=100, progress=False, device=dev, seed=1).fit(sub)
+              for dev in ("cpu", "cuda")}
+    per_epoch = {dev: float(m.training_.history["seconds"].median()) for dev, m in fitted.items()}
+    rows = ds.splits["test"]
+    diff = np.abs(fitted["cuda"].predict_rows(ds, rows) - fitted["cpu"].predict_rows(ds, rows)).max()
+    return [{"benchmark": f"CUDA ({torch.cuda.get_device_name()}) vs CPU seconds per epoch, full LSTM",
+             "measured": per_epoch["cpu"] / per_epoch["cuda"], "unit": "x", "target": "(report)"},
+            {"benchmark": "max |prediction CUDA - CPU| after 3 epochs (log return)", "measured": float(diff),
+             "unit": "", "target": "< 0.002"}]
+
+
+def run() -> list[dict]:
+    torch.set_num_threads(torch.get_num_threads())
+    candles = load_sample()
+    ds = build_dataset(candles, "1h", window=60, horizon=24)
+    return bench_overhead(ds) + bench_epochs(ds) + bench_predict(ds, candles) + bench_cuda(ds)
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)
