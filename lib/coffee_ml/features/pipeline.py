@@ -130,6 +130,67 @@ def rows_needed(warmup: int, window: int, horizon: int, embargo: int, split: Seq
     return warmup + max(per_part) + 1  # +1 absorbs rounding of the cut rows
 
 
+@dataclass(frozen=True)
+class FeaturePanel:
+    """Everything up to the split: features (warm-up dropped), targets, closes and the rows that
+    may end a gap-free window. Features are causal, so one panel over the whole history serves
+    every fold of a walk-forward test; only the scaler must be refitted per fold."""
+
+    features: pd.DataFrame
+    targets: pd.DataFrame
+    close: pd.Series
+    ends: np.ndarray
+    window: int
+    horizon: int
+    interval: str
+    warmup: int
+    rows_in: int
+    gap_context: int
+    skipped: dict[str, str]
+
+    def dataset(self, splits: dict[str, np.ndarray], fit_rows: tuple[int, int], embargo: int,
+                split_rows: dict[str, tuple[int, int]], scaler: str | FeatureScaler = "standard") -> FeatureDataset:
+        """A dataset with the given window ends per part and a scaler fitted on rows `fit_rows` only."""
+        lo, hi = fit_rows
+        fitted = (FeatureScaler(scaler) if isinstance(scaler, str) else scaler.clone()).fit(self.features.iloc[lo:hi])
+        candidates = max(0, len(self.features) - self.window - self.horizon + 1)
+        first, last = min(r[0] for r in split_rows.values()), max(r[1] for r in split_rows.values())
+        covered = int(((self.ends >= first) & (self.ends < last)).sum())
+        report = DatasetReport(
+            rows_in=self.rows_in, warmup_rows=self.warmup, rows=len(self.features),
+            gaps=count_gaps(self.features.index, self.interval), gap_context=self.gap_context, embargo=embargo,
+            candidate_windows=candidates, windows_dropped_gap=candidates - len(self.ends),
+            windows_dropped_embargo=covered - sum(len(v) for v in splits.values()),
+            windows={k: len(v) for k, v in splits.items()}, split_rows=dict(split_rows),
+            skipped_features=dict(self.skipped))
+        return FeatureDataset(features=self.features, X=fitted.transform(self.features), targets=self.targets,
+                              close=self.close, splits=splits, scaler=fitted, window=self.window,
+                              horizon=self.horizon, interval=self.interval, report=report)
+
+
+def feature_panel(candles: pd.DataFrame, interval: str, features: Iterable[str] | None = None,
+                  groups: Iterable[str] | None = None, window: int = 60, horizon: int = 1,
+                  gap_context: int | None = None) -> FeaturePanel:
+    """Features, forward-return targets and valid window ends for `candles` (see `build_dataset`)."""
+    if window < 1 or horizon < 1:
+        raise ValueError(f"window and horizon must be >= 1, got window={window}, horizon={horizon}")
+    selection = select_features(candles, features, groups)
+    warmup = selection.warmup
+    context = warmup if gap_context is None else gap_context
+    run_start, run_end = run_bounds(candles.index, interval)
+    full = compute_selected(candles, selection)
+    feats = full.iloc[warmup:]
+    bad = (~np.isfinite(feats.to_numpy())).sum(axis=0)
+    if bad.any():
+        detail = ", ".join(f"{name}: {int(k)}" for name, k in zip(feats.columns, bad) if k)
+        raise CandleInputError(f"non-finite feature values after warm-up ({detail})")
+    targets = forward_log_returns(candles["close"], horizon, interval).iloc[warmup:]
+    ends = valid_window_ends(run_start, run_end, window, horizon, context, first_row=warmup) - warmup
+    return FeaturePanel(features=feats, targets=targets, close=candles["close"].iloc[warmup:], ends=ends,
+                        window=window, horizon=horizon, interval=interval, warmup=warmup, rows_in=len(candles),
+                        gap_context=context, skipped=dict(selection.skipped))
+
+
 def build_dataset(candles: pd.DataFrame, interval: str, features: Iterable[str] | None = None,
                   groups: Iterable[str] | None = None, window: int = 60, horizon: int = 1,
                   scaler: str | FeatureScaler = "standard", split: Sequence[float] = (0.7, 0.15, 0.15),
@@ -154,42 +215,17 @@ def build_dataset(candles: pd.DataFrame, interval: str, features: Iterable[str] 
         raise ValueError(f"window and horizon must be >= 1, got window={window}, horizon={horizon}")
     split = tuple(float(f) for f in split)
     embargo = max(window, horizon) if embargo is None else embargo
-    selection = select_features(candles, features, groups)
-    warmup = selection.warmup
-    context = warmup if gap_context is None else gap_context
+    warmup = select_features(candles, features, groups).warmup
     needed = rows_needed(warmup, window, horizon, embargo, split)
     if len(candles) < needed:
         raise CandleInputError(
             f"need at least {needed} rows (warm-up {warmup} + window {window} + horizon {horizon} "
             f"+ embargo {embargo} spread over split {split}), got {len(candles)}")
-    run_start, run_end = run_bounds(candles.index, interval)
-
-    full = compute_selected(candles, selection)
-    feats = full.iloc[warmup:]
-    bad = (~np.isfinite(feats.to_numpy())).sum(axis=0)
-    if bad.any():
-        detail = ", ".join(f"{name}: {int(k)}" for name, k in zip(feats.columns, bad) if k)
-        raise CandleInputError(f"non-finite feature values after warm-up ({detail})")
-    targets = forward_log_returns(candles["close"], horizon, interval).iloc[warmup:]
-
-    ends = valid_window_ends(run_start, run_end, window, horizon, context, first_row=warmup) - warmup
-    bounds = split_bounds(len(feats), split, embargo)
-    splits = assign_splits(ends, bounds, window, horizon)
+    panel = feature_panel(candles, interval, features, groups, window, horizon, gap_context)
+    bounds = split_bounds(len(panel.features), split, embargo)
+    splits = assign_splits(panel.ends, bounds, window, horizon)
     for name, f in zip(SPLIT_NAMES, split):
         if f > 0 and len(splits[name]) == 0:
             raise ValueError(f"split {name!r} has no gap-free window of {window} bars + {horizon} target bars "
                              f"(rows {bounds.rows[name]}); use more data, a shorter window or a different split")
-
-    lo, hi = bounds.rows["train"]
-    fitted = (FeatureScaler(scaler) if isinstance(scaler, str) else scaler.clone()).fit(feats.iloc[lo:hi])
-    candidates = max(0, len(feats) - window - horizon + 1)
-    report = DatasetReport(
-        rows_in=len(candles), warmup_rows=warmup, rows=len(feats), gaps=count_gaps(feats.index, interval),
-        gap_context=context, embargo=embargo, candidate_windows=candidates,
-        windows_dropped_gap=candidates - len(ends),
-        windows_dropped_embargo=len(ends) - sum(len(v) for v in splits.values()),
-        windows={k: len(v) for k, v in splits.items()}, split_rows=dict(bounds.rows),
-        skipped_features=dict(selection.skipped))
-    return FeatureDataset(features=feats, X=fitted.transform(feats), targets=targets,
-                          close=candles["close"].iloc[warmup:], splits=splits, scaler=fitted,
-                          window=window, horizon=horizon, interval=interval, report=report)
+    return panel.dataset(splits, bounds.rows["train"], embargo, bounds.rows, scaler)
