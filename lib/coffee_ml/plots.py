@@ -114,3 +114,53 @@ def forecast_band(frame: pd.DataFrame, step: int, title: str = "") -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def folds_forecast(frame: pd.DataFrame, title: str = "") -> Figure:
+    """Forecast vs actual over the test span, fold by fold (alternate shading marks the folds)."""
+    fig, ax = plt.subplots(figsize=(12, 4))
+    for fold, part in frame.groupby("fold"):
+        if fold % 2:
+            ax.axvspan(part["time"].iloc[0], part["time"].iloc[-1], color="0.93", linewidth=0)
+    ax.fill_between(frame["time"], frame["lower_95"], frame["upper_95"], color="tab:orange", alpha=0.15,
+                    linewidth=0, label="95% interval")
+    ax.plot(frame["time"], frame["actual"], color="k", linewidth=0.7, label="actual")
+    ax.plot(frame["time"], frame["price"], color="tab:orange", linewidth=0.7, label="forecast")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def error_distributions(errors: dict[str, np.ndarray], bins: int = 80, title: str = "") -> Figure:
+    """Histograms of forecast errors (predicted - actual) per model on shared bins."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    allv = np.concatenate([e for e in errors.values()])
+    edges = np.linspace(*np.nanpercentile(allv, [0.5, 99.5]), bins)
+    for name, e in errors.items():
+        ax.hist(np.clip(e, edges[0], edges[-1]), bins=edges, histtype="step", linewidth=1.2, label=name)
+    ax.axvline(0, color="k", linewidth=0.8)
+    ax.set_xlabel("forecast error (price)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def equity_curves(curves: dict[str, pd.DataFrame], title: str = "") -> Figure:
+    """Strategy equity per model against buy-and-hold over the same bars (log scale)."""
+    fig, ax = plt.subplots(figsize=(12, 4))
+    hold = None
+    for name, c in curves.items():
+        ax.plot(c.index, c["strategy"], linewidth=0.9, label=name)
+        hold = c["buy_and_hold"]
+    if hold is not None:
+        ax.plot(hold.index, hold, color="k", linewidth=1.2, label="buy and hold")
+    ax.set_yscale("log")
+    ax.set_ylabel("equity (start = 1)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
