@@ -21,11 +21,11 @@ import pandas as pd
 from coffee_ml import metrics
 from coffee_ml.backtest.folds import Fold, plan_folds
 from coffee_ml.backtest.trading import TradingRules, simulate
+from coffee_ml.data.schema import interval_timedelta
 from coffee_ml.features import FeatureDataset, FeaturePanel, feature_panel
-from coffee_ml.models import Forecaster, make_model
+from coffee_ml.models import NEURAL_MODELS, Forecaster, build_model
 
 METHODS = ("simple", "walk_forward")
-_NEURAL = {"lstm", "gru", "lstm_fast"}
 _ALIASES = {"modelType": "model_type", "from": "start", "to": "end", "retrainEvery": "retrain_every",
             "warmStart": "warm_start", "feeBps": "fee_bps", "slippageBps": "slippage_bps"}
 
@@ -124,27 +124,19 @@ class ModelBacktest:
         """Forecast vs actual price at one step ahead, per origin, with fold and interval bounds."""
         h = step - 1
         p0 = self.last_close
-        out = pd.DataFrame({"fold": self.fold, "time": self.origins + step * pd.Timedelta(self._step()),
+        out = pd.DataFrame({"fold": self.fold, "time": self.origins + step * interval_timedelta(self.interval),
                             "actual": p0 * np.exp(self.y_true[:, h]), "price": p0 * np.exp(self.y_pred[:, h])},
                            index=self.origins)
         for key, arr in self.bounds.items():
             out[key] = p0 * np.exp(arr[:, h])
         return out
 
-    def _step(self) -> pd.Timedelta:
-        from coffee_ml.data.schema import interval_timedelta
-
-        return interval_timedelta(self.interval)
-
 
 def _fit_fold(name: str, request: BacktestRequest, ds: FeatureDataset, previous: Forecaster | None) -> Forecaster:
-    params = dict(request.model_params.get(name, {}))
-    if name in _NEURAL:
-        params = {"seed": request.seed, "progress": False,
-                  **({"max_epochs": request.max_epochs} if request.max_epochs else {}), **params}
-        if request.warm_start and previous is not None:
-            return previous.warm_start(ds, request.warm_epochs)
-    return make_model(name, **params).fit(ds)
+    if request.warm_start and previous is not None and name in NEURAL_MODELS:
+        return previous.warm_start(ds, request.warm_epochs)
+    return build_model(name, request.model_params.get(name), max_epochs=request.max_epochs, seed=request.seed,
+                       progress=False).fit(ds)
 
 
 def walk_forward(panel: FeaturePanel, folds: list[Fold], name: str, request: BacktestRequest,

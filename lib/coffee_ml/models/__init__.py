@@ -21,6 +21,9 @@ MODEL_TYPES: dict[str, Any] = {
 }
 
 
+NEURAL_MODELS = frozenset({"lstm", "gru", "lstm_fast"})
+
+
 def make_model(name: str, **params: Any) -> Forecaster:
     """A model by its name in params files; unknown names list the known ones."""
     try:
@@ -30,5 +33,16 @@ def make_model(name: str, **params: Any) -> Forecaster:
     return factory(**params)
 
 
-__all__ = ["LEVELS", "MODEL_TYPES", "Calibration", "DriftForecaster", "Forecaster", "GRUForecaster",
+def build_model(name: str, params: dict[str, Any] | None = None, *, max_epochs: int | None = None, seed: int = 0,
+                device: str = "auto", progress: bool = True) -> Forecaster:
+    """`make_model` with run-level settings (epochs, seed, device, progress bar) applied to the
+    neural models; entries in `params` override them."""
+    kwargs = dict(params or {})
+    if name in NEURAL_MODELS:
+        kwargs = {"device": device, "seed": seed, "progress": progress,
+                  **({"max_epochs": max_epochs} if max_epochs else {}), **kwargs}
+    return make_model(name, **kwargs)
+
+
+__all__ = ["LEVELS", "MODEL_TYPES", "NEURAL_MODELS", "build_model", "Calibration", "DriftForecaster", "Forecaster", "GRUForecaster",
            "HybridForecaster", "LSTMForecaster", "NaiveForecaster", "contexts", "fast_lstm", "make_model"]

@@ -68,25 +68,24 @@ class RNNForecaster(Forecaster):
     def _net(self, n_features: int, horizon: int) -> SequenceNet:
         return SequenceNet(self.cell, n_features, self.hidden, self.layers, self.dropout, horizon)
 
-    def _fit(self, ds: FeatureDataset) -> None:
-        seed_everything(self.seed)
-        self.net_ = self._net(ds.X.shape[1], ds.horizon)
-        config = TrainConfig(lr=self.lr, loss=self.loss, max_epochs=self.max_epochs, patience=self.patience,
+    def _train(self, ds: FeatureDataset, epochs: int) -> None:
+        config = TrainConfig(lr=self.lr, loss=self.loss, max_epochs=epochs, patience=self.patience,
                              grad_clip=self.grad_clip, seed=self.seed, device=self.device, progress=self.progress)
+        seed_everything(self.seed)
         self.training_: TrainResult = train(
             _Windowed(self.net_, self.window),
             ds.loader("train", batch_size=self.batch_size, seed=self.seed),
             ds.loader("val", batch_size=4 * self.batch_size), config)
         self.device_ = self.training_.device
 
+    def _fit(self, ds: FeatureDataset) -> None:
+        seed_everything(self.seed)
+        self.net_ = self._net(ds.X.shape[1], ds.horizon)
+        self._train(ds, self.max_epochs)
+
     def warm_start(self, ds: FeatureDataset, epochs: int) -> "RNNForecaster":
         """Fine-tune the current weights on a new dataset for a few epochs, then recalibrate."""
-        config = TrainConfig(lr=self.lr, loss=self.loss, max_epochs=epochs, patience=self.patience,
-                             grad_clip=self.grad_clip, seed=self.seed, device=self.device, progress=self.progress)
-        seed_everything(self.seed)
-        self.training_ = train(_Windowed(self.net_, self.window),
-                               ds.loader("train", batch_size=self.batch_size, seed=self.seed),
-                               ds.loader("val", batch_size=4 * self.batch_size), config)
+        self._train(ds, epochs)
         self.calibrate(ds, "val")
         return self
 

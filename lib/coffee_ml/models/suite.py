@@ -7,11 +7,8 @@ from typing import Any
 import pandas as pd
 
 from coffee_ml.features import FeatureDataset
-from coffee_ml.models import MODEL_TYPES, Forecaster, make_model
-from coffee_ml.models.baselines import NaiveForecaster
+from coffee_ml.models import Forecaster, build_model
 from coffee_ml.models.forecast import evaluate
-
-_TRAINED = {"lstm", "gru", "lstm_fast"}
 
 
 def fit_models(ds: FeatureDataset, names: list[str], params: dict[str, dict[str, Any]] | None = None,
@@ -25,13 +22,8 @@ def fit_models(ds: FeatureDataset, names: list[str], params: dict[str, dict[str,
         raise ValueError(f"model params given for {', '.join(sorted(unknown))}, which are not in models={names}")
     fitted: dict[str, Forecaster] = {}
     for name in dict.fromkeys([*names, "naive"]):
-        kwargs = dict(params.get(name, {}))
-        if name in _TRAINED:
-            kwargs = {"device": device, "seed": seed, "progress": progress,
-                      **({"max_epochs": max_epochs} if max_epochs else {}), **kwargs}
-        if name not in MODEL_TYPES:
-            raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_TYPES)}")
-        fitted[name] = make_model(name, **kwargs).fit(ds) if name != "naive" else NaiveForecaster().fit(ds)
+        fitted[name] = build_model(name, params.get(name), max_epochs=max_epochs, seed=seed, device=device,
+                                   progress=progress).fit(ds)
     return fitted
 
 
