@@ -135,3 +135,16 @@ def test_metrics_against_hand_computed_values():
     yt, yp = y_true.ravel(), y_pred.ravel()
     assert row["r2"] == pytest.approx(1 - np.sum((yt - yp) ** 2) / np.sum((yt - yt.mean()) ** 2))
     assert np.isnan(metrics.directional_accuracy(yt, np.zeros(2)))
+
+
+def test_output_scale_comes_from_training_targets_only(ds):
+    model = LSTMForecaster(**{**TINY, "max_epochs": 1}).fit(ds)
+    expected = ds.y[ds.splits["train"]].std(axis=0)
+    np.testing.assert_allclose(model.net_.output_scale.numpy(), expected, rtol=1e-6)
+    poisoned_y = ds.targets.copy()
+    later = np.concatenate([ds.splits["val"], ds.splits["test"]])
+    poisoned_y.iloc[later] = 5.0
+    poisoned = dataclasses.replace(ds, targets=poisoned_y)
+    again = LSTMForecaster(**{**TINY, "max_epochs": 1}).fit(poisoned)
+    np.testing.assert_array_equal(again.net_.output_scale.numpy(), model.net_.output_scale.numpy())
+    assert "output_scale" in model.tensors()  # saved with the weights

@@ -15,7 +15,12 @@ from coffee_ml.training import TrainConfig, TrainResult, choose_device, seed_eve
 
 
 class SequenceNet(nn.Module):
-    """`cell` ("lstm" | "gru") over (batch, time, features); the last step's state -> H outputs."""
+    """`cell` ("lstm" | "gru") over (batch, time, features); the last step's state -> H outputs.
+
+    The head works in units of `output_scale` (a buffer: the training targets' standard deviation
+    per horizon, saved with the weights), so a freshly initialised net already predicts moves of
+    a plausible size instead of spending its first epochs shrinking outputs ~100x.
+    """
 
     def __init__(self, cell: str, n_features: int, hidden: int, layers: int, dropout: float, horizon: int) -> None:
         super().__init__()
@@ -23,10 +28,11 @@ class SequenceNet(nn.Module):
         self.rnn = rnn(n_features, hidden, num_layers=layers, batch_first=True,
                        dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Linear(hidden, horizon)
+        self.register_buffer("output_scale", torch.ones(horizon))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)
-        return self.head(out[:, -1])
+        return self.head(out[:, -1]) * self.output_scale
 
 
 class _Windowed(nn.Module):
@@ -81,6 +87,8 @@ class RNNForecaster(Forecaster):
     def _fit(self, ds: FeatureDataset) -> None:
         seed_everything(self.seed)
         self.net_ = self._net(ds.X.shape[1], ds.horizon)
+        scale = ds.y[ds.splits["train"]].std(axis=0)  # training targets only
+        self.net_.output_scale.copy_(torch.as_tensor(np.where(scale > 0, scale, 1.0), dtype=torch.float32))
         self._train(ds, self.max_epochs)
 
     def warm_start(self, ds: FeatureDataset, epochs: int) -> "RNNForecaster":
