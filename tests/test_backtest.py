@@ -100,3 +100,18 @@ def test_simple_method_is_one_fold_and_warm_start_fine_tunes(candles):
     assert len(simple.folds) == 1
     warm = run_backtest(_request(modelType="lstm", warm_start=True, warm_epochs=1), candles=candles).results["lstm"]
     assert warm.folds["epochs"].iloc[0] == 2 and (warm.folds["epochs"].iloc[1:] == 1).all()
+
+
+def test_kept_models_of_the_last_fold_can_be_saved(candles, tmp_path):
+    from coffee_ml.models.persistence import load_model, save_model
+
+    report = run_backtest(_request(modelType=["hybrid", "drift"]), candles=candles, keep_models=True)
+    last = report.results["hybrid"]
+    lo, hi = report.folds[-1].test_rows
+    ends = last.final_dataset.splits["test"]
+    assert len(ends) and ends.min() >= lo and ends.max() < hi  # the model of the last fold
+    ref = save_model(last.final_model, last.final_dataset, symbol="BTCUSDT", name="hybrid", root=tmp_path,
+                     extra={"backtest": report.summary().loc["hybrid"].to_dict()})
+    loaded = load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
+    assert loaded.metadata["backtest"]["verdict"].startswith("beats naive: ")
+    assert ref.version == "v0001"

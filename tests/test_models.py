@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from torch import nn
 
@@ -43,7 +44,8 @@ def test_every_model_fits_predicts_and_is_calibrated(ds, name, params):
     test_rows = ds.splits["test"]
     pred = model.predict_rows(ds, test_rows)
     assert pred.shape == (len(test_rows), 6) and np.isfinite(pred).all()
-    frame = predict_split(model, ds, "test")
+    frame = model.predict(ds, "test")
+    pd.testing.assert_frame_equal(frame, predict_split(model, ds, "test"))
     assert len(frame) == 6 * len(test_rows)
     assert (frame["lower_95"] <= frame["lower_80"]).all() and (frame["lower_80"] <= frame["price"]).all()
     assert (frame["price"] <= frame["upper_80"]).all() and (frame["upper_80"] <= frame["upper_95"]).all()

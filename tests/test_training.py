@@ -81,3 +81,18 @@ def test_cuda_training_matches_cpu_predictions(ds):
     assert gpu.training_.device.startswith("cuda")
     rows = ds.splits["test"]
     np.testing.assert_allclose(gpu.predict_rows(ds, rows), cpu.predict_rows(ds, rows), atol=2e-3)
+
+
+def test_fine_tuning_keeps_the_starting_weights_when_they_validate_better():
+    torch.manual_seed(1)
+    x = torch.randn(512, 4)
+    y = x.sum(dim=1, keepdim=True)
+    module = nn.Linear(4, 1)
+    with torch.no_grad():  # start at the validation optimum (val targets are -y)
+        module.weight.fill_(-1.0)
+        module.bias.zero_()
+    start = [p.detach().clone() for p in module.parameters()]
+    result = train(module, _batches(x, y), _batches(x, -y),
+                   TrainConfig(lr=0.05, max_epochs=3, patience=5, keep_initial=True, progress=False))
+    assert result.best_epoch == 0 and result.best_val_loss == pytest.approx(0.0, abs=1e-12)
+    assert all(torch.equal(a, b) for a, b in zip(start, module.parameters()))

@@ -46,6 +46,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    keep_initial: bool = False  # fine-tuning: the starting weights compete as "epoch 0"
 
     def loss_fn(self) -> nn.Module:
         if self.loss == "mse":
@@ -94,13 +95,19 @@ def train(module: nn.Module, train_batches: Iterable, val_batches: Iterable, con
     """Fit `module` in place; on return it holds the weights of the best validation epoch.
 
     Mean loss per target value is reported for both parts. Early stopping waits `patience`
-    epochs without a better validation loss, then restores the best weights.
+    epochs without a better validation loss, then restores the best weights (with
+    `keep_initial`, the weights it started from count as epoch 0 and may be the ones restored).
     """
     device = choose_device(config.device)
     module.to(device)
     loss_fn = config.loss_fn()
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     best_loss, best_epoch, best_state, waited = float("inf"), 0, None, 0
+    if config.keep_initial:  # fine-tuning must not end worse on validation than where it started
+        module.eval()
+        with torch.no_grad():
+            best_loss = _epoch(module, val_batches, loss_fn, device, None, None)
+        best_state = copy.deepcopy(module.state_dict())
     rows = []
     t_start = time.perf_counter()
     bar = tqdm(range(1, config.max_epochs + 1), desc=f"training on {device}", unit="epoch",

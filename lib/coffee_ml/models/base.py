@@ -9,7 +9,7 @@ serves every model), and only bars <= t.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from coffee_ml.estimator import ParamsMixin
 from coffee_ml.features import FeatureDataset
 from coffee_ml.models.calibration import Calibration
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def contexts(ds: FeatureDataset, end_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +55,13 @@ class Forecaster(ParamsMixin):
     def predict_returns(self, X: np.ndarray, log_close: np.ndarray) -> np.ndarray:
         """(n, H) predicted cumulative log returns from (n, L, F) windows and (n, L) log closes."""
         raise NotImplementedError
+
+    def predict(self, ds: FeatureDataset, split: str = "test") -> "pd.DataFrame":
+        """Forecast table for every window of a split: per origin and step a timestamp, the price,
+        80%/95% bounds, confidence and the realised price (see `models.forecast.predict_split`)."""
+        from coffee_ml.models.forecast import predict_split
+
+        return predict_split(self, ds, split)
 
     def predict_rows(self, ds: FeatureDataset, end_rows: np.ndarray) -> np.ndarray:
         return self.predict_returns(*contexts(ds, end_rows))

@@ -74,9 +74,10 @@ class RNNForecaster(Forecaster):
     def _net(self, n_features: int, horizon: int) -> SequenceNet:
         return SequenceNet(self.cell, n_features, self.hidden, self.layers, self.dropout, horizon)
 
-    def _train(self, ds: FeatureDataset, epochs: int) -> None:
+    def _train(self, ds: FeatureDataset, epochs: int, keep_initial: bool = False) -> None:
         config = TrainConfig(lr=self.lr, loss=self.loss, max_epochs=epochs, patience=self.patience,
-                             grad_clip=self.grad_clip, seed=self.seed, device=self.device, progress=self.progress)
+                             grad_clip=self.grad_clip, seed=self.seed, device=self.device, progress=self.progress,
+                             keep_initial=keep_initial)
         seed_everything(self.seed)
         self.training_: TrainResult = train(
             _Windowed(self.net_, self.window),
@@ -92,8 +93,9 @@ class RNNForecaster(Forecaster):
         self._train(ds, self.max_epochs)
 
     def warm_start(self, ds: FeatureDataset, epochs: int) -> "RNNForecaster":
-        """Fine-tune the current weights on a new dataset for a few epochs, then recalibrate."""
-        self._train(ds, epochs)
+        """Fine-tune the current weights on a new dataset for a few epochs (kept only where they
+        improve the new validation loss), then recalibrate."""
+        self._train(ds, epochs, keep_initial=True)
         self.calibrate(ds, "val")
         return self
 
