@@ -90,7 +90,10 @@ def test_comparison_runs_identical_folds_in_parallel(candles):
         assert parallel.results[name].origins.equals(parallel.results["naive"].origins)
     table = parallel.summary()
     assert table.loc["naive", "verdict"] == "baseline"
-    assert table.loc["hybrid", "verdict"].startswith("beats naive: ")
+    for name in ("hybrid", "drift"):
+        row = table.loc[name]
+        beats = row["dm_pvalue"] < 0.05 and row["dm_stat"] < 0
+        assert row["verdict"].startswith(f"beats naive: {'yes' if beats else 'no'} at p<0.05")
     assert {"dm_pvalue", "dir_acc_lo", "dir_acc_hi", "coverage_80", "strategy_sharpe"} <= set(table.columns)
     assert table.attrs["buy_and_hold"]["bars"] == len(parallel.results["naive"].origins)
 
@@ -113,5 +116,5 @@ def test_kept_models_of_the_last_fold_can_be_saved(candles, tmp_path):
     ref = save_model(last.final_model, last.final_dataset, symbol="BTCUSDT", name="hybrid", root=tmp_path,
                      extra={"backtest": report.summary().loc["hybrid"].to_dict()})
     loaded = load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
-    assert loaded.metadata["backtest"]["verdict"].startswith("beats naive: ")
+    assert loaded.metadata["backtest"]["verdict"] == report.summary().loc["hybrid", "verdict"]
     assert ref.version == "v0001"

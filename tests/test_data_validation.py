@@ -116,3 +116,21 @@ def test_directory_import_and_unknown_paths(tmp_path, shared_data):
     assert len(files) == 31 and len(frame) == 44640 and frame["open_time"].is_monotonic_increasing
     with pytest.raises(FileNotFoundError, match="nope.csv: no such file"):
         read_files([tmp_path / "nope.csv"], "1m")
+
+
+def test_a_jump_forward_blames_the_row_that_jumped(tmp_path, raw_lines):
+    # row 20 jumps 10 minutes ahead, row 21 is back on schedule: row 20 is the bad one
+    lines = _edit(raw_lines, 20, {0: str(1709251200000 + 29 * 60000), 6: str(1709251200000 + 30 * 60000 - 1)})
+    with pytest.raises(CandleValidationError, match=rf"{DAY} row 20: non-monotonic timestamp "
+                                                     r"\(2024-03-01 00:20:00\+00:00 comes before 2024-03-01 00:29"):
+        read_files([_write(tmp_path, lines)], "1m")
+
+
+def test_binance_files_with_a_header_keep_every_column(tmp_path, raw_lines):
+    header = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+              "taker_buy_quote_volume,ignore")
+    path = _write(tmp_path, [header] + raw_lines[:30])
+    _, frame = read_files([path], "1m")
+    assert frame["trades"].iloc[0] == 1634 and frame["taker_buy_base"].notna().all()
+    with pytest.raises(CandleValidationError, match=rf"{DAY} row 2: mixed intervals"):
+        read_files([path], "1h")

@@ -66,6 +66,16 @@ def test_versions_list_promote_delete(trained, tmp_path):
     registry.delete(refs[0])
     assert registry.list_models(tmp_path)["version"].tolist() == ["v0002", "v0003"]
     assert registry.resolve("BTCUSDT", "1h", "hybrid", root=tmp_path).version == "v0003"
+    registry.delete(refs[2])  # the latest: its number must never name another model
+    assert save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path).version == "v0004"
+
+
+def test_metadata_cannot_override_integrity_fields(trained, tmp_path):
+    _, ds, _, hybrid = trained
+    save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path,
+               extra={"weights_sha256": "0" * 64, "format": "mine", "note": "kept"})
+    loaded = load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
+    assert loaded.metadata["note"] == "kept" and loaded.metadata["format"] == registry.FORMAT
 
 
 def test_a_crash_while_saving_leaves_nothing_behind(trained, tmp_path, monkeypatch):
@@ -79,7 +89,7 @@ def test_a_crash_while_saving_leaves_nothing_behind(trained, tmp_path, monkeypat
     with pytest.raises(OSError, match="disk full"):
         save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path)
     monkeypatch.undo()
-    assert sorted(os.listdir(tmp_path / "BTCUSDT/1h/hybrid")) == ["v0001"]
+    assert sorted(os.listdir(tmp_path / "BTCUSDT/1h/hybrid")) == [".last_version", "v0001"]  # no staging left
     load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
 
 
@@ -110,13 +120,15 @@ def test_corrupted_or_foreign_files_fail_clearly(trained, tmp_path):
         load_model("BTCUSDT", "1h", "lstm", "v0009", root=tmp_path)
 
 
-def test_predict_latest_refuses_a_gap_in_the_window(trained, tmp_path):
+@pytest.mark.parametrize("bars_back", [5, 24 + 20])  # inside the window; in the look-back before it
+def test_predict_latest_refuses_a_gap_in_its_inputs(trained, tmp_path, bars_back):
     candles, ds, _, hybrid = trained
     save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path)
     loaded = load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
-    holed = candles.iloc[-500:].drop(candles.index[-5])
+    holed = candles.iloc[-500:].drop(candles.index[-bars_back])
     with pytest.raises(ValueError, match="not consecutive 1h bars"):
         loaded.predict_latest(holed)
+    loaded.predict_latest(candles.iloc[-500:].drop(candles.index[-300]))  # an older gap does not matter
 
 
 def test_models_cli(trained, capsys, monkeypatch, tmp_path):

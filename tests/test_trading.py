@@ -28,11 +28,14 @@ def test_position_at_t_earns_the_next_bar():
     assert summary.loc["strategy", "turnover"] == 1 + 0 + 2 + 1
 
 
-def test_positions_do_not_depend_on_realised_returns():
-    pred = np.random.default_rng(0).normal(size=50)
-    a, _ = simulate(_times(50), pred, np.zeros(50), "1h")
-    b, _ = simulate(_times(50), pred, np.random.default_rng(1).normal(0, 0.01, 50), "1h")
-    np.testing.assert_array_equal(a["position"], b["position"])
+def test_bars_without_a_forecast_are_held_flat_and_cost_a_round_trip():
+    times = _times(6)[[0, 1, 4, 5]]  # no forecast for the bars after 02:00 and 03:00
+    r = np.log(np.array([1.01, 1.02, 1.03, 0.99]))
+    curves, summary = simulate(times, np.ones(4), r, "1h", TradingRules(fee_bps=10, slippage_bps=0))
+    # enter (1), hold, exit + re-enter around the hole (2), hold
+    np.testing.assert_allclose(curves["strategy"], np.cumprod([1.01 - 0.001, 1.02, 1.03 - 0.002, 0.99]))
+    assert summary.loc["strategy", "turnover"] == 3
+    assert summary.loc["buy_and_hold", "turnover"] == 1
 
 
 def test_costs_threshold_and_long_only():
@@ -91,3 +94,13 @@ def test_diebold_mariano_detects_a_clearly_better_forecast():
     table = forecast_metrics(y, good, np.full(500, 100.0), significance=True)
     assert table.loc["1", "dm_stat"] < 0 and table.loc["1", "dm_pvalue"] < 1e-6
     assert table.loc["1", "dir_acc_lo"] < table.loc["1", "dir_acc"] < table.loc["1", "dir_acc_hi"]
+
+
+def test_direction_interval_uses_the_effective_sample_size():
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 0.01, (400, 4))
+    table = forecast_metrics(y, y + rng.normal(0, 0.01, y.shape), np.full(400, 100.0), significance=True)
+    assert table.loc["1", "dir_acc_n_eff"] == 400 and table.loc["3", "dir_acc_n_eff"] == pytest.approx(400 / 3)
+    assert table.loc["all", "dir_acc_n_eff"] == pytest.approx(400 * 4 / 16)  # n origins / H
+    width = table["dir_acc_hi"] - table["dir_acc_lo"]
+    assert width.loc["all"] > width.loc["1"]

@@ -40,10 +40,10 @@ def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
     return float(np.mean((actual >= lower) & (actual <= upper)))
 
 
-def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
+def wilson_interval(successes: float, trials: float, z: float = 1.959963984540054) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95% by default); sound near 0 and 1 and
-    for small n, unlike the normal approximation."""
-    if trials == 0:
+    for small n, unlike the normal approximation. Takes effective (possibly fractional) counts."""
+    if trials <= 0:
         return float("nan"), float("nan")
     p = successes / trials
     denom = 1 + z**2 / trials
@@ -83,8 +83,9 @@ def forecast_metrics(y_true: np.ndarray, y_pred: np.ndarray, last_close: np.ndar
 
     Price terms: mae, rmse, mape, mean/max/min_error (signed, predicted - actual); return terms
     (log returns): ret_mae, ret_rmse, r2, dir_acc. With `significance`, also the 95% Wilson
-    interval of dir_acc and the Diebold-Mariano test of absolute price errors against naive
-    ("all" pools the horizons per origin, so the test respects the overlap of forecasts).
+    interval of dir_acc on an effective sample size (forecasts h bars ahead from consecutive bars
+    overlap, so n/h independent outcomes; n/H for "all") and the Diebold-Mariano test of absolute
+    price errors against naive ("all" pools the horizons per origin).
     """
     y_true, y_pred = np.atleast_2d(y_true), np.atleast_2d(y_pred)
     p0 = np.asarray(last_close, dtype=float)[:, None]
@@ -104,7 +105,12 @@ def forecast_metrics(y_true: np.ndarray, y_pred: np.ndarray, last_close: np.ndar
         if significance:
             side = yp != 0
             hits = int((np.sign(yp[side]) == np.sign(yt[side])).sum())
-            row["dir_acc_lo"], row["dir_acc_hi"] = wilson_interval(hits, int(side.sum()))
+            # h-bar forecasts from consecutive origins overlap, and the horizons of one origin
+            # share a path: count ~ one independent outcome per `lag` origins (x columns pooled)
+            overlap = lag * (yt.shape[1] if yt.ndim == 2 else 1)
+            n_eff = int(side.sum()) / overlap
+            row["dir_acc_lo"], row["dir_acc_hi"] = wilson_interval(hits / overlap, n_eff)
+            row["dir_acc_n_eff"] = n_eff
             loss_m, loss_n = np.abs(err), np.abs(a - n)
             if loss_m.ndim == 2:  # pool horizons per origin
                 loss_m, loss_n = loss_m.mean(axis=1), loss_n.mean(axis=1)

@@ -27,7 +27,7 @@ import torch
 from coffee_ml import config
 
 FORMAT = "coffee-ml-model/1"
-WEIGHTS, METADATA, PRODUCTION = "weights.pt", "metadata.json", "production"
+WEIGHTS, METADATA, PRODUCTION, LAST_VERSION = "weights.pt", "metadata.json", "production", ".last_version"
 _VERSION = re.compile(r"^v(\d{4,})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -67,20 +67,36 @@ def _versions(model_dir: Path) -> list[str]:
     return sorted(found, key=lambda v: int(v[1:]))
 
 
+def _last_number(model_dir: Path) -> int:
+    """Highest version number ever used here: existing folders and the counter that outlives
+    deletions, so a deleted version's number never comes back for a different model."""
+    existing = _versions(model_dir)
+    counter = model_dir / LAST_VERSION
+    recorded = int(counter.read_text().strip() or 0) if counter.is_file() else 0
+    return max(int(existing[-1][1:]) if existing else 0, recorded)
+
+
+def _record_number(model_dir: Path, number: int) -> None:
+    tmp = model_dir / f".{LAST_VERSION}.{os.getpid()}"
+    tmp.write_text(f"{max(number, _last_number(model_dir))}\n")
+    os.replace(tmp, model_dir / LAST_VERSION)
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 def save(tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, symbol: str, interval: str, model: str,
          root: Path | None = None) -> ModelRef:
-    """Write a new version atomically and return where it went (versions count up: v0001, v0002...)."""
+    """Write a new version atomically and return where it went (v0001, v0002, ...; a number is
+    never reused, even after its version is deleted)."""
     target_dir = _model_dir(symbol, interval, model, root)
     target_dir.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, buf)
     weights = buf.getvalue()
-    meta = {"format": FORMAT, "symbol": symbol, "interval": interval, "model": model,
-            "saved_at": datetime.now(timezone.utc).isoformat(), "weights_sha256": _sha256(weights), **metadata}
+    meta = {**metadata, "format": FORMAT, "symbol": symbol, "interval": interval, "model": model,
+            "saved_at": datetime.now(timezone.utc).isoformat(), "weights_sha256": _sha256(weights)}
     body = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
     staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=target_dir))
     try:
@@ -90,14 +106,14 @@ def save(tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, symbol: 
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
         while True:  # another process may take the same number first: take the next one
-            existing = _versions(target_dir)
-            version = f"v{(int(existing[-1][1:]) + 1 if existing else 1):04d}"
+            version = f"v{_last_number(target_dir) + 1:04d}"
             try:
                 os.rename(staging, target_dir / version)
                 break
             except OSError:
                 if not (target_dir / version).exists():
                     raise
+        _record_number(target_dir, int(version[1:]))
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coffee_ml.features.windows import SplitBounds, assign_splits
+
 
 @dataclass(frozen=True)
 class Fold:
@@ -23,9 +25,8 @@ class Fold:
     def ends(self, ends: np.ndarray, window: int, horizon: int) -> dict[str, np.ndarray]:
         """Window ends per part. Training samples lie wholly inside their part (window and
         targets); a test origin may read any earlier bar, so only the origin must be in the block."""
-        first, last = ends - (window - 1), ends + horizon
-        inside = {name: ends[(first >= lo) & (last < hi)]
-                  for name, (lo, hi) in (("train", self.fit_rows), ("val", self.val_rows))}
+        inside = assign_splits(ends, SplitBounds({"train": self.fit_rows, "val": self.val_rows}, (0, 0), 0),
+                               window, horizon)
         lo, hi = self.test_rows
         inside["test"] = ends[(ends >= lo) & (ends < hi)]
         return inside

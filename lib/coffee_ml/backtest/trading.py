@@ -3,8 +3,8 @@
 Timing: the position held over bar t -> t+1 is decided at the close of bar t from the forecast
 made with data up to t; it earns close[t+1]/close[t] - 1. Changing the position costs
 (fee + slippage) basis points of the traded notional. Bars without a forecast (gaps, the edges of
-the test span) are held flat by the strategy and skipped by buy-and-hold alike, so both are
-measured over exactly the same bars.
+the test span) are held flat by the strategy, which closes before and reopens after them, paying
+both trades. Buy-and-hold stays invested (one entry) and both are measured on the same bars.
 """
 
 from __future__ import annotations
@@ -39,8 +39,11 @@ def positions(pred_returns: np.ndarray, rules: TradingRules) -> np.ndarray:
     return p
 
 
-def _curve(pos: np.ndarray, bar_ret: np.ndarray, cost: float) -> tuple[np.ndarray, np.ndarray]:
-    trades = np.abs(np.diff(pos, prepend=0.0))
+def _curve(pos: np.ndarray, bar_ret: np.ndarray, cost: float, breaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Net return per evaluated bar; at a break (bars without a forecast before this origin) the
+    previous position is closed and the new one opened, both paid for."""
+    prev = np.concatenate([[0.0], pos[:-1]])
+    trades = np.where(breaks, np.abs(prev) + np.abs(pos), np.abs(pos - prev))
     net = pos * bar_ret - cost * trades
     return net, trades
 
@@ -76,9 +79,11 @@ def simulate(origins: pd.DatetimeIndex, pred_returns: np.ndarray, next_bar_retur
     bar_ret = np.expm1(np.asarray(next_bar_returns, dtype=float))
     pos = positions(np.asarray(pred_returns, dtype=float), rules)
     bpy = SECONDS_PER_YEAR / interval_seconds(interval)
-    net, trades = _curve(pos, bar_ret, cost)
+    step = pd.Timedelta(seconds=interval_seconds(interval))
+    breaks = np.concatenate([[False], (origins[1:] - origins[:-1]) != step])
+    net, trades = _curve(pos, bar_ret, cost, breaks)
     hold = np.ones_like(bar_ret)
-    hold_net, hold_trades = _curve(hold, bar_ret, cost)
+    hold_net, hold_trades = _curve(hold, bar_ret, cost, np.zeros_like(breaks))
     curves = pd.DataFrame({"position": pos, "strategy": np.cumprod(1 + net), "buy_and_hold": np.cumprod(1 + hold_net)},
                           index=origins)
     summary = pd.DataFrame({"strategy": performance(net, trades, pos, bar_ret, bpy),

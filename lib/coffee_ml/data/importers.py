@@ -111,8 +111,11 @@ def detect_format(path: Path) -> str:
     if path.suffix.lower() != ".csv":
         raise ValueError(f"{path}: cannot tell the format from the extension; pass --format binance|csv|parquet")
     with path.open() as fh:
-        first = fh.readline().split(",")
-    return "binance" if len(first) == len(BINANCE_COLUMNS) and first[0].strip().isdigit() else "csv"
+        first = [f.strip().lower() for f in fh.readline().split(",")]
+    if len(first) != len(BINANCE_COLUMNS):
+        return "csv"
+    # headerless dumps start with a number; newer dumps carry a header naming open and close time
+    return "binance" if first[0].isdigit() or (first[0] == "open_time" and "close_time" in first) else "csv"
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:

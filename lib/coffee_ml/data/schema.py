@@ -52,7 +52,7 @@ def _first_bad(source: str, rows: np.ndarray, mask: np.ndarray, rule: str, detai
 
 
 def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") -> pd.DataFrame:
-    """Check a candle frame and return it sorted, de-duplicated and with canonical dtypes.
+    """Check a candle frame (in time order) and return it de-duplicated with canonical dtypes.
 
     `df` has `open_time` (tz-aware UTC) and the price/volume columns; an optional `_row` column
     holds the source row numbers used in error messages (defaults to 1..n). Raises
@@ -80,7 +80,7 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
             continue
         raw = df[col]
         if raw.dtype == object or pd.api.types.is_string_dtype(raw):
-            raw = raw.str.strip().replace("", None)  # an empty field is a missing value, not text
+            raw = raw.astype("string").str.strip().replace("", pd.NA)  # an empty field is missing, not text
             values = pd.to_numeric(raw, errors="coerce")
         else:
             values = raw
@@ -109,8 +109,13 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
     _first_bad(source, rows, t % (step * 1000) != 0, f"timestamp not aligned to {interval} bars",
                lambda i: f"open_time={out['open_time'].iloc[i]}")
     dt = np.diff(t)
-    _first_bad(source, rows[1:], dt < 0, "non-monotonic timestamp",
-               lambda i: f"{out['open_time'].iloc[i + 1]} comes after {out['open_time'].iloc[i]}")
+    back = np.flatnonzero(dt < 0)
+    if len(back):
+        j = int(back[0])  # t[j + 1] < t[j]: blame row j if it is the one that jumped forward
+        culprit = j if j >= 1 and t[j + 1] > t[j - 1] else j + 1
+        more = f"; {len(back) - 1} more step(s) back in time" if len(back) > 1 else ""
+        raise CandleValidationError(source, int(rows[culprit]), "non-monotonic timestamp",
+                                    f"{out['open_time'].iloc[j + 1]} comes before {out['open_time'].iloc[j]}{more}")
     dup = np.concatenate([[False], dt == 0])
     if dup.any():
         warnings.warn(f"{source}: dropped {int(dup.sum())} duplicate candle(s) (first at row {int(rows[dup][0])})",

@@ -67,7 +67,11 @@ def _candle_frame(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What an import did: rows read from the files, new keys added, rows that replaced stored ones."""
+    """What an import did: rows read from the files, new keys added, rows that replaced stored ones.
+
+    `added`/`replaced` come from counts before and after the insert: exact on the embedded store
+    (its lock serialises writers), approximate on a server if another import overlaps in time.
+    """
 
     symbol: str
     interval: str

@@ -39,7 +39,7 @@ class Forecaster(ParamsMixin):
     window: int
 
     def fit(self, ds: FeatureDataset) -> "Forecaster":
-        """Fit on the train split (early stopping or model selection on val), then calibrate on val."""
+        """Fit on the train split (neural models stop early on val), then calibrate on val."""
         if self.window > ds.window:
             raise ValueError(f"{self.model_type} needs windows of {self.window} bars; the dataset has {ds.window}")
         self.horizon_ = ds.horizon

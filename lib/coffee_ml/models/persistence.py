@@ -17,7 +17,7 @@ import pandas as pd
 
 from coffee_ml import provenance, registry
 from coffee_ml.data.schema import interval_timedelta
-from coffee_ml.features import FeatureDataset, FeatureScaler, compute_features
+from coffee_ml.features import FEATURES, FeatureDataset, FeatureScaler, compute_features
 from coffee_ml.models.base import Forecaster
 from coffee_ml.models.baselines import DriftForecaster, NaiveForecaster
 from coffee_ml.models.forecast import evaluate, price_frame
@@ -67,16 +67,20 @@ class LoadedModel:
         """Forecast the next H bars after the last candle (features computed on `candles`).
 
         Pass enough history for the indicators' look-back (a few hundred bars beyond it keeps
-        EMA-type features within float noise of their training values). The last `window` bars
-        must be consecutive: a forecast never reads across a missing bar.
+        EMA-type features within float noise of their training values). The last `window` bars and
+        the feature look-back before them must be consecutive, as for every training window.
         """
+        lookback = max(FEATURES[name].lookback for name in self.feature_names)
+        span = candles.index[-(self.window + lookback):]
+        if len(span) < self.window + lookback:
+            raise ValueError(f"need at least {self.window + lookback} candles (window {self.window} + feature "
+                             f"look-back {lookback}), got {len(candles)}")
+        if ((span[1:] - span[:-1]) != interval_timedelta(self.interval)).any():
+            raise ValueError(f"the last {self.window + lookback} candles (window + feature look-back) are not "
+                             f"consecutive {self.interval} bars (gap): as in training, no input reads across one")
         feats = compute_features(candles, features=self.feature_names).iloc[-self.window:]
-        if len(feats) < self.window:
-            raise ValueError(f"need at least {self.window} candles after the feature look-back, got {len(feats)}")
         if not np.isfinite(feats.to_numpy()).all():
             raise ValueError("features are not finite over the last window: pass more history")
-        if ((feats.index[1:] - feats.index[:-1]) != interval_timedelta(self.interval)).any():
-            raise ValueError(f"the last {self.window} candles are not consecutive {self.interval} bars (gap)")
         X = self.scaler.transform(feats)[None]
         log_close = np.log(candles["close"].to_numpy(dtype=np.float64)[-self.window:])[None]
         pred = self.model.predict_returns(X, log_close)
