@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Override for a GPU build, e.g. make setup TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+# Override for a GPU build: make setup TORCH_SPEC="torch==2.13.0 --index-url <CUDA wheel index>"
 TORCH_SPEC ?= torch==2.13.0
 PARAMS ?= params/quickstart.yaml
 export MPLBACKEND := Agg
