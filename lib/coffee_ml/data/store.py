@@ -49,6 +49,11 @@ def to_utc(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def _check_symbol(symbol: str) -> None:
+    if not SYMBOL_RE.fullmatch(symbol or ""):
+        raise ValueError(f"symbol {symbol!r} is invalid: expected 1-32 upper-case letters, digits, '.', '_' or '-'")
+
+
 def _ms(value: str | pd.Timestamp | None, default: int) -> int:
     ts = to_utc(value)
     return default if ts is None else int(ts.value // 1_000_000)
@@ -200,8 +205,7 @@ class CandleStore:
     # ---------------------------------------------------------------------------------- writes
     def write_candles(self, df: pd.DataFrame, symbol: str, interval: str, source: str = "<data>") -> ImportReport:
         """Validate then insert in one statement; invalid input raises before anything is written."""
-        if not SYMBOL_RE.fullmatch(symbol or ""):
-            raise ValueError(f"symbol {symbol!r} is invalid: expected 1-32 upper-case letters, digits, '.', '_' or '-'")
+        _check_symbol(symbol)
         clean = validate_candles(df, interval, source)
         return self._insert(clean, symbol, interval, files=1)
 
@@ -210,8 +214,7 @@ class CandleStore:
         """Read, validate and insert files as one batch: one bad file imports nothing."""
         from coffee_ml.data.importers import read_files
 
-        if not SYMBOL_RE.fullmatch(symbol or ""):
-            raise ValueError(f"symbol {symbol!r} is invalid: expected 1-32 upper-case letters, digits, '.', '_' or '-'")
+        _check_symbol(symbol)
         files, frame = read_files(paths, interval, fmt=fmt, mapping=mapping)
         return self._insert(frame, symbol, interval, files=len(files))
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from coffee_ml.features.gaps import count_gaps, run_bounds
-from coffee_ml.features.indicators import CandleInputError, compute_selected, select_features
+from coffee_ml.features.indicators import CandleInputError, FeatureSelection, compute_selected, select_features
 from coffee_ml.features.scaling import FeatureScaler
 from coffee_ml.features.targets import forward_log_returns, returns_to_prices
 from coffee_ml.features.windows import SPLIT_NAMES, assign_splits, split_bounds, valid_window_ends
@@ -124,6 +124,11 @@ class FeatureDataset:
                                  self.interval, cumulative)
 
 
+def _check_lengths(window: int, horizon: int) -> None:
+    if window < 1 or horizon < 1:
+        raise ValueError(f"window and horizon must be >= 1, got window={window}, horizon={horizon}")
+
+
 def rows_needed(warmup: int, window: int, horizon: int, embargo: int, split: Sequence[float]) -> int:
     """Fewest gap-free rows giving every non-empty split at least one window."""
     per_part = [math.ceil((window + horizon + (embargo if i else 0)) / f) for i, f in enumerate(split) if f > 0]
@@ -170,11 +175,11 @@ class FeaturePanel:
 
 def feature_panel(candles: pd.DataFrame, interval: str, features: Iterable[str] | None = None,
                   groups: Iterable[str] | None = None, window: int = 60, horizon: int = 1,
-                  gap_context: int | None = None) -> FeaturePanel:
-    """Features, forward-return targets and valid window ends for `candles` (see `build_dataset`)."""
-    if window < 1 or horizon < 1:
-        raise ValueError(f"window and horizon must be >= 1, got window={window}, horizon={horizon}")
-    selection = select_features(candles, features, groups)
+                  gap_context: int | None = None, selection: FeatureSelection | None = None) -> FeaturePanel:
+    """Features, forward-return targets and valid window ends for `candles` (see `build_dataset`).
+    `selection`, when already resolved, replaces `features`/`groups`."""
+    _check_lengths(window, horizon)
+    selection = selection or select_features(candles, features, groups)
     warmup = selection.warmup
     context = warmup if gap_context is None else gap_context
     run_start, run_end = run_bounds(candles.index, interval)
@@ -211,17 +216,17 @@ def build_dataset(candles: pd.DataFrame, interval: str, features: Iterable[str] 
     Raises CandleInputError for bad inputs (NaN/inf named by column) or too few rows (with the
     number needed), ValueError when gaps leave a requested split without windows.
     """
-    if window < 1 or horizon < 1:
-        raise ValueError(f"window and horizon must be >= 1, got window={window}, horizon={horizon}")
+    _check_lengths(window, horizon)
     split = tuple(float(f) for f in split)
     embargo = max(window, horizon) if embargo is None else embargo
-    warmup = select_features(candles, features, groups).warmup
-    needed = rows_needed(warmup, window, horizon, embargo, split)
+    selection = select_features(candles, features, groups)
+    needed = rows_needed(selection.warmup, window, horizon, embargo, split)
     if len(candles) < needed:
         raise CandleInputError(
-            f"need at least {needed} rows (warm-up {warmup} + window {window} + horizon {horizon} "
+            f"need at least {needed} rows (warm-up {selection.warmup} + window {window} + horizon {horizon} "
             f"+ embargo {embargo} spread over split {split}), got {len(candles)}")
-    panel = feature_panel(candles, interval, features, groups, window, horizon, gap_context)
+    panel = feature_panel(candles, interval, window=window, horizon=horizon, gap_context=gap_context,
+                          selection=selection)
     bounds = split_bounds(len(panel.features), split, embargo)
     splits = assign_splits(panel.ends, bounds, window, horizon)
     for name, f in zip(SPLIT_NAMES, split):
