@@ -47,6 +47,7 @@ def test_generic_csv_with_map(capsys, tmp_path, btc_1m):
     (["data", "gaps", "BTCUSDT", "--interval", "1m", "--start", "yesterday-ish"], "yesterday-ish"),
     (["data", "list", "--backend", "server"], "needs CLICKHOUSE_HOST"),
     (["run", "params/none.yaml"], "params file not found"),
+    (["models", "predict", "BTCUSDT", "1h", "hybrid", "production"], "no saved versions of BTCUSDT/1h/hybrid"),
 ])
 def test_errors_are_one_line_with_exit_1(capsys, shared_data, argv, message):
     raw = str(shared_data / "binance-raw" / "2024-03" / "BTCUSDT-1m-2024-03-01.csv")

@@ -9,11 +9,13 @@ can fail.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from coffee_ml.data.sample import load_sample
 from coffee_ml.features import FEATURES, build_dataset, compute_features, forward_log_returns
@@ -96,16 +98,53 @@ def test_scaler_never_sees_validation_or_test_rows(candles: pd.DataFrame, clean)
     assert not np.allclose(everything.scale_, clean.scaler.scale_)  # poison would have shown
 
 
-def test_no_window_or_target_crosses_a_split_boundary(clean) -> None:
-    L, H, E = clean.window, clean.horizon, clean.report.embargo
-    assert E == max(L, H)
-    spans = {k: (v - (L - 1), v + H) for k, v in clean.splits.items()}  # first input row, last target row
-    for name, (lo, hi) in clean.report.split_rows.items():
-        first, last = spans[name]
-        assert first.min() >= lo and last.max() < hi, name
-    assert spans["val"][0].min() - spans["train"][1].max() > E
-    assert spans["test"][0].min() - spans["val"][1].max() > E
-    times = clean.features.index.as_unit("s").asi8
-    for ends in clean.splits.values():  # every input and target bar of every sample is consecutive
-        span = ends[:, None] + np.arange(-(L - 1), H + 1)[None, :]
-        assert (np.diff(times[span], axis=1) == 3600).all()
+def bars_read_by_loader(ds, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets): for every sample the loader yields, the row of each input bar and the
+    row of the bar each target reaches. X and y are replaced by their own row numbers (input row b
+    holds b; target column h-1 of row j holds j+h, the bar fwd_logret_h reads), so whatever the
+    loader gathers shows which bars it read."""
+    n, n_feat = ds.X.shape
+    rows = np.arange(n, dtype=np.float64)
+    marked = dataclasses.replace(
+        ds, X=np.ascontiguousarray(np.repeat(rows[:, None], n_feat, axis=1)),
+        targets=pd.DataFrame(rows[:, None] + np.arange(1, ds.horizon + 1), index=ds.targets.index))
+    batches = list(marked.loader(split, batch_size=512))
+    x = torch.cat([b[0] for b in batches]).numpy().astype(np.int64)
+    y = torch.cat([b[1] for b in batches]).numpy().astype(np.int64)
+    assert (x == x[:, :, :1]).all()  # all features of an input bar come from the same row
+    return x[:, :, 0], y
+
+
+@pytest.mark.parametrize("embargo", [None, 0, 45])
+def test_no_sample_reads_a_bar_of_a_later_split(candles: pd.DataFrame, clean, embargo) -> None:
+    """Through the loaders models train on: each sample reads L consecutive bars then its H
+    target bars right after them; no train sample reads a bar any val or test sample reads, and
+    at least `embargo` bars (by timestamps; default max(L, H)) lie between the last bar train
+    samples read and the first bar val samples read, and likewise between val and test."""
+    L, H = 30, 5
+    ds = clean if embargo is None else build_dataset(candles, "1h", window=L, horizon=H, embargo=embargo)
+    gap = max(L, H) if embargo is None else embargo
+    times = ds.features.index
+    assert times.equals(candles.index[len(candles) - len(times):])
+    seconds = times.as_unit("s").asi8
+    read = {}
+    for split in ("train", "val", "test"):
+        x, y = bars_read_by_loader(ds, split)
+        assert len(x) > 0
+        np.testing.assert_array_equal(np.sort(x[:, -1]), ds.splits[split])  # each window once
+        np.testing.assert_array_equal(x, x[:, -1:] + np.arange(-(L - 1), 1))  # L consecutive rows
+        np.testing.assert_array_equal(y, x[:, -1:] + np.arange(1, H + 1))  # then the next H rows
+        span = np.concatenate([x, y], axis=1)  # every bar the sample reads, in bar time: one hour apart
+        assert (np.diff(seconds[span], axis=1) == 3600).all()
+        read[split] = span
+    for early, late in (("train", "val"), ("val", "test")):
+        last, first = read[early].max(), read[late].min()
+        assert not np.isin(read[early], read[late]).any()
+        between = (times[first] - times[last]) // pd.Timedelta("1h") - 1  # bars strictly between
+        assert between >= gap, (early, late, between)
+    # real targets: the target of a sample is the log return from its last input bar to the bar read
+    ends = np.concatenate(list(ds.splits.values()))
+    close = candles["close"]
+    for h in (1, H):
+        expected = np.log(close.reindex(times[ends] + pd.Timedelta(hours=h)).to_numpy() / close[times[ends]].to_numpy())
+        np.testing.assert_allclose(ds.y[ends, h - 1], expected, rtol=1e-9, atol=1e-12)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from coffee_ml import registry
+from coffee_ml import evaluation, registry
 from coffee_ml.cli import main
 from coffee_ml.data import load_sample
 from coffee_ml.features import build_dataset
+from coffee_ml.forecast import Forecast
 from coffee_ml.models import make_model
 from coffee_ml.models.persistence import load_model, save_model
 
@@ -27,27 +28,104 @@ def trained():
     return candles, ds, lstm, hybrid
 
 
+def assert_same_forecast(a: Forecast, b: Forecast) -> None:
+    """Bit-identical forecasts: returns, every interval (adaptive and constant), confidence and
+    what the direction is judged by."""
+    assert a.levels == b.levels == (0.8, 0.95)
+    assert a.origins.equals(b.origins)
+    np.testing.assert_array_equal(a.returns, b.returns)
+    for level in a.levels:
+        for constant in (False, True):
+            for x, y in zip(a.bounds(level, constant=constant), b.bounds(level, constant=constant)):
+                np.testing.assert_array_equal(x, y)
+    for name in ("confidence", "scale", "base_rate", "up_share", "last_close"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
 def test_saved_model_reloads_to_identical_predictions(trained, tmp_path):
     candles, ds, lstm, hybrid = trained
+    step = candles.index[1] - candles.index[0]
     for model, name in ((lstm, "lstm"), (hybrid, "hybrid")):
         ref = save_model(model, ds, symbol="BTCUSDT", name=name, root=tmp_path)
         assert ref.version == "v0001" and sorted(os.listdir(ref.path)) == ["metadata.json", "weights.pt"]
         loaded = load_model("BTCUSDT", "1h", name, root=tmp_path)
-        rows = ds.splits["test"]
-        np.testing.assert_array_equal(loaded.model.predict_rows(ds, rows), model.predict_rows(ds, rows))
+        # the stored calibration gives the same intervals and confidence, not only the same returns
+        assert_same_forecast(loaded.model.predict(ds, "test"), model.predict(ds, "test"))
         np.testing.assert_array_equal(loaded.scaler.transform(ds.features), ds.X)
-        latest = loaded.predict_latest(candles.iloc[-500:])
-        assert len(latest) == 4 and latest["origin"].iloc[0] == candles.index[-1]
-        assert latest["time"].iloc[-1] == candles.index[-1] + 4 * (candles.index[1] - candles.index[0])
+        latest = loaded.predict(candles.iloc[-loaded.history_bars:])
+        assert isinstance(latest, Forecast) and latest.n == 1 and latest.horizon == 4
+        assert latest.origins[0] == candles.index[-1] and latest.last_close[0] == candles["close"].iloc[-1]
+        assert latest.times[-1] == candles.index[-1] + 4 * step
+        assert latest.actual is None and latest.model == name
+        # the candle path (features, scaler, volatility recomputed from raw candles) agrees with the
+        # dataset path at the same origin
+        same = model.predict(ds, rows=[len(ds.features) - 1])
+        assert same.origins.equals(latest.origins)
+        np.testing.assert_allclose(latest.returns, same.returns, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(latest.intervals[0.95], same.intervals[0.95], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(latest.confidence, same.confidence, rtol=1e-9)
+    assert not np.all(lstm.predict(ds, "test").confidence == 0.5)  # so the confidence comparison means something
     meta = json.loads((tmp_path / "BTCUSDT/1h/lstm/v0001/metadata.json").read_text())
-    for key in ("model_class", "params", "feature_names", "scaler", "horizon", "data_range", "metrics",
-                "trained_at", "git", "packages"):
+    for key in ("model_class", "params", "feature_names", "scaler", "horizon", "vol_halflife", "data_range",
+                "metrics", "metrics_by_horizon", "trained_at", "git", "packages"):
         assert key in meta
-    assert meta["params"]["hidden"] == 8 and meta["horizon"] == 4
-    assert set(meta["metrics"]["test"]) >= {"mae", "naive_mae", "rmse", "mape", "r2", "dir_acc", "coverage_80"}
+    assert meta["params"]["hidden"] == 8 and meta["horizon"] == 4 and meta["vol_halflife"] == ds.vol_halflife
+    calibration = meta["state"]["calibration"]
+    assert {"levels", "scaled_q", "exponent", "group_cuts", "constant_q", "conf_x", "conf_y", "base_rate",
+            "up_share"} <= set(calibration)
+    assert calibration["levels"] == [0.8, 0.95]
+    # stored metrics are the evaluation layer's scorers, computed on the saved model's forecasts
+    stored = meta["metrics"]["test"]
+    assert set(stored) >= {"mae", "naive_mae", "skill", "rmse", "mape", "r2", "dir_acc", "brier_skill",
+                           "coverage_80", "coverage_95", "coverage_80_lowvol", "winkler_ratio_80"}
+    assert not set(stored) & set(evaluation.TRADING)
+    assert stored == pytest.approx(evaluation.score(lstm.predict(ds, "test"), list(stored)), nan_ok=True)
+    assert set(meta["metrics"]) == {"val", "test"}
+    assert list(meta["metrics_by_horizon"]["test"]) == ["1", "2", "3", "4", "all"]
+    assert meta["metrics_by_horizon"]["test"]["all"]["mae"] == pytest.approx(stored["mae"])
     # weights are a plain state dict: loadable without unpickling any code
     state = torch.load(tmp_path / "BTCUSDT/1h/lstm/v0001/weights.pt", weights_only=True)
     assert set(state) == set(lstm.net_.state_dict())
+
+
+def _old_calibration(meta: dict) -> None:
+    """The calibration as saved before the refactor: constant quantiles and direction curves only."""
+    cal = meta["state"]["calibration"]
+    meta["state"]["calibration"] = {"levels": cal["levels"], "quantiles": cal["constant_q"], "n": cal["n"],
+                                    "direction_x": cal["conf_x"], "direction_y": cal["conf_y"]}
+    meta.pop("vol_halflife")
+
+
+def _drop(field):
+    def edit(meta: dict) -> None:
+        del meta["state"]["calibration"][field]
+    return edit
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(_old_calibration, id="pre-refactor"),
+    pytest.param(_drop("scaled_q"), id="no-scaled_q"),
+    pytest.param(_drop("exponent"), id="no-exponent"),
+    pytest.param(_drop("group_cuts"), id="no-group_cuts"),
+    pytest.param(lambda meta: meta["state"].pop("calibration"), id="no-calibration"),
+])
+def test_metadata_without_the_new_calibration_fails_clearly(trained, tmp_path, capsys, monkeypatch, edit):
+    """A version saved before volatility-scaled calibration cannot give the new intervals and
+    confidence: loading it says so (and to retrain) instead of failing somewhere inside."""
+    _, ds, _, hybrid = trained
+    monkeypatch.setenv("COFFEE_ML_OUTPUTS", str(tmp_path))  # the registry root is tmp_path/models
+    ref = save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid")
+    assert ref.path.parents[3] == tmp_path / "models"
+    meta_path = ref.path / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    edit(meta)
+    meta_path.write_text(json.dumps(meta))  # the weights are untouched: the checksum still matches
+    with pytest.raises(registry.RegistryError, match="saved before volatility-scaled calibration; retrain"):
+        load_model("BTCUSDT", "1h", "hybrid")
+    assert main(["models", "predict", "BTCUSDT", "1h", "hybrid", "--backend", "embedded"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("coffee-ml: error: ")
+    assert "saved before volatility-scaled calibration" in err
 
 
 def test_versions_list_promote_delete(trained, tmp_path):
@@ -121,14 +199,18 @@ def test_corrupted_or_foreign_files_fail_clearly(trained, tmp_path):
 
 
 @pytest.mark.parametrize("bars_back", [5, 24 + 20])  # inside the window; in the look-back before it
-def test_predict_latest_refuses_a_gap_in_its_inputs(trained, tmp_path, bars_back):
+def test_predict_from_candles_refuses_a_gap_in_its_inputs(trained, tmp_path, bars_back):
     candles, ds, _, hybrid = trained
     save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path)
     loaded = load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
+    assert loaded.lookback > 24 + 20 and loaded.history_bars <= 500  # 24 + 20 is before the window
     holed = candles.iloc[-500:].drop(candles.index[-bars_back])
     with pytest.raises(ValueError, match="not consecutive 1h bars"):
-        loaded.predict_latest(holed)
-    loaded.predict_latest(candles.iloc[-500:].drop(candles.index[-300]))  # an older gap does not matter
+        loaded.predict(holed)
+    older = loaded.predict(candles.iloc[-500:].drop(candles.index[-loaded.lookback - 5]))  # an older gap is fine
+    assert older.origins[0] == candles.index[-1] and np.isfinite(older.confidence).all()
+    with pytest.raises(ValueError, match=f"need at least {loaded.lookback} candles"):
+        loaded.predict(candles.iloc[-loaded.lookback + 1:])
 
 
 def test_models_cli(trained, capsys, monkeypatch, tmp_path):
@@ -147,8 +229,8 @@ def test_models_cli(trained, capsys, monkeypatch, tmp_path):
     assert "in production" in capsys.readouterr().err
     assert main(["models", "delete", "BTCUSDT", "1h", "hybrid", "v0002"]) == 0
     assert main(["models", "predict", "BTCUSDT", "1h", "hybrid", "production", "--backend", "embedded"]) == 0
-    out = capsys.readouterr().out
-    assert "lower_95" in out and "2025-12-01 00:00:00" in out
+    out = capsys.readouterr().out  # forecast from the newest candle of the bundled sample (2025-11-30 23:00)
+    assert "lower_95" in out and "confidence" in out and "2025-12-01 00:00:00" in out
 
 
 def test_forecasting_from_a_saved_model_does_not_import_scikit_learn():

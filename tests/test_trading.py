@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from coffee_ml.backtest import TradingRules, simulate
-from coffee_ml.metrics import diebold_mariano, forecast_metrics, wilson_interval
 
 FREE = TradingRules(fee_bps=0, slippage_bps=0)
 
@@ -61,46 +59,3 @@ def test_risk_statistics_hand_computed():
     equity = np.cumprod(1 + net)
     assert s["max_drawdown"] == pytest.approx(equity[3] / equity[2] - 1)
     assert s["total_return"] == pytest.approx(equity[-1] - 1)
-
-
-def test_wilson_interval_known_value():
-    lo, hi = wilson_interval(8, 10)
-    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)
-    assert np.isnan(wilson_interval(0, 0)[0])
-
-
-def _dm_by_hand(d, h):
-    n = len(d)
-    mean = sum(d) / n
-    gam = [sum((d[t] - mean) * (d[t - k] - mean) for t in range(k, n)) / n for k in range(h)]
-    var = (gam[0] + 2 * sum(gam[1:])) / n
-    stat = mean / var ** 0.5 * ((n + 1 - 2 * h + h * (h - 1) / n) / n) ** 0.5
-    return stat, 2 * stats.t.sf(abs(stat), n - 1)
-
-
-@pytest.mark.parametrize("h", [1, 3])
-def test_diebold_mariano_matches_the_formula(h):
-    rng = np.random.default_rng(h)
-    a, b = np.abs(rng.normal(size=40)), np.abs(rng.normal(size=40)) * 1.3
-    stat, p = diebold_mariano(a, b, h)
-    ref_stat, ref_p = _dm_by_hand(list(a - b), h)
-    assert stat == pytest.approx(ref_stat) and p == pytest.approx(ref_p)
-
-
-def test_diebold_mariano_detects_a_clearly_better_forecast():
-    rng = np.random.default_rng(5)
-    y = rng.normal(0, 0.01, (500, 1))
-    good = y + rng.normal(0, 0.002, y.shape)
-    table = forecast_metrics(y, good, np.full(500, 100.0), significance=True)
-    assert table.loc["1", "dm_stat"] < 0 and table.loc["1", "dm_pvalue"] < 1e-6
-    assert table.loc["1", "dir_acc_lo"] < table.loc["1", "dir_acc"] < table.loc["1", "dir_acc_hi"]
-
-
-def test_direction_interval_uses_the_effective_sample_size():
-    rng = np.random.default_rng(3)
-    y = rng.normal(0, 0.01, (400, 4))
-    table = forecast_metrics(y, y + rng.normal(0, 0.01, y.shape), np.full(400, 100.0), significance=True)
-    assert table.loc["1", "dir_acc_n_eff"] == 400 and table.loc["3", "dir_acc_n_eff"] == pytest.approx(400 / 3)
-    assert table.loc["all", "dir_acc_n_eff"] == pytest.approx(400 * 4 / 16)  # n origins / H
-    width = table["dir_acc_hi"] - table["dir_acc_lo"]
-    assert width.loc["all"] > width.loc["1"]

@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from coffee_ml import training
 from coffee_ml.data import load_sample
 from coffee_ml.features import build_dataset
 from coffee_ml.models import LSTMForecaster
-from coffee_ml.training import TrainConfig, choose_device, train
+from coffee_ml.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -56,21 +57,51 @@ def test_early_stopping_restores_the_best_epoch():
 def test_loss_choices_and_divergence():
     with pytest.raises(ValueError, match="loss must be 'mse' or 'huber'"):
         TrainConfig(loss="mae").loss_fn()
-    x = torch.randn(64, 2)
-    huber = train(nn.Linear(2, 1), _batches(x, x[:, :1]), _batches(x, x[:, :1]),
-                  TrainConfig(loss="huber", max_epochs=2, progress=False))
-    assert len(huber.history) == 2
+    torch.manual_seed(2)
+    x = torch.randn(200, 2)
+    y = 3.0 * x[:, :1] + torch.randn(200, 1)  # residuals on both sides of delta
+    module = nn.Linear(2, 1)
+    with torch.no_grad():
+        r = (module(x) - y).abs()
+    delta = 0.7
+    huber = torch.where(r <= delta, 0.5 * r ** 2, delta * (r - 0.5 * delta)).mean().item()
+    assert (r <= delta).any() and (r > delta).any()
+    result = train(module, _batches(x, y), _batches(x, y),  # lr 0: the weights stay where they are
+                   TrainConfig(loss="huber", huber_delta=delta, lr=0.0, max_epochs=2, progress=False))
+    assert result.history["train_loss"].tolist() == pytest.approx([huber, huber], rel=1e-5)
+    assert result.history["val_loss"].tolist() == pytest.approx([huber, huber], rel=1e-5)
+    assert huber < (r ** 2).mean().item() / 2  # not the MSE
     with pytest.raises(FloatingPointError, match="diverged at epoch 1"):
         train(nn.Linear(2, 1), _batches(x * 1e30, x[:, :1] * 1e30), _batches(x, x[:, :1]),
               TrainConfig(lr=1e6, grad_clip=None, max_epochs=2, progress=False))
 
 
-def test_device_choice():
-    assert choose_device("cpu").type == "cpu"
-    assert choose_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            choose_device("cuda")
+def _tiny_lstm(**kw) -> LSTMForecaster:
+    return LSTMForecaster(**(dict(window=20, hidden=4, layers=1, max_epochs=1, batch_size=512, progress=False) | kw))
+
+
+def test_explicit_cpu_is_honoured_even_when_cuda_is_available(ds, monkeypatch):
+    """A model fitted with device="cpu" trains (and calibrates, i.e. predicts) on the CPU. CUDA is
+    reported available so that code ignoring the explicit choice would pick it (and fail here on a
+    CPU-only machine)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    model = _tiny_lstm(device="cpu").fit(ds)
+    assert model.training_.device == "cpu"
+    tensors = list(model.net_.parameters()) + list(model.net_.buffers())
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_requested_without_cuda_fails_before_training(ds, monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    epochs = []
+    monkeypatch.setattr(training, "_epoch", lambda *a, **k: epochs.append(1) or 0.0)
+    model = _tiny_lstm(device=device)
+    with pytest.raises(ValueError, match=f"device '{device}' requested but CUDA is not available"):
+        model.fit(ds)
+    assert not epochs and not hasattr(model, "training_")
+    auto = _tiny_lstm(device="auto", max_epochs=2).fit(ds)  # "auto" falls back to the CPU
+    assert auto.training_.device == "cpu" and len(epochs) == 2 * 2  # train + val pass per epoch
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -79,8 +110,15 @@ def test_cuda_training_matches_cpu_predictions(ds):
     cpu = LSTMForecaster(device="cpu", **params).fit(ds)
     gpu = LSTMForecaster(device="cuda", **params).fit(ds)
     assert gpu.training_.device.startswith("cuda")
-    rows = ds.splits["test"]
-    np.testing.assert_allclose(gpu.predict_rows(ds, rows), cpu.predict_rows(ds, rows), atol=2e-3)
+    on_gpu, on_cpu = gpu.predict(ds, "test"), cpu.predict(ds, "test")
+    np.testing.assert_allclose(on_gpu.returns, on_cpu.returns, atol=2e-3)
+    # intervals are calibrated on each device's own validation predictions: conformal order
+    # statistics move by more than the predictions do, so compare widths, not bounds
+    for level in on_cpu.levels:
+        (g_lo, g_hi), (c_lo, c_hi) = on_gpu.bounds(level), on_cpu.bounds(level)
+        assert np.isfinite(g_lo).all() and (g_lo < on_gpu.returns).all() and (on_gpu.returns < g_hi).all()
+        assert np.mean(g_hi - g_lo) == pytest.approx(np.mean(c_hi - c_lo), rel=0.1)
+    assert ((on_gpu.confidence > 0) & (on_gpu.confidence < 1)).all()
 
 
 def test_fine_tuning_keeps_the_starting_weights_when_they_validate_better():

@@ -9,8 +9,8 @@ import torch
 
 from coffee_ml.data.sample import load_sample
 from coffee_ml.features import (
-    FEATURES, CandleInputError, WindowDataset, assign_splits, build_dataset, forward_log_returns, horizon_timestamps,
-    make_loader, returns_to_prices, run_bounds, sliding_windows, split_bounds, valid_window_ends,
+    CandleInputError, WindowDataset, assign_splits, build_dataset, compute_features, forward_log_returns,
+    horizon_timestamps, make_loader, returns_to_prices, run_bounds, sliding_windows, split_bounds, valid_window_ends,
 )
 
 
@@ -98,22 +98,52 @@ def test_window_dataset_batches_match_items() -> None:
 
 
 def test_build_dataset_accounting_and_api(sample: pd.DataFrame) -> None:
-    ds = build_dataset(sample, "1h", window=60, horizon=12)
+    """Every count in the report and every split is recomputed by brute force from the timestamps
+    and the documented rules (warm-up = rows until every feature has a value; a window of L bars,
+    `gap_context` = warm-up bars before it and its H target bars must all be consecutive; split
+    fractions of the kept rows; embargo max(L, H) rows at the start of val and test)."""
+    L, H = 60, 12
+    ds = build_dataset(sample, "1h", window=L, horizon=H)
     r = ds.report
-    assert r.rows_in == len(sample) and r.rows == len(sample) - r.warmup_rows == len(ds.features)
-    assert r.warmup_rows == max(FEATURES[n].lookback for n in ds.feature_names) == 60
-    assert r.gaps == int((np.diff(sample.index.as_unit("s").asi8[60:]) != 3600).sum()) == 5
-    assert r.candidate_windows == r.windows_dropped_gap + r.windows_dropped_embargo + sum(r.windows.values())
-    assert r.windows_dropped_gap > 0 and r.windows == {k: len(v) for k, v in ds.splits.items()}
+    defined = np.isfinite(compute_features(sample.iloc[:100], features=ds.feature_names).to_numpy()).all(axis=1)
+    warmup = int(np.argmax(defined))  # first bar where every feature has a value
+    assert warmup == 60 and defined[warmup:].all()
+    n = len(sample) - warmup
+    assert r.rows_in == len(sample) and r.warmup_rows == warmup and r.rows == n == len(ds.features)
+    assert ds.features.index.equals(sample.index[warmup:]) and ds.targets.index.equals(ds.features.index)
+    hours = sample.index.as_unit("s").asi8 // 3600
+    assert r.gaps == int((np.diff(hours[warmup:]) != 1).sum()) == 5
+
+    candidates, gap_free = 0, []
+    for e in range(L - 1, n - H):  # e: window end in kept rows; o: the same bar in `sample`
+        candidates += 1
+        o = e + warmup
+        if (np.diff(hours[o - L + 1 - warmup:o + H + 1]) == 1).all():
+            gap_free.append(e)
+    b1, b2, E = round(0.7 * n), round(0.85 * n), max(L, H)
+    parts = {"train": (0, b1), "val": (b1 + E, b2), "test": (b2 + E, n)}
+    expected = {k: [e for e in gap_free if lo <= e - L + 1 and e + H < hi] for k, (lo, hi) in parts.items()}
+    assert r.split_rows == parts == {"train": (0, 4158), "val": (4218, 5049), "test": (5109, 5940)}
+    for k, ends in expected.items():
+        np.testing.assert_array_equal(ds.splits[k], ends, err_msg=k)
+    kept = sum(len(v) for v in expected.values())
+    assert (r.candidate_windows, r.windows_dropped_gap, r.windows_dropped_embargo) == (
+        candidates, candidates - len(gap_free), len(gap_free) - kept)
+    assert r.windows_dropped_gap > 0 and r.windows_dropped_embargo > 0
+    assert r.windows == {k: len(v) for k, v in expected.items()}
+
     assert ds.X.shape == ds.features.shape and ds.X.flags.c_contiguous
-    assert "atr_14" not in ds.feature_names and ds.targets.shape == (r.rows, 12)
+    assert "atr_14" not in ds.feature_names and ds.targets.shape == (n, H)
     assert np.isfinite(ds.y[np.concatenate(list(ds.splits.values()))]).all()
     x, y = next(iter(ds.loader("val", batch_size=32)))
-    assert x.shape == (32, 60, len(ds.feature_names)) and y.shape == (32, 12)
+    assert x.shape == (32, L, len(ds.feature_names)) and y.shape == (32, H)
     first = int(ds.splits["val"][0])
-    np.testing.assert_allclose(x[0].numpy(), ds.X[first - 59:first + 1], rtol=1e-6)
-    train_x = ds.X[r.split_rows["train"][0]:r.split_rows["train"][1]]
-    np.testing.assert_allclose(train_x.mean(axis=0), 0.0, atol=1e-9)  # standard scaler fit on train
+    np.testing.assert_allclose(x[0].numpy(), ds.X[first - L + 1:first + 1], rtol=1e-6)
+    np.testing.assert_allclose(y[0].numpy(), ds.y[first], rtol=1e-6)
+    train_x = ds.X[:b1]  # standard scaler fitted on the train rows only
+    np.testing.assert_allclose(train_x.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(train_x.std(axis=0), 1.0, rtol=1e-9)
+    assert np.abs(ds.X.mean(axis=0)).max() > 1e-3  # fitted on all rows, every column would have mean 0
     origin = ds.end_times("test")[0]
     path = ds.price_path(int(ds.splits["test"][0]), ds.y[ds.splits["test"][0]])
     assert path.index[0] == origin + pd.Timedelta("1h")

@@ -115,12 +115,10 @@ def _models(args: argparse.Namespace) -> None:
         registry.delete(ref)
         print(f"deleted {ref.symbol}/{ref.interval}/{ref.model}/{ref.version}")
     elif args.models_command == "predict":
-        from coffee_ml.data import open_store
-        from coffee_ml.models.persistence import load_model
+        from coffee_ml import serving
 
-        loaded = load_model(args.symbol, args.interval, args.model, ref.version)
-        candles = open_store(args.backend).load_candles(args.symbol, args.interval)
-        print(loaded.predict_latest(candles.iloc[-2000:]).to_string(index=False))
+        forecast = serving.predict(args.symbol, args.interval, args.model, ref.version, backend=args.backend)
+        print(forecast.to_frame().to_string(index=False))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,24 @@
-"""Figures for notebooks and reports; each returns a matplotlib Figure and never calls show()."""
+"""Figures for notebooks and reports; each returns a matplotlib Figure and never calls show().
+
+Forecast figures take a `coffee_ml.forecast.Forecast` (or a frame from its `to_frame` or
+`step_frame`); figures that judge forecasts get their numbers from `coffee_ml.evaluation`.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+from coffee_ml import evaluation
+from coffee_ml.forecast import Forecast
 
 
 def candles_volume(candles: pd.DataFrame, title: str = "", max_bars: int = 400) -> Figure:
@@ -83,68 +96,263 @@ def feature_distributions(X: pd.DataFrame, columns: int = 6, bins: int = 60, tit
     return fig
 
 
-def loss_curves(histories: dict[str, pd.DataFrame]) -> Figure:
-    """Train and validation loss per epoch for each trained model; the best epoch is marked."""
+def loss_curves(histories: Mapping[str, Any]) -> Figure:
+    """Train and validation loss per epoch for each trained model; the best epoch is marked.
+
+    Takes fitted models (those without a training history, such as naive or drift, are left
+    out; the legend says which epoch was best, how long it took and where) or history frames
+    (columns epoch, train_loss, val_loss)."""
     fig, ax = plt.subplots(figsize=(10, 4))
-    for (name, h), color in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        ax.plot(h["epoch"], h["train_loss"], color=color, linestyle="--", label=f"{name} train")
-        ax.plot(h["epoch"], h["val_loss"], color=color, label=f"{name} validation")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = 0
+    for name, item in histories.items():
+        result = getattr(item, "training_", None)
+        h = result.history if result is not None else item
+        if not isinstance(h, pd.DataFrame):
+            continue
+        color = colors[drawn % len(colors)]
+        drawn += 1
         best = h["val_loss"].idxmin()
+        note = (f" (best epoch {result.best_epoch} of {len(h)}, {result.seconds:.1f} s on {result.device})"
+                if result is not None else "")
+        ax.plot(h["epoch"], h["train_loss"], color=color, linestyle="--", label=f"{name} train")
+        ax.plot(h["epoch"], h["val_loss"], color=color, label=f"{name} validation{note}")
         ax.scatter(h.loc[best, "epoch"], h.loc[best, "val_loss"], color=color, zorder=3)
+    if drawn:
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    else:
+        fig.set_size_inches(10, 1)
+        ax.text(0.5, 0.5, "no model with a training history (no neural model)", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.axis("off")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean loss per target")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    ax.set_title("training and validation loss (dot: best epoch, the weights kept)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def forecast_band(frame: pd.DataFrame, step: int, title: str = "") -> Figure:
-    """The `step`-bar-ahead forecast over time against the realised price, with the calibrated
-    80% and 95% intervals as grey bands (the platform's prediction view)."""
-    f = frame[frame["step"] == step]
-    fig, ax = plt.subplots(figsize=(12, 4))
-    ax.fill_between(f["time"], f["lower_95"], f["upper_95"], color="0.85", label="95% interval", linewidth=0)
-    ax.fill_between(f["time"], f["lower_80"], f["upper_80"], color="0.7", label="80% interval", linewidth=0)
-    ax.plot(f["time"], f["actual"], color="k", linewidth=0.8, label="actual")
-    ax.plot(f["time"], f["price"], color="tab:orange", linewidth=0.8, label=f"forecast {step} bar(s) ahead")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
+_LOWER = re.compile(r"^lower_(\d+(?:\.\d+)?)$")
+
+
+def _band_levels(frame: pd.DataFrame) -> list[str]:
+    """Interval level tags present in a forecast frame ("80", "95", ...), widest first."""
+    tags = [m.group(1) for c in frame.columns if (m := _LOWER.match(str(c))) and f"upper_{m.group(1)}" in frame]
+    return sorted(tags, key=float, reverse=True)
+
+
+def _step_frames(forecast: Forecast | pd.DataFrame, steps: int | Sequence[int] | None) -> dict[int, pd.DataFrame]:
+    """{step: frame over origins} from a Forecast, its `to_frame()` or a `step_frame(step)`;
+    `steps` default to the first and the last step."""
+    if isinstance(forecast, Forecast):
+        available = [int(s) for s in forecast.steps]
+    else:
+        available = sorted(int(s) for s in forecast["step"].unique())
+    if steps is None:
+        steps = sorted({available[0], available[-1]})
+    elif isinstance(steps, (int, np.integer)):
+        steps = [int(steps)]
+    missing = [s for s in steps if s not in available]
+    if missing:
+        raise ValueError(f"steps {missing} not in this forecast (steps {available[0]}..{available[-1]})")
+    if isinstance(forecast, Forecast):
+        return {s: forecast.step_frame(s) for s in steps}
+    return {s: forecast[forecast["step"] == s] for s in steps}
+
+
+def _date_axis(ax) -> None:
+    """Short, non-overlapping date labels on a time axis."""
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _band_colors(n: int) -> list[str]:
+    """Grey shades for nested interval bands, widest (lightest) first."""
+    return [str(round(0.88 - 0.16 * k, 2)) for k in range(n)]
+
+
+def forecast_band(forecast: Forecast | pd.DataFrame, steps: int | Sequence[int] | None = None,
+                  title: str = "") -> Figure:
+    """The forecast `steps` bars ahead (default: 1 and H, one panel each) over time against the
+    realised price, with the calibrated intervals (every level in the forecast) as grey bands
+    (the platform's prediction view). Takes a `Forecast` or a frame from `to_frame`/`step_frame`;
+    the x axis is the time of the forecast bar."""
+    frames = _step_frames(forecast, steps)
+    fig, axes = plt.subplots(len(frames), 1, figsize=(12, 3.4 * len(frames)), squeeze=False, sharex=True)
+    for ax, (step, f) in zip(axes[:, 0], frames.items()):
+        tags = _band_levels(f)
+        for tag, color in zip(tags, _band_colors(len(tags))):
+            ax.fill_between(f["time"], f[f"lower_{tag}"], f[f"upper_{tag}"], color=color, linewidth=0,
+                            label=f"{tag}% interval")
+        if "actual" in f:
+            ax.plot(f["time"], f["actual"], color="k", linewidth=0.8, label="actual")
+        ax.plot(f["time"], f["price"], color="tab:orange", linewidth=0.8, label="forecast")
+        ax.set_title(f"{step} bar{'s' if step != 1 else ''} ahead", fontsize=10)
+        ax.set_ylabel("price")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        ax.grid(alpha=0.3)
+        _date_axis(ax)
+    axes[-1, 0].set_xlabel("time of the forecast bar")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def folds_forecast(frame: pd.DataFrame, title: str = "") -> Figure:
-    """Forecast vs actual over the test span, fold by fold (alternate shading marks the folds)."""
+def folds_forecast(forecast: Forecast | pd.DataFrame, step: int = 1, title: str = "") -> Figure:
+    """Forecast `step` bars ahead vs actual over the test span, fold by fold (alternate shading
+    and labels mark the walk-forward folds), with the widest calibrated interval. Takes a
+    walk-forward `Forecast` or its `step_frame(step)`."""
+    frame = _step_frames(forecast, step)[step]
+    if "fold" not in frame:
+        raise ValueError("folds_forecast needs a walk-forward forecast (one with folds)")
     fig, ax = plt.subplots(figsize=(12, 4))
     for fold, part in frame.groupby("fold"):
+        t0, t1 = part["time"].iloc[0], part["time"].iloc[-1]
         if fold % 2:
-            ax.axvspan(part["time"].iloc[0], part["time"].iloc[-1], color="0.93", linewidth=0)
-    ax.fill_between(frame["time"], frame["lower_95"], frame["upper_95"], color="tab:orange", alpha=0.15,
-                    linewidth=0, label="95% interval")
-    ax.plot(frame["time"], frame["actual"], color="k", linewidth=0.7, label="actual")
-    ax.plot(frame["time"], frame["price"], color="tab:orange", linewidth=0.7, label="forecast")
+            ax.axvspan(t0, t1, color="0.93", linewidth=0)
+        ax.text(t0 + (t1 - t0) / 2, 0.98, f"fold {fold}", transform=ax.get_xaxis_transform(), ha="center",
+                va="top", fontsize=8, color="0.4")
+    tags = _band_levels(frame)
+    if tags:
+        ax.fill_between(frame["time"], frame[f"lower_{tags[0]}"], frame[f"upper_{tags[0]}"], color="tab:orange",
+                        alpha=0.15, linewidth=0, label=f"{tags[0]}% interval")
+    if "actual" in frame:
+        ax.plot(frame["time"], frame["actual"], color="k", linewidth=0.7, label="actual")
+    ax.plot(frame["time"], frame["price"], color="tab:orange", linewidth=0.7,
+            label=f"forecast {step} bar{'s' if step != 1 else ''} ahead")
+    ax.set_xlabel("time of the forecast bar")
+    ax.set_ylabel("price")
     ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.grid(alpha=0.3)
+    _date_axis(ax)
     fig.tight_layout()
     return fig
 
 
-def error_distributions(errors: dict[str, np.ndarray], bins: int = 80, title: str = "") -> Figure:
-    """Histograms of forecast errors (predicted - actual) per model on shared bins."""
-    fig, ax = plt.subplots(figsize=(10, 4))
-    allv = np.concatenate([e for e in errors.values()])
-    edges = np.linspace(*np.nanpercentile(allv, [0.5, 99.5]), bins)
+def error_distributions(errors: Mapping[str, Forecast | np.ndarray], step: int | None = None, bins: int = 80,
+                        title: str = "") -> Figure:
+    """Histograms of price errors (forecast - actual) per model on shared bins. Takes forecasts
+    (errors `step` bars ahead, default the last step) or arrays of errors."""
+    values = {}
     for name, e in errors.items():
+        if isinstance(e, Forecast):
+            f = e.at_steps([step or e.horizon])
+            e = f.prices - f.actual_prices
+        values[name] = np.ravel(e)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    allv = np.concatenate(list(values.values()))
+    edges = np.linspace(*np.nanpercentile(allv, [0.5, 99.5]), bins)
+    for name, e in values.items():
         ax.hist(np.clip(e, edges[0], edges[-1]), bins=edges, histtype="step", linewidth=1.2, label=name)
     ax.axvline(0, color="k", linewidth=0.8)
-    ax.set_xlabel("forecast error (price)")
+    ax.set_xlabel("forecast error (price): forecast - actual")
+    ax.set_ylabel("forecasts")
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(forecasts: Mapping[str, Forecast], bins: int = 10) -> Figure:
+    """Is the direction confidence a probability? Per model that takes sides, one column: the
+    observed hit rate against the mean confidence per confidence bin, with the 95% Wilson
+    interval on effective counts (`evaluation.reliability`) and the diagonal a calibrated model
+    follows; below, the share of calls in each bin with its count. The title gives the Brier
+    skill against quoting the base rate. Models that never take a side are named, not drawn."""
+    tables, skills, silent = {}, {}, []
+    for name, f in forecasts.items():
+        table = evaluation.reliability(f, bins)
+        if table.empty:
+            silent.append(name)
+            continue
+        tables[name] = table
+        skills[name] = evaluation.score(f, ["brier_skill"])["brier_skill"]
+    note = f"no direction calls (flat forecast): {', '.join(silent)}" if silent else ""
+    if not tables:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.text(0.5, 0.5, note or "no forecasts", ha="center", va="center", transform=ax.transAxes)
+        ax.axis("off")
+        return fig
+    fig, axes = plt.subplots(2, len(tables), figsize=(4.2 * len(tables) + 0.6, 6.2), squeeze=False, sharex="col",
+                             gridspec_kw={"height_ratios": [3, 1]})
+    for k, (name, t) in enumerate(tables.items()):
+        ax, axh = axes[0, k], axes[1, k]
+        ax.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=0.8, label="calibrated")
+        ax.errorbar(t["confidence"], t["hit_rate"], yerr=[t["hit_rate"] - t["hit_lo"], t["hit_hi"] - t["hit_rate"]],
+                    fmt="o", color="tab:blue", ecolor="tab:blue", elinewidth=1.2, capsize=3,
+                    label="hit rate, 95% CI")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{name}: Brier skill {skills[name]:+.3%}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+        share = t["n"] / t["n"].sum()
+        axh.bar((t["bin_lo"] + t["bin_hi"]) / 2, share, width=(t["bin_hi"] - t["bin_lo"]) * 0.9, color="0.6")
+        for x, s, n, n_eff in zip((t["bin_lo"] + t["bin_hi"]) / 2, share, t["n"], t["n_eff"]):
+            axh.text(x, s, f"{n}\n({n_eff:.0f} eff.)", ha="center", va="bottom", fontsize=6.5)
+        axh.set_ylim(0, 1.6)
+        axh.set_yticks([0, 0.5, 1])
+        axh.yaxis.set_major_formatter(PercentFormatter(1))
+        axh.set_xlabel("confidence (predicted P[direction right])")
+        axh.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("observed hit rate")
+    axes[1, 0].set_ylabel("share of calls\n(count, effective)", fontsize=9)
+    fig.suptitle("reliability of the direction confidence" + (f"\n{note}" if note else ""), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+_TERCILE_LABELS = {"lowvol": "low vol", "midvol": "mid vol", "highvol": "high vol", "pooled": "pooled"}
+_KIND_COLORS = {("adaptive", 0): "#9ecae1", ("adaptive", 1): "#2171b5",
+                ("constant", 0): "#fdae6b", ("constant", 1): "#d94801"}
+
+
+def coverage_by_tercile(table: pd.DataFrame, tolerance: float = 0.03) -> Figure:
+    """Coverage per volatility tercile (and pooled) of the adaptive and the constant-width
+    intervals, one panel per model, from `evaluation.coverage_by_tercile`: grouped bars per
+    level and kind, the nominal levels as lines with a +-`tolerance` band around each."""
+    cols = [str(c).split("% ", 1) for c in table.columns]
+    tags = list(dict.fromkeys(tag for tag, _ in cols))
+    groups = [g for g in ("lowvol", "midvol", "highvol", "pooled") if any(g == grp for _, grp in cols)]
+    models = list(dict.fromkeys(table.index.get_level_values(0)))
+    kinds = list(dict.fromkeys(table.index.get_level_values(1)))
+    ncols = min(len(models), 2)
+    nrows = -(-len(models) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 3.4 * nrows + 1.0), squeeze=False, sharey=True,
+                             layout="constrained")
+    lowest = np.nanmin(table.to_numpy(dtype=float))
+    bottom = min(0.5, np.floor((lowest - 0.05) * 20) / 20)
+    bars = [(kind, j, tag) for j, tag in enumerate(tags) for kind in kinds]
+    width = 0.8 / len(bars)
+    x = np.arange(len(groups))
+    for ax, model in zip(axes.ravel(), models):
+        for j, tag in enumerate(tags):
+            nominal = float(tag) / 100
+            ax.axhspan(nominal - tolerance, nominal + tolerance, color="0.9", zorder=0,
+                       label=f"nominal ±{tolerance * 100:g} pp" if j == 0 else None)
+            ax.axhline(nominal, color="k", linestyle="--", linewidth=0.8, zorder=1,
+                       label="nominal level" if j == 0 else None)
+        for b, (kind, j, tag) in enumerate(bars):
+            values = [table.loc[(model, kind), f"{tag}% {g}"] for g in groups]
+            ax.bar(x + (b - (len(bars) - 1) / 2) * width, values, width=width * 0.95, zorder=2,
+                   color=_KIND_COLORS.get((kind, min(j, 1)), None), label=f"{kind} {tag}%")
+        ax.set_xticks(x, [_TERCILE_LABELS.get(g, g) for g in groups])
+        ax.set_ylim(bottom, 1.0)
+        ax.yaxis.set_major_formatter(PercentFormatter(1))
+        ax.set_title(model, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes.ravel()[len(models):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("coverage")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8)
+    fig.suptitle("interval coverage by volatility tercile at the origin (adaptive vs constant width)", fontsize=11)
     return fig
 
 
@@ -162,5 +370,6 @@ def equity_curves(curves: dict[str, pd.DataFrame], title: str = "") -> Figure:
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    _date_axis(ax)
     fig.tight_layout()
     return fig

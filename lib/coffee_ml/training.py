@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -64,11 +64,6 @@ class TrainResult:
     stopped_early: bool
     device: str
     seconds: float
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["history"] = self.history.to_dict(orient="list")
-        return out
 
 
 def _epoch(module: nn.Module, batches: Iterable, loss_fn: nn.Module, device: torch.device,

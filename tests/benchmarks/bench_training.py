@@ -71,23 +71,23 @@ def bench_predict(ds, candles) -> list[dict]:
     model = LSTMForecaster(max_epochs=1, progress=False, device="cpu").fit(small)
     save_model(model, small, symbol="BTCUSDT", name="lstm", root=root)
     loaded = load_model("BTCUSDT", "1h", "lstm", root=root)
-    recent = candles.iloc[-600:]
-    loaded.predict_latest(recent)
-    warm = statistics.median(timed(lambda: loaded.predict_latest(recent), 20))
+    recent = candles.iloc[-loaded.history_bars:]  # what `serving.predict` reads from the store
+    loaded.predict(recent)
+    warm = statistics.median(timed(lambda: loaded.predict(recent), 20))
     script = textwrap.dedent(f"""
         import time; t0 = time.perf_counter()
         from pathlib import Path
         from coffee_ml.data import load_sample
         from coffee_ml.models.persistence import load_model
         m = load_model("BTCUSDT", "1h", "lstm", root=Path({str(root)!r}))
-        f = m.predict_latest(load_sample().iloc[-600:])
-        assert len(f) == {ds.horizon}
+        f = m.predict(load_sample().iloc[-m.history_bars:])
+        assert f.n == 1 and f.horizon == {ds.horizon}
         print(time.perf_counter() - t0)""")
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     wall = time.perf_counter() - t0
     return [
-        {"benchmark": f"forecast {ds.horizon} steps from a loaded full LSTM (features + forward), warm",
+        {"benchmark": f"forecast {ds.horizon} steps from a loaded full LSTM (features + forward + intervals), warm",
          "measured": warm, "unit": "s", "target": "< 0.05 s"},
         {"benchmark": "fresh process: import, load, forecast (wall, interpreter start included)",
          "measured": wall, "unit": "s", "target": "< 5 s"},
@@ -106,8 +106,7 @@ def bench_cuda(ds) -> list[dict]:
     fitted = {dev: LSTMForecaster(max_epochs=3, patience=100, progress=False, device=dev, seed=1).fit(sub)
               for dev in ("cpu", "cuda")}
     per_epoch = {dev: float(m.training_.history["seconds"].median()) for dev, m in fitted.items()}
-    rows = ds.splits["test"]
-    diff = np.abs(fitted["cuda"].predict_rows(ds, rows) - fitted["cpu"].predict_rows(ds, rows)).max()
+    diff = np.abs(fitted["cuda"].predict(ds, "test").returns - fitted["cpu"].predict(ds, "test").returns).max()
     return [{"benchmark": f"CUDA ({torch.cuda.get_device_name()}) vs CPU seconds per epoch, full LSTM",
              "measured": per_epoch["cpu"] / per_epoch["cuda"], "unit": "x", "target": "(report)"},
             {"benchmark": "max |prediction CUDA - CPU| after 3 epochs (log return)", "measured": float(diff),

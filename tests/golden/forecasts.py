@@ -42,10 +42,10 @@ def compute() -> dict[str, np.ndarray]:
                        window=30, horizon=6)
     for name, params in MODELS.items():
         model = make_model(name, **params).fit(ds)
-        out[f"model/{name}"] = model.predict_rows(ds, ds.splits["test"])
+        out[f"model/{name}"] = model.predict(ds, "test").returns
     report = run_backtest(BACKTEST, candles=load_sample().loc["2025-03-01":"2025-07-01"])
     for name, result in report.results.items():
-        out[f"walk_forward/{name}"] = np.asarray(result.y_pred)
+        out[f"walk_forward/{name}"] = result.forecast.returns
     return out
 
 

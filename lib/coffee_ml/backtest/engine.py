@@ -2,8 +2,9 @@
 
 Features are computed once over the whole span (they are causal, which `tests/test_lookahead.py`
 proves feature by feature); everything fitted, the scaler included, is fitted per fold on rows
-before that fold's test block only. Comparison runs each model in its own process on the same
-folds.
+before that fold's test block only: the walk-forward clones an unfitted estimator per fold, and
+per-fold hooks (`backtest.hooks`) fit whatever else is learned from the past. Comparison runs
+each model in its own process on the same folds.
 """
 
 from __future__ import annotations
@@ -11,23 +12,27 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from coffee_ml import metrics
+from coffee_ml import evaluation
 from coffee_ml.backtest.folds import Fold, plan_folds
+from coffee_ml.backtest.hooks import FoldContext, FoldHook, PooledCalibration
 from coffee_ml.backtest.trading import TradingRules, simulate
-from coffee_ml.data.schema import interval_timedelta
 from coffee_ml.features import FeatureDataset, FeaturePanel, feature_panel
-from coffee_ml.models import NEURAL_MODELS, Forecaster, build_model
+from coffee_ml.features.volatility import DEFAULT_HALFLIFE
+from coffee_ml.forecast import Forecast
+from coffee_ml.models import FineTunable, Forecaster, build_model, get_spec
 
 METHODS = ("simple", "walk_forward")
 _ALIASES = {"modelType": "model_type", "from": "start", "to": "end", "retrainEvery": "retrain_every",
-            "warmStart": "warm_start", "feeBps": "fee_bps", "slippageBps": "slippage_bps"}
+            "testStart": "test_start", "warmStart": "warm_start", "feeBps": "fee_bps", "slippageBps": "slippage_bps"}
+CALIBRATIONS = ("validation", "pooled")
 
 
 @dataclass
@@ -44,6 +49,7 @@ class BacktestRequest:
     window: int = 60
     retrain_every: int | None = 720
     test_fraction: float = 0.5
+    test_start: str | None = None  # first test origin (a time); overrides test_fraction
     scheme: str = "expanding"
     train_bars: int | None = None
     val_fraction: float = 0.15
@@ -59,6 +65,10 @@ class BacktestRequest:
     allow_short: bool = True
     seed: int = 0
     n_jobs: int = 2
+    calibration: str = "pooled"
+    past_origins: int = 2000
+    aci_rate: float = 0.005
+    vol_halflife: float = DEFAULT_HALFLIFE
 
     @classmethod
     def from_dict(cls, request: dict[str, Any]) -> "BacktestRequest":
@@ -82,69 +92,69 @@ class BacktestRequest:
     def rules(self) -> TradingRules:
         return TradingRules(self.fee_bps, self.slippage_bps, self.threshold, self.allow_short)
 
+    def hooks(self) -> list[FoldHook]:
+        """`calibration="pooled"` (default): recalibrate each fold on its validation forecasts plus
+        the last `past_origins` realised out-of-fold ones, with adaptive conformal steering at
+        `aci_rate`; "validation": each fold's model keeps its validation-only calibration."""
+        if self.calibration == "pooled":
+            return [PooledCalibration(self.past_origins, self.aci_rate)]
+        return []
+
     def check(self) -> None:
+        """Every problem with the request fails here, before anything is fitted."""
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}")
+        stray = set(self.model_params) - set(self.models())
+        if stray:
+            raise ValueError(f"model_params given for {', '.join(sorted(stray))}, which are not in modelType "
+                             f"{self.models()}")
+        for name in self.models():
+            get_spec(name).check_params(self.model_params.get(name))
 
 
 @dataclass
-class ModelBacktest:
+class BacktestResult:
     """Out-of-sample forecasts of one model across all folds, and what follows from them."""
 
     model: str
-    interval: str
-    origins: pd.DatetimeIndex
-    fold: np.ndarray
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    last_close: np.ndarray
-    bounds: dict[str, np.ndarray]  # "lower_80", "upper_80", ... in log-return space, (n, H)
+    forecast: Forecast
     folds: pd.DataFrame
     seconds: float
     final_model: Forecaster | None = None
     final_dataset: FeatureDataset | None = None
 
-    def metrics(self) -> pd.DataFrame:
-        """Per horizon and overall, with the direction CI and the Diebold-Mariano test vs naive."""
-        return metrics.forecast_metrics(self.y_true, self.y_pred, self.last_close, significance=True)
+    def scores(self, names: list[str], rules: TradingRules | None = None) -> dict[str, float]:
+        return evaluation.score(self.forecast, names, rules)
 
-    def coverage(self) -> dict[str, float]:
-        out = {}
-        for level in ("80", "95"):
-            out[f"coverage_{level}"] = metrics.coverage(self.y_true, self.bounds[f"lower_{level}"],
-                                                        self.bounds[f"upper_{level}"])
-        return out
+    def by_horizon(self, names: list[str] | None = None) -> pd.DataFrame:
+        """Per horizon and overall: point metrics with the DM test, direction with its CI."""
+        return evaluation.scores_by_horizon(self.forecast, names or [*evaluation.POINT, *evaluation.DIRECTION])
 
     def trading(self, rules: TradingRules = TradingRules()) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return simulate(self.origins, self.y_pred[:, rules.step - 1], self.y_true[:, 0], self.interval, rules)
-
-    def frame(self, step: int = 1) -> pd.DataFrame:
-        """Forecast vs actual price at one step ahead, per origin, with fold and interval bounds."""
-        h = step - 1
-        p0 = self.last_close
-        out = pd.DataFrame({"fold": self.fold, "time": self.origins + step * interval_timedelta(self.interval),
-                            "actual": p0 * np.exp(self.y_true[:, h]), "price": p0 * np.exp(self.y_pred[:, h])},
-                           index=self.origins)
-        for key, arr in self.bounds.items():
-            out[key] = p0 * np.exp(arr[:, h])
-        return out
+        f = self.forecast
+        return simulate(f.origins, f.at_steps([rules.step]).returns[:, 0], f.actual[:, 0], f.interval, rules)
 
 
-def _fit_fold(name: str, request: BacktestRequest, ds: FeatureDataset, previous: Forecaster | None) -> Forecaster:
-    if request.warm_start and previous is not None and name in NEURAL_MODELS:
-        return previous.warm_start(ds, request.warm_epochs)
-    return build_model(name, request.model_params.get(name), max_epochs=request.max_epochs, seed=request.seed,
-                       progress=False).fit(ds)
+def _fit_fold(estimator: Forecaster, previous: Forecaster | None, ds: FeatureDataset, warm_start: bool,
+              warm_epochs: int) -> Forecaster:
+    if warm_start and isinstance(previous, FineTunable):
+        return previous.warm_start(ds, warm_epochs)
+    return estimator.clone().fit(ds)
 
 
-def walk_forward(panel: FeaturePanel, folds: list[Fold], name: str, request: BacktestRequest,
-                 keep_model: bool = False) -> ModelBacktest:
-    """Fit `name` per fold on rows before the block, forecast every origin in the block."""
+def walk_forward(panel: FeaturePanel, folds: list[Fold], estimator: Forecaster, name: str | None = None, *,
+                 warm_start: bool = False, warm_epochs: int = 3, hooks: Sequence[FoldHook] = (),
+                 keep_model: bool = False) -> BacktestResult:
+    """Fit an unfitted clone of `estimator` per fold on rows before the block (or fine-tune the
+    previous fold's model with `warm_start`), forecast every origin in the block, and let each
+    hook (cloned per fold) fit on what was known before the block and adjust the forecast."""
+    name = name or estimator.model_type
     embargo = max(panel.window, panel.horizon)
-    parts: dict[str, list] = {k: [] for k in ("rows", "fold", "y_pred", "lower_80", "upper_80", "lower_95", "upper_95")}
-    info, model, ds = [], None, None
+    parts, part_rows, info, model, ds = [], [], [], None, None
     t_start = time.perf_counter()
     for fold in folds:
         t0 = time.perf_counter()
@@ -154,17 +164,17 @@ def walk_forward(panel: FeaturePanel, folds: list[Fold], name: str, request: Bac
                              "windows; need more history before the test span")
         ds = panel.dataset(splits, fold.fit_rows, embargo,
                            {"train": fold.fit_rows, "val": fold.val_rows, "test": fold.test_rows})
-        model = _fit_fold(name, request, ds, model)
+        model = _fit_fold(estimator, model, ds, warm_start, warm_epochs)
         rows = splits["test"]
-        pred = model.predict_rows(ds, rows)
-        parts["rows"].append(rows)
-        parts["fold"].append(np.full(len(rows), fold.index))
-        parts["y_pred"].append(pred)
-        for level in model.calibration_.levels:
-            lo, hi = model.calibration_.bounds(pred, level)
-            tag = round(level * 100)
-            parts[f"lower_{tag}"].append(lo)
-            parts[f"upper_{tag}"].append(hi)
+        forecast = replace(model.predict(ds, "test", name=name), fold=np.full(len(rows), fold.index))
+        if hooks:
+            realised = [p.select(r + panel.horizon < fold.val_rows[1]) for p, r in zip(parts, part_rows)]
+            past = Forecast.concat(realised) if realised and sum(p.n for p in realised) else None
+            context = FoldContext(fold, ds, model, past, name)
+            for hook in hooks:
+                forecast = hook.clone().fit(context).transform(forecast)
+        parts.append(forecast)
+        part_rows.append(rows)
         training = getattr(model, "training_", None)
         info.append({"fold": fold.index, "train_windows": len(splits["train"]), "val_windows": len(splits["val"]),
                      "test_origins": len(rows), "train_from": panel.features.index[fold.fit_rows[0]],
@@ -172,66 +182,61 @@ def walk_forward(panel: FeaturePanel, folds: list[Fold], name: str, request: Bac
                      "test_to": panel.features.index[fold.test_rows[1] - 1],
                      "epochs": None if training is None else len(training.history),
                      "seconds": time.perf_counter() - t0})
-    rows = np.concatenate(parts["rows"])
-    return ModelBacktest(
-        model=name, interval=panel.interval, origins=panel.features.index[rows], fold=np.concatenate(parts["fold"]),
-        y_true=panel.targets.to_numpy()[rows], y_pred=np.concatenate(parts["y_pred"]),
-        last_close=panel.close.to_numpy()[rows],
-        bounds={k: np.concatenate(parts[k]) for k in ("lower_80", "upper_80", "lower_95", "upper_95")},
-        folds=pd.DataFrame(info), seconds=time.perf_counter() - t_start,
-        final_model=model if keep_model else None, final_dataset=ds if keep_model else None)
+    return BacktestResult(model=name, forecast=Forecast.concat(parts), folds=pd.DataFrame(info),
+                          seconds=time.perf_counter() - t_start, final_model=model if keep_model else None,
+                          final_dataset=ds if keep_model else None)
 
 
 def _plan(request: BacktestRequest, panel: FeaturePanel) -> list[Fold]:
     n = len(panel.features)
-    test_start = int(round(n * (1 - request.test_fraction)))
+    if request.test_start is not None:
+        from coffee_ml.data.store import to_utc
+
+        test_start = int(panel.features.index.searchsorted(to_utc(request.test_start)))
+        if test_start >= n:
+            raise ValueError(f"test_start {request.test_start} is after the last bar ({panel.features.index[-1]})")
+    else:
+        test_start = int(round(n * (1 - request.test_fraction)))
     every = request.retrain_every if request.method == "walk_forward" else None
     return plan_folds(n, test_start, every, max(panel.window, panel.horizon), request.scheme, request.train_bars,
                       request.val_fraction)
 
 
-def _worker(args: tuple) -> ModelBacktest:
+def _worker(args: tuple) -> BacktestResult:
     panel, folds, name, request, threads = args
     import torch
 
     torch.set_num_threads(threads)
-    return walk_forward(panel, folds, name, request)
+    return _run_model(panel, folds, name, request)
+
+
+def _run_model(panel: FeaturePanel, folds: list[Fold], name: str, request: BacktestRequest,
+               keep_model: bool = False) -> BacktestResult:
+    estimator = build_model(name, request.model_params.get(name), max_epochs=request.max_epochs, seed=request.seed,
+                            progress=False)
+    return walk_forward(panel, folds, estimator, name, warm_start=request.warm_start, warm_epochs=request.warm_epochs,
+                        hooks=request.hooks(), keep_model=keep_model)
 
 
 @dataclass
 class BacktestReport:
     request: BacktestRequest
     folds: list[Fold]
-    results: dict[str, ModelBacktest]
+    results: dict[str, BacktestResult]
 
-    def summary(self) -> pd.DataFrame:
-        """One row per model: overall metrics with CI and DM p-value, coverage, trading, verdict."""
-        rows, rules = {}, self.request.rules()
-        hold = None
-        for name, res in self.results.items():
-            m = res.metrics().loc["all"]
-            curves, trade = res.trading(rules)
-            hold = trade.loc["buy_and_hold"]
-            significant = bool(m["dm_pvalue"] < 0.05)
-            if name == "naive":
-                verdict = "baseline"
-            elif significant and m["dm_stat"] < 0:
-                verdict = f"beats naive: yes at p<0.05 (p={m['dm_pvalue']:.2g}, skill {m['skill']:+.1%})"
-            else:
-                worse = ", significantly worse" if significant else ""
-                verdict = f"beats naive: no at p<0.05 (p={m['dm_pvalue']:.2g}, skill {m['skill']:+.1%}{worse})"
-            rows[name] = {
-                "mae": m["mae"], "naive_mae": m["naive_mae"], "skill": m["skill"], "rmse": m["rmse"],
-                "mape": m["mape"], "r2": m["r2"], "dir_acc": m["dir_acc"], "dir_acc_lo": m["dir_acc_lo"],
-                "dir_acc_hi": m["dir_acc_hi"], "dm_stat": m["dm_stat"], "dm_pvalue": m["dm_pvalue"],
-                **res.coverage(), **{f"strategy_{k}": trade.loc["strategy", k] for k in
-                                     ("total_return", "sharpe", "sortino", "max_drawdown", "hit_rate", "turnover")},
-                "verdict": verdict,
-                "seconds": res.seconds}
-        table = pd.DataFrame.from_dict(rows, orient="index")
-        table.index.name = "model"
-        if hold is not None:
-            table.attrs["buy_and_hold"] = hold.to_dict()
+    @property
+    def forecasts(self) -> dict[str, Forecast]:
+        return {name: r.forecast for name, r in self.results.items()}
+
+    def equity_curves(self, rules: TradingRules | None = None) -> dict[str, pd.DataFrame]:
+        """Strategy and buy-and-hold equity per model under the request's (or given) trading rules."""
+        rules = rules or self.request.rules()
+        return {name: r.trading(rules)[0] for name, r in self.results.items()}
+
+    def summary(self, names: Sequence[str] | None = None) -> pd.DataFrame:
+        """The leaderboard (`evaluation.summary_table`) under the request's trading rules."""
+        table = evaluation.summary_table(self.forecasts, names, rules=self.request.rules())
+        table["seconds"] = [r.seconds for r in self.results.values()]
         return table
 
 
@@ -250,12 +255,12 @@ def run_backtest(request: BacktestRequest | dict[str, Any], candles: pd.DataFram
         if candles.empty:
             raise ValueError(f"no {request.symbol} {request.interval} candles in [{request.start}, {request.end})")
     panel = feature_panel(candles, request.interval, request.features, request.groups, request.window,
-                          request.horizon)
+                          request.horizon, vol_halflife=request.vol_halflife)
     folds = _plan(request, panel)
     names = request.models()
     jobs = min(request.n_jobs, len(names))
     if jobs <= 1 or keep_models:
-        results = {name: walk_forward(panel, folds, name, request, keep_model=keep_models) for name in names}
+        results = {name: _run_model(panel, folds, name, request, keep_model=keep_models) for name in names}
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:

@@ -25,7 +25,7 @@ class Fold:
     def ends(self, ends: np.ndarray, window: int, horizon: int) -> dict[str, np.ndarray]:
         """Window ends per part. Training samples lie wholly inside their part (window and
         targets); a test origin may read any earlier bar, so only the origin must be in the block."""
-        inside = assign_splits(ends, SplitBounds({"train": self.fit_rows, "val": self.val_rows}, (0, 0), 0),
+        inside = assign_splits(ends, SplitBounds({"train": self.fit_rows, "val": self.val_rows}, 0),
                                window, horizon)
         lo, hi = self.test_rows
         inside["test"] = ends[(ends >= lo) & (ends < hi)]

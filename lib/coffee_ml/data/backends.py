@@ -154,6 +154,3 @@ class ServerBackend:
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
         database, _, name = table.rpartition(".")
         self._client.insert_df(name, df, database=database or None, column_names=list(df.columns))
-
-    def close(self) -> None:
-        self._client.close()

@@ -118,6 +118,17 @@ class CandleStore:
         return _candle_frame(self.backend.query_df(sql, self._range_params(symbol, interval, start, end)),
                              CANDLE_COLUMNS[1:])
 
+    def load_last(self, symbol: str, interval: str, bars: int, end=None) -> pd.DataFrame:
+        """The last `bars` candles before `end` (default: the newest), oldest first: what a forecast
+        from the latest data needs, without reading the whole history."""
+        if bars < 1:
+            raise ValueError(f"bars must be >= 1, got {bars}")
+        cols = ", ".join(CANDLE_COLUMNS)
+        sql = (f"SELECT * FROM (SELECT {cols} FROM {self.table} FINAL WHERE {_RANGE} "
+               "ORDER BY open_time DESC LIMIT {bars:UInt32}) ORDER BY open_time")
+        params = self._range_params(symbol, interval, None, end) | {"bars": int(bars)}
+        return _candle_frame(self.backend.query_df(sql, params), CANDLE_COLUMNS[1:])
+
     def resample(self, symbol: str, source_interval: str, interval: str, start=None, end=None,
                  complete_only: bool = False) -> pd.DataFrame:
         """Coarser candles computed in SQL: first open, max high, min low, last close, summed volumes.

@@ -20,6 +20,7 @@ from coffee_ml.features.gaps import count_gaps, run_bounds
 from coffee_ml.features.indicators import CandleInputError, FeatureSelection, compute_selected, select_features
 from coffee_ml.features.scaling import FeatureScaler
 from coffee_ml.features.targets import forward_log_returns, returns_to_prices
+from coffee_ml.features.volatility import DEFAULT_HALFLIFE, causal_volatility
 from coffee_ml.features.windows import SPLIT_NAMES, assign_splits, split_bounds, valid_window_ends
 
 if TYPE_CHECKING:
@@ -72,19 +73,23 @@ class FeatureDataset:
 
     features: unscaled feature frame; X: the same scaled, C-ordered float64 (rows, features);
     targets: forward log returns fwd_logret_1..H (NaN where unavailable); close: close per row;
-    splits: window end rows per part ("train", "val", "test"); scaler: fitted on train rows only.
+    volatility: causal EWMA volatility per row (`features.volatility`), the scale of adaptive
+    intervals; splits: window end rows per part ("train", "val", "test"); scaler: fitted on train
+    rows only.
     """
 
     features: pd.DataFrame
     X: np.ndarray
     targets: pd.DataFrame
     close: pd.Series
+    volatility: pd.Series
     splits: dict[str, np.ndarray]
     scaler: FeatureScaler
     window: int
     horizon: int
     interval: str
     report: DatasetReport
+    vol_halflife: float = DEFAULT_HALFLIFE
 
     @property
     def feature_names(self) -> list[str]:
@@ -144,6 +149,7 @@ class FeaturePanel:
     features: pd.DataFrame
     targets: pd.DataFrame
     close: pd.Series
+    volatility: pd.Series
     ends: np.ndarray
     window: int
     horizon: int
@@ -152,6 +158,7 @@ class FeaturePanel:
     rows_in: int
     gap_context: int
     skipped: dict[str, str]
+    vol_halflife: float = DEFAULT_HALFLIFE
 
     def dataset(self, splits: dict[str, np.ndarray], fit_rows: tuple[int, int], embargo: int,
                 split_rows: dict[str, tuple[int, int]], scaler: str | FeatureScaler = "standard") -> FeatureDataset:
@@ -169,13 +176,15 @@ class FeaturePanel:
             windows={k: len(v) for k, v in splits.items()}, split_rows=dict(split_rows),
             skipped_features=dict(self.skipped))
         return FeatureDataset(features=self.features, X=fitted.transform(self.features), targets=self.targets,
-                              close=self.close, splits=splits, scaler=fitted, window=self.window,
-                              horizon=self.horizon, interval=self.interval, report=report)
+                              close=self.close, volatility=self.volatility, splits=splits, scaler=fitted,
+                              window=self.window, horizon=self.horizon, interval=self.interval, report=report,
+                              vol_halflife=self.vol_halflife)
 
 
 def feature_panel(candles: pd.DataFrame, interval: str, features: Iterable[str] | None = None,
                   groups: Iterable[str] | None = None, window: int = 60, horizon: int = 1,
-                  gap_context: int | None = None, selection: FeatureSelection | None = None) -> FeaturePanel:
+                  gap_context: int | None = None, selection: FeatureSelection | None = None,
+                  vol_halflife: float = DEFAULT_HALFLIFE) -> FeaturePanel:
     """Features, forward-return targets and valid window ends for `candles` (see `build_dataset`).
     `selection`, when already resolved, replaces `features`/`groups`."""
     _check_lengths(window, horizon)
@@ -191,15 +200,18 @@ def feature_panel(candles: pd.DataFrame, interval: str, features: Iterable[str] 
         raise CandleInputError(f"non-finite feature values after warm-up ({detail})")
     targets = forward_log_returns(candles["close"], horizon, interval).iloc[warmup:]
     ends = valid_window_ends(run_start, run_end, window, horizon, context, first_row=warmup) - warmup
-    return FeaturePanel(features=feats, targets=targets, close=candles["close"].iloc[warmup:], ends=ends,
-                        window=window, horizon=horizon, interval=interval, warmup=warmup, rows_in=len(candles),
-                        gap_context=context, skipped=dict(selection.skipped))
+    volatility = causal_volatility(candles["close"], interval, vol_halflife).iloc[warmup:]
+    return FeaturePanel(features=feats, targets=targets, close=candles["close"].iloc[warmup:], volatility=volatility,
+                        ends=ends, window=window, horizon=horizon, interval=interval, warmup=warmup,
+                        rows_in=len(candles), gap_context=context, skipped=dict(selection.skipped),
+                        vol_halflife=vol_halflife)
 
 
 def build_dataset(candles: pd.DataFrame, interval: str, features: Iterable[str] | None = None,
                   groups: Iterable[str] | None = None, window: int = 60, horizon: int = 1,
                   scaler: str | FeatureScaler = "standard", split: Sequence[float] = (0.7, 0.15, 0.15),
-                  embargo: int | None = None, gap_context: int | None = None) -> FeatureDataset:
+                  embargo: int | None = None, gap_context: int | None = None,
+                  vol_halflife: float = DEFAULT_HALFLIFE) -> FeatureDataset:
     """Features, targets, gap-free windows, a chronological split and a train-only scaler.
 
     candles: indexed by UTC `open_time`, columns open/high/low/close/volume (+ optional order
@@ -212,6 +224,7 @@ def build_dataset(candles: pd.DataFrame, interval: str, features: Iterable[str] 
     embargo: bars removed at the start of val and test; default max(L, H).
     gap_context: bars before each window that must also be gap-free; default the warm-up length,
         so no windowed indicator value reads across a missing bar.
+    vol_halflife: halflife in bars of the causal volatility that scales adaptive intervals.
 
     Raises CandleInputError for bad inputs (NaN/inf named by column) or too few rows (with the
     number needed), ValueError when gaps leave a requested split without windows.
@@ -226,7 +239,7 @@ def build_dataset(candles: pd.DataFrame, interval: str, features: Iterable[str] 
             f"need at least {needed} rows (warm-up {selection.warmup} + window {window} + horizon {horizon} "
             f"+ embargo {embargo} spread over split {split}), got {len(candles)}")
     panel = feature_panel(candles, interval, window=window, horizon=horizon, gap_context=gap_context,
-                          selection=selection)
+                          selection=selection, vol_halflife=vol_halflife)
     bounds = split_bounds(len(panel.features), split, embargo)
     splits = assign_splits(panel.ends, bounds, window, horizon)
     for name, f in zip(SPLIT_NAMES, split):

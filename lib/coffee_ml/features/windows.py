@@ -45,10 +45,9 @@ def valid_window_ends(run_start: np.ndarray, run_end: np.ndarray, window: int, h
 
 @dataclass(frozen=True)
 class SplitBounds:
-    """Row ranges [start, stop) of each part after the embargo; `boundaries` are the raw cut rows."""
+    """Row ranges [start, stop) of each part after the embargo."""
 
     rows: dict[str, tuple[int, int]]
-    boundaries: tuple[int, int]
     embargo: int
 
 
@@ -64,7 +63,7 @@ def split_bounds(n_rows: int, fractions: Sequence[float], embargo: int) -> Split
     b1 = int(round(n_rows * fractions[0]))
     b2 = int(round(n_rows * (fractions[0] + fractions[1])))
     rows = {"train": (0, b1), "val": (min(b1 + embargo, b2), b2), "test": (min(b2 + embargo, n_rows), n_rows)}
-    return SplitBounds(rows, (b1, b2), embargo)
+    return SplitBounds(rows, embargo)
 
 
 def assign_splits(ends: np.ndarray, bounds: SplitBounds, window: int, horizon: int) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ class NaiveForecaster(Forecaster):
     def _fit(self, ds: FeatureDataset) -> None:
         pass
 
-    def predict_returns(self, X: np.ndarray, log_close: np.ndarray) -> np.ndarray:
+    def _predict_returns(self, X: np.ndarray, log_close: np.ndarray) -> np.ndarray:
         return np.zeros((len(log_close), self.horizon_))
 
 
@@ -35,7 +35,7 @@ class DriftForecaster(Forecaster):
         if self.window < 2:
             raise ValueError(f"drift needs window >= 2, got {self.window}")
 
-    def predict_returns(self, X: np.ndarray, log_close: np.ndarray) -> np.ndarray:
+    def _predict_returns(self, X: np.ndarray, log_close: np.ndarray) -> np.ndarray:
         lc = log_close[:, -self.window:]
         mean_step = (lc[:, -1] - lc[:, 0]) / (self.window - 1)
         return mean_step[:, None] * np.arange(1, self.horizon_ + 1)[None, :]

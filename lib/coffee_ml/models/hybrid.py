@@ -3,8 +3,12 @@
 For each forecast origin both components see only the last `window` log closes. The trend is an
 OLS line through them, extrapolated h bars; Holt's linear method (level alpha, trend beta) gives
 level + h * trend. The forecast return is weight * trend + (1 - weight) * Holt, minus the last
-log close. `fit` picks alpha, beta and weight on the training split by grid search (no torch).
-Vectorised across origins; the only loop runs over the window's bars.
+log close, times a damping factor. `fit` picks alpha, beta and weight on the training split by
+grid search (no torch), then the damping factor in `shrinks` on the validation split by the price
+MAE the verdict uses. The default `shrinks` include 0, the no-change limit (the naive forecast),
+so the hybrid is never worse than naive on the data it was tuned on: without it, it was 22% worse
+than naive overall and 41% worse at h=1 held out (`shrinks=(1.0,)` is that undamped model). Vectorised across origins; the only loop runs over
+the window's bars.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ class HybridForecaster(Forecaster):
 
     def __init__(self, window: int = 48, alphas: tuple[float, ...] = (0.1, 0.3, 0.5, 0.8, 1.0),
                  betas: tuple[float, ...] = (0.01, 0.05, 0.2), weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
-                 max_fit_windows: int = 4000, seed: int = 0) -> None:
+                 shrinks: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), max_fit_windows: int = 4000,
+                 seed: int = 0) -> None:
         self.window = window
         self.alphas = alphas
         self.betas = betas
         self.weights = weights
+        self.shrinks = shrinks
         self.max_fit_windows = max_fit_windows
         self.seed = seed
 
@@ -61,17 +67,32 @@ class HybridForecaster(Forecaster):
                     best = (mse, (alpha, beta, w))
         self.alpha_, self.beta_, self.weight_ = best[1]
         self.train_mse_ = best[0]
+        self.shrink_ = self._choose_shrink(ds)
 
-    def predict_returns(self, X: np.ndarray, log_close: np.ndarray) -> np.ndarray:
+    def _choose_shrink(self, ds: FeatureDataset) -> float:
+        """The damping factor with the lowest validation price MAE (ties: the smaller factor)."""
+        if not self.shrinks or min(self.shrinks) < 0 or max(self.shrinks) > 1:
+            raise ValueError(f"hybrid shrinks must be factors in [0, 1], got {self.shrinks}")
+        candidates = sorted(map(float, self.shrinks))
+        rows = ds.splits["val"]
+        raw = self._blend(contexts(ds, rows)[1])
+        p0, actual = ds.close.to_numpy()[rows][:, None], np.exp(ds.y[rows])
+        mae = [float(np.mean(np.abs(p0 * (np.exp(s * raw) - actual)))) for s in candidates]
+        return candidates[int(np.argmin(mae))]
+
+    def _blend(self, log_close: np.ndarray) -> np.ndarray:
         trend, holt = self._components(log_close, self.alpha_, self.beta_)
         return self.weight_ * trend + (1 - self.weight_) * holt
 
+    def _predict_returns(self, X: np.ndarray | None, log_close: np.ndarray) -> np.ndarray:
+        return self.shrink_ * self._blend(log_close)
+
     def fitted_state(self) -> dict:
         return super().fitted_state() | {"alpha": self.alpha_, "beta": self.beta_, "weight": self.weight_,
-                                         "train_mse": self.train_mse_}
+                                         "shrink": self.shrink_, "train_mse": self.train_mse_}
 
     def restore(self, state: dict, tensors: dict) -> "HybridForecaster":
         super().restore(state, tensors)
         self.alpha_, self.beta_, self.weight_ = state["alpha"], state["beta"], state["weight"]
-        self.train_mse_ = state["train_mse"]
+        self.shrink_, self.train_mse_ = state["shrink"], state["train_mse"]
         return self

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from coffee_ml.features import FeatureDataset
-from coffee_ml.models.base import Forecaster
+from coffee_ml.models.base import FineTunable
 from coffee_ml.training import TrainConfig, TrainResult, choose_device, seed_everything, train
 
 
@@ -46,8 +46,9 @@ class _Windowed(nn.Module):
         return self.net(x[:, -self.window:])
 
 
-class RNNForecaster(Forecaster):
+class RNNForecaster(FineTunable):
     cell = "lstm"
+    requires_torch = True
 
     def __init__(self, hidden: int = 128, layers: int = 2, dropout: float = 0.2, window: int = 60,
                  lr: float = 1e-3, loss: str = "mse", batch_size: int = 256, max_epochs: int = 100,
@@ -83,7 +84,6 @@ class RNNForecaster(Forecaster):
             _Windowed(self.net_, self.window),
             ds.loader("train", batch_size=self.batch_size, seed=self.seed),
             ds.loader("val", batch_size=4 * self.batch_size), config)
-        self.device_ = self.training_.device
 
     def _fit(self, ds: FeatureDataset) -> None:
         seed_everything(self.seed)
@@ -95,12 +95,13 @@ class RNNForecaster(Forecaster):
     def warm_start(self, ds: FeatureDataset, epochs: int) -> "RNNForecaster":
         """Fine-tune the current weights on a new dataset for a few epochs (kept only where they
         improve the new validation loss), then recalibrate."""
+        self._describe(ds)
         self._train(ds, epochs, keep_initial=True)
         self.calibrate(ds, "val")
         return self
 
     @torch.no_grad()
-    def predict_returns(self, X: np.ndarray, log_close: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    def _predict_returns(self, X: np.ndarray, log_close: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         self.net_.eval()
         device = next(self.net_.parameters()).device
         out = np.empty((len(X), self.horizon_))
@@ -133,8 +134,3 @@ class LSTMForecaster(RNNForecaster):
 
 class GRUForecaster(RNNForecaster):
     cell = "gru"
-
-
-def fast_lstm(**overrides: Any) -> LSTMForecaster:
-    """The platform's fast model: an LSTM over 20 bars with 32 hidden units."""
-    return LSTMForecaster(**({"window": 20, "hidden": 32} | overrides))

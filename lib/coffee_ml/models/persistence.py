@@ -15,17 +15,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coffee_ml import provenance, registry
+from coffee_ml import evaluation, provenance, registry
 from coffee_ml.data.schema import interval_timedelta
 from coffee_ml.features import FEATURES, FeatureDataset, FeatureScaler, compute_features
+from coffee_ml.features.volatility import DEFAULT_HALFLIFE, causal_volatility
+from coffee_ml.forecast import Forecast
 from coffee_ml.models.base import Forecaster
-from coffee_ml.models.baselines import DriftForecaster, NaiveForecaster
-from coffee_ml.models.forecast import evaluate, price_frame
-from coffee_ml.models.hybrid import HybridForecaster
-from coffee_ml.models.neural import GRUForecaster, LSTMForecaster
+from coffee_ml.models.specs import SPECS
 
-_CLASSES = {cls.__name__: cls for cls in (LSTMForecaster, GRUForecaster, HybridForecaster, NaiveForecaster,
-                                          DriftForecaster)}
+_CLASSES = {spec.estimator.__name__: spec.estimator for spec in SPECS.values()}
+VOLATILITY_BURN_IN = 10  # halflives of history before the window, so the EWMA has forgotten its start
+
+
+def registry_scores(forecast: Forecast) -> dict[str, float]:
+    """What a registry version records per split: the leaderboard's scorers without trading."""
+    return evaluation.score(forecast, evaluation.summary_names(forecast.levels, trading=False))
 
 
 def _table(df: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -34,17 +38,18 @@ def _table(df: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def save_model(model: Forecaster, ds: FeatureDataset, *, symbol: str, name: str | None = None,
                extra: dict[str, Any] | None = None, root: Path | None = None) -> registry.ModelRef:
-    """Evaluate on val and test, then write a new registry version of `model`."""
-    evaluations = {split: evaluate(model, ds, split) for split in ("val", "test")}
+    """Score on val and test (the evaluation layer's scorers), then write a new registry version."""
+    forecasts = {split: model.predict(ds, split) for split in ("val", "test") if len(ds.splits[split])}
     splits = {k: [ds.end_times(k)[0], ds.end_times(k)[-1]] for k in ds.splits if len(ds.splits[k])}
     meta = {
         "model_class": type(model).__name__, "model_type": model.model_type, "params": model.get_params(),
         "state": model.fitted_state(), "feature_names": ds.feature_names, "scaler": ds.scaler.to_dict(),
-        "window": ds.window, "horizon": ds.horizon, "data_interval": ds.interval,
+        "window": ds.window, "horizon": ds.horizon, "data_interval": ds.interval, "vol_halflife": ds.vol_halflife,
         "data_range": {"first": ds.features.index[0], "last": ds.features.index[-1], "rows": len(ds.features),
                        "splits": splits},
-        "metrics": {split: ev["metrics"].loc["all"].to_dict() | ev["coverage"] for split, ev in evaluations.items()},
-        "metrics_by_horizon": {split: _table(ev["metrics"]) for split, ev in evaluations.items()},
+        "metrics": {split: registry_scores(f) for split, f in forecasts.items()},
+        "metrics_by_horizon": {split: _table(evaluation.scores_by_horizon(f, evaluation.POINT))
+                               for split, f in forecasts.items()},
         "trained_at": datetime.now(timezone.utc).isoformat(), **provenance.environment(), **(extra or {}),
     }
     return registry.save(model.tensors(), meta, symbol=symbol, interval=ds.interval,
@@ -60,32 +65,42 @@ class LoadedModel:
     feature_names: list[str]
     window: int
     interval: str
+    vol_halflife: float
     metadata: dict[str, Any]
     ref: registry.ModelRef
 
-    def predict_latest(self, candles: pd.DataFrame) -> pd.DataFrame:
+    @property
+    def lookback(self) -> int:
+        """Consecutive bars the last forecast needs: the window plus the features' look-back."""
+        return self.window + max(FEATURES[name].lookback for name in self.feature_names)
+
+    @property
+    def history_bars(self) -> int:
+        """Bars to load: the look-back plus a burn-in for EMA-type features and the volatility."""
+        return self.lookback + int(VOLATILITY_BURN_IN * max(self.vol_halflife, 30))
+
+    def predict(self, candles: pd.DataFrame) -> Forecast:
         """Forecast the next H bars after the last candle (features computed on `candles`).
 
-        Pass enough history for the indicators' look-back (a few hundred bars beyond it keeps
-        EMA-type features within float noise of their training values). The last `window` bars and
-        the feature look-back before them must be consecutive, as for every training window.
+        Pass `history_bars` candles (more is harmless): the last `lookback` of them must be
+        consecutive, as for every training window; the burn-in before them keeps EMA-type
+        features and the volatility within float noise of their values in training.
         """
-        lookback = max(FEATURES[name].lookback for name in self.feature_names)
-        span = candles.index[-(self.window + lookback):]
-        if len(span) < self.window + lookback:
-            raise ValueError(f"need at least {self.window + lookback} candles (window {self.window} + feature "
-                             f"look-back {lookback}), got {len(candles)}")
+        span = candles.index[-self.lookback:]
+        if len(span) < self.lookback:
+            raise ValueError(f"need at least {self.lookback} candles (window {self.window} + feature look-back "
+                             f"{self.lookback - self.window}), got {len(candles)}")
         if ((span[1:] - span[:-1]) != interval_timedelta(self.interval)).any():
-            raise ValueError(f"the last {self.window + lookback} candles (window + feature look-back) are not "
+            raise ValueError(f"the last {self.lookback} candles (window + feature look-back) are not "
                              f"consecutive {self.interval} bars (gap): as in training, no input reads across one")
         feats = compute_features(candles, features=self.feature_names).iloc[-self.window:]
         if not np.isfinite(feats.to_numpy()).all():
             raise ValueError("features are not finite over the last window: pass more history")
         X = self.scaler.transform(feats)[None]
         log_close = np.log(candles["close"].to_numpy(dtype=np.float64)[-self.window:])[None]
-        pred = self.model.predict_returns(X, log_close)
-        return price_frame(feats.index[-1:], candles["close"].to_numpy()[-1:], pred, self.model.calibration_,
-                           self.interval)
+        scale = causal_volatility(candles["close"], self.interval, self.vol_halflife).to_numpy()[-1:]
+        return self.model.forecast(self.model._predict_returns(X, log_close), feats.index[-1:],
+                                   candles["close"].to_numpy()[-1:], scale, self.interval, name=self.ref.model)
 
 
 def load_model(symbol: str, interval: str, name: str, version: str = "latest", root: Path | None = None,
@@ -99,6 +114,11 @@ def load_model(symbol: str, interval: str, name: str, version: str = "latest", r
     params = dict(meta["params"])
     if "device" in params:
         params["device"] = device
-    model = cls(**params).restore(meta["state"], tensors)
+    try:
+        model = cls(**params).restore(meta["state"], tensors)
+    except KeyError as exc:  # a version written by an older coffee-ml lacks fitted state this one needs
+        raise registry.RegistryError(f"{ref.path}: no {exc} in its fitted state: saved before volatility-scaled "
+                                     "calibration; retrain and save it again") from None
     return LoadedModel(model, FeatureScaler.from_dict(meta["scaler"]), list(meta["feature_names"]),
-                       int(meta["window"]), meta["data_interval"], meta, ref)
+                       int(meta["window"]), meta["data_interval"], float(meta.get("vol_halflife", DEFAULT_HALFLIFE)),
+                       meta, ref)
