@@ -24,7 +24,9 @@ run: setup
 test: setup
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
 	$(BIN)/python -m pytest tests
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	# the notebooks save models and load the store: into a throw-away outputs folder, never the user's
+	tmp=$$(mktemp -d) && COFFEE_ML_OUTPUTS=$$tmp $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+		-p no:cacheprovider notebooks; status=$$?; rm -rf $$tmp; exit $$status
 
 bench: setup
 	$(BIN)/python tests/benchmarks/run_all.py
