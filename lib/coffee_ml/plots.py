@@ -259,11 +259,13 @@ def error_distributions(errors: Mapping[str, Forecast | np.ndarray], step: int |
 
 
 def reliability_diagram(forecasts: Mapping[str, Forecast], bins: int = 10) -> Figure:
-    """Is the direction confidence a probability? Per model that takes sides, one column: the
-    observed hit rate against the mean confidence per confidence bin, with the 95% Wilson
-    interval on effective counts (`evaluation.reliability`) and the diagonal a calibrated model
-    follows; below, the share of calls in each bin with its count. The title gives the Brier
-    skill against quoting the base rate. Models that never take a side are named, not drawn."""
+    """Is the direction confidence a probability? Per model that takes sides, one panel: the
+    observed hit rate against the mean confidence in bins holding equal numbers of calls, with
+    the 95% Wilson interval on effective counts (`evaluation.reliability`) and the diagonal a
+    calibrated model follows. The axes zoom to where the points are (a model without direction
+    skill keeps its confidence in a narrow band around the base rate, invisible on [0, 1]). The
+    title gives the Brier skill against quoting the base rate. Models that never take a side are
+    named, not drawn."""
     tables, skills, silent = {}, {}, []
     for name, f in forecasts.items():
         table = evaluation.reliability(f, bins)
@@ -278,31 +280,26 @@ def reliability_diagram(forecasts: Mapping[str, Forecast], bins: int = 10) -> Fi
         ax.text(0.5, 0.5, note or "no forecasts", ha="center", va="center", transform=ax.transAxes)
         ax.axis("off")
         return fig
-    fig, axes = plt.subplots(2, len(tables), figsize=(4.2 * len(tables) + 0.6, 6.2), squeeze=False, sharex="col",
-                             gridspec_kw={"height_ratios": [3, 1]})
-    for k, (name, t) in enumerate(tables.items()):
-        ax, axh = axes[0, k], axes[1, k]
-        ax.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=0.8, label="calibrated")
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables) + 0.6, 4.6), squeeze=False)
+    for ax, (name, t) in zip(axes[0], tables.items()):
+        lo = min(t["hit_lo"].min(), t["confidence"].min())
+        hi = max(t["hit_hi"].max(), t["confidence"].max())
+        pad = max(0.02, 0.1 * (hi - lo))
+        lims = (max(0.0, min(lo - pad, 0.4)), min(1.0, max(hi + pad, 0.6)))
+        ax.plot(lims, lims, color="0.5", linestyle="--", linewidth=0.8, label="calibrated")
         ax.errorbar(t["confidence"], t["hit_rate"], yerr=[t["hit_rate"] - t["hit_lo"], t["hit_hi"] - t["hit_rate"]],
                     fmt="o", color="tab:blue", ecolor="tab:blue", elinewidth=1.2, capsize=3,
-                    label="hit rate, 95% CI")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{name}: Brier skill {skills[name]:+.3%}", fontsize=10)
+                    label=f"hit rate, 95% CI ({len(t)} bins of ~{t['n_eff'].mean():.0f} effective outcomes)")
+        ax.set_xlim(*lims)
+        ax.set_ylim(*lims)
+        ax.set_aspect("equal")
+        ax.set_title(f"{name}: Brier skill {skills[name]:+.4f}", fontsize=10)
+        ax.set_xlabel("confidence (predicted P[direction right])")
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
-        share = t["n"] / t["n"].sum()
-        axh.bar((t["bin_lo"] + t["bin_hi"]) / 2, share, width=(t["bin_hi"] - t["bin_lo"]) * 0.9, color="0.6")
-        for x, s, n, n_eff in zip((t["bin_lo"] + t["bin_hi"]) / 2, share, t["n"], t["n_eff"]):
-            axh.text(x, s, f"{n}\n({n_eff:.0f} eff.)", ha="center", va="bottom", fontsize=6.5)
-        axh.set_ylim(0, 1.6)
-        axh.set_yticks([0, 0.5, 1])
-        axh.yaxis.set_major_formatter(PercentFormatter(1))
-        axh.set_xlabel("confidence (predicted P[direction right])")
-        axh.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=7)
     axes[0, 0].set_ylabel("observed hit rate")
-    axes[1, 0].set_ylabel("share of calls\n(count, effective)", fontsize=9)
-    fig.suptitle("reliability of the direction confidence" + (f"\n{note}" if note else ""), fontsize=11)
+    fig.suptitle("reliability of the direction confidence (Brier skill vs quoting the base rate)"
+                 + (f"\n{note}" if note else ""), fontsize=11)
     fig.tight_layout()
     return fig
 
