@@ -184,7 +184,7 @@ PROBABILITY = ["brier", "brier_ref", "brier_skill"]
 TRADING = ["sharpe", "total_return", "max_drawdown", "turnover", "hold_sharpe", "hold_return"]
 
 
-def summary_names(levels: Sequence[float] = (0.8, 0.95), trading: bool = True) -> list[str]:
+def summary_names(levels: Sequence[float], trading: bool = True) -> list[str]:
     """The leaderboard's columns: point, direction, probability, intervals (and trading)."""
     return [*POINT, *DIRECTION, *PROBABILITY, *interval_names(levels), *(TRADING if trading else []), "origins"]
 
