@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 # Override for a GPU build: make setup TORCH_SPEC="torch==2.13.0 --index-url <CUDA wheel index>"
 TORCH_SPEC ?= torch==2.13.0
 PARAMS ?= params/quickstart.yaml
-export MPLBACKEND := Agg
+# Kernels (make run, make lab, nbval) draw inline figures: an MPLBACKEND from the shell (Agg on a
+# headless box) would leave every notebook and report without charts. The pytest process itself
+# stays headless: tests/conftest.py selects Agg for it.
+unexport MPLBACKEND
 
 .PHONY: setup run test bench lab clean-outputs
 
@@ -24,9 +27,11 @@ run: setup
 test: setup
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
 	$(BIN)/python -m pytest tests
-	# the notebooks save models and load the store: into a throw-away outputs folder, never the user's
-	tmp=$$(mktemp -d) && COFFEE_ML_OUTPUTS=$$tmp $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
-		-p no:cacheprovider notebooks; status=$$?; rm -rf $$tmp; exit $$status
+	# the notebooks save models and load the store: into a throw-away outputs folder and store, never
+	# the user's (nor a server named in the shell or .env); notebooks/*.ipynb only, no checkpoints
+	tmp=$$(mktemp -d) && COFFEE_ML_OUTPUTS=$$tmp COFFEE_ML_STORE=$$tmp/store CLICKHOUSE_HOST= \
+		$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/*.ipynb; \
+		status=$$?; rm -rf $$tmp; exit $$status
 
 bench: setup
 	$(BIN)/python tests/benchmarks/run_all.py

@@ -1,4 +1,10 @@
-"""Shared fixtures: real data from ../shared/data, and a candle store on each backend.
+"""Shared fixtures: real market data, and a candle store on each backend.
+
+`market_data` is tests/fixtures/: two untouched daily Binance 1-minute dumps (March 2024,
+millisecond timestamps), one from 2025 (microsecond timestamps) and the first 500 ETHUSDC hourly
+candles, cut from ../shared/data by tests/fixtures/cut.py and committed, so every data-layer test
+runs on a fresh clone. `shared_data` (the full month, 6.7 MB) is only for the few tests whose
+point is the whole month; they skip without it.
 
 The `store` fixture runs every data-layer test twice: on the embedded chdb engine and on the
 server backend (clickhouse-connect over HTTP against `clickhouse_http.py`, the embedded engine
@@ -19,22 +25,38 @@ matplotlib.use("Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("COFFEE_ML_SHARED_DATA", ROOT.parent / "shared" / "data"))
+FIXTURES = ROOT / "tests" / "fixtures"
+# The exchange's headerless daily dump layout (see ../shared/data/README.md).
+RAW_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
+               "taker_buy_base", "taker_buy_quote", "ignore"]
 _db_names = itertools.count()
 
 
 @pytest.fixture(scope="session")
+def market_data() -> Path:
+    """The committed real-data fixtures (same layout as ../shared/data, fewer days)."""
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not (SHARED_DATA / "BTCUSDT-1m-2024-03.parquet").is_file():
-        pytest.skip(f"real market data not found at {SHARED_DATA}")
+    """The full data set, for tests about a whole month of dumps (31 files, 6.7 MB: not committed)."""
+    if not (SHARED_DATA / "binance-raw" / "2024-03").is_dir():
+        pytest.skip(f"needs the full March 2024 month of raw dumps (6.7 MB, not committed) at {SHARED_DATA}; "
+                    "tests/fixtures holds two of its days for the other tests")
     return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
-def btc_1m(shared_data: Path) -> pd.DataFrame:
-    """Real Binance BTCUSDT 1-minute candles, March 2024, `open_time` as a column."""
-    df = pd.read_parquet(shared_data / "BTCUSDT-1m-2024-03.parquet")
-    df["open_time"] = df["open_time"].astype("datetime64[ms, UTC]")
-    return df
+def btc_1m(market_data: Path) -> pd.DataFrame:
+    """Real Binance BTCUSDT 1-minute candles, 1-2 March 2024, `open_time` as a column.
+
+    Read with plain pandas from the fixture dumps, independently of the importers under test.
+    """
+    days = sorted((market_data / "binance-raw" / "2024-03").glob("*.csv"))
+    df = pd.concat([pd.read_csv(p, header=None, names=RAW_COLUMNS) for p in days], ignore_index=True)
+    df["open_time"] = pd.to_datetime(df["open_time"], unit="ms", utc=True).astype("datetime64[ms, UTC]")
+    return df.drop(columns=["close_time", "ignore"])
 
 
 @pytest.fixture(autouse=True)

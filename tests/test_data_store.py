@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coffee_ml.data import CANDLE_COLUMNS, CandleValidationError
+from coffee_ml.data import CANDLE_COLUMNS, CandleValidationError, load_sample
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -65,13 +65,12 @@ def test_sql_resample_matches_pandas_ohlc(store, btc_1m, interval):
         np.testing.assert_allclose(got[col].to_numpy(), ref[col].to_numpy(dtype="float64"), rtol=1e-12, err_msg=col)
 
 
-def test_resampled_hours_match_exchange_hourly_candles(store, btc_1m, shared_data):
-    """1m -> 1h in SQL reproduces the independent hourly file for the same month."""
+def test_resampled_hours_match_exchange_hourly_candles(store, btc_1m):
+    """1m -> 1h in SQL reproduces the independent hourly history (the bundled sample) for the same days."""
     store.write_candles(btc_1m, "BTCUSDT", "1m")
     got = store.resample("BTCUSDT", "1m", "1h", complete_only=True)
-    hourly = pd.read_parquet(shared_data / "BTCUSDT-1h.parquet").set_index("open_time")
-    ref = hourly.loc[got.index[0]:got.index[-1]]
-    assert len(got) == len(ref) == 744
+    ref = load_sample().loc[got.index[0]:got.index[-1]]
+    assert len(got) == len(ref) == len(btc_1m) // 60
     for col in ("open", "high", "low", "close", "volume", "trades"):
         np.testing.assert_allclose(got[col].to_numpy(), ref[col].to_numpy(dtype="float64"), rtol=1e-9, err_msg=col)
 
@@ -92,9 +91,9 @@ def test_incomplete_buckets_are_flagged_not_hidden(store, btc_1m):
     assert len(store.resample("BTCUSDT", "1m", "1h", complete_only=True)) == 23
 
 
-def test_list_symbols_reports_coverage(store, btc_1m, shared_data):
+def test_list_symbols_reports_coverage(store, btc_1m, market_data):
     store.write_candles(_week(btc_1m, 1), "BTCUSDT", "1m")
-    eth = pd.read_parquet(shared_data / "ETHUSDC-1h.parquet").iloc[:500]
+    eth = pd.read_parquet(market_data / "ETHUSDC-1h-first500.parquet")
     store.write_candles(eth, "ETHUSDC", "1h")
     table = store.list_symbols()
     assert table[["symbol", "interval"]].values.tolist() == [["BTCUSDT", "1m"], ["ETHUSDC", "1h"]]
@@ -104,8 +103,8 @@ def test_list_symbols_reports_coverage(store, btc_1m, shared_data):
     assert table.loc[1, "first"] == eth["open_time"].iloc[0]
 
 
-def test_optional_columns_absent_in_source_load_as_nan(store, shared_data):
-    eth = pd.read_parquet(shared_data / "ETHUSDC-1h.parquet").iloc[:100]
+def test_optional_columns_absent_in_source_load_as_nan(store, market_data):
+    eth = pd.read_parquet(market_data / "ETHUSDC-1h-first500.parquet").iloc[:100]
     store.write_candles(eth, "ETHUSDC", "1h")
     loaded = store.load_candles("ETHUSDC", "1h")
     assert loaded["taker_buy_base"].isna().all() and loaded["taker_buy_quote"].isna().all()
@@ -127,8 +126,8 @@ def test_gap_report_lists_every_missing_range(store, btc_1m):
     assert bounded["missing_bars"].tolist() == [5, 3, 1, 100, 2]
 
 
-def test_gap_report_on_real_hourly_history(store, shared_data):
-    hourly = pd.read_parquet(shared_data / "BTCUSDT-1h.parquet")
+def test_gap_report_on_real_hourly_history(store):
+    hourly = load_sample().reset_index()
     store.write_candles(hourly, "BTCUSDT", "1h")
     gaps = store.gaps("BTCUSDT", "1h")
     step = hourly["open_time"].diff().dt.total_seconds().div(3600)
@@ -149,20 +148,20 @@ def test_sql_injection_through_symbol_is_inert(store, btc_1m, evil):
         store.write_candles(_week(btc_1m, 1), evil, "1m")
 
 
-def test_binance_raw_ms_and_us_files(store, shared_data):
-    raw = shared_data / "binance-raw"
+def test_binance_raw_ms_and_us_files(store, market_data):
+    raw = market_data / "binance-raw"
     march = sorted((raw / "2024-03").glob("*.csv"))
-    report = store.import_files(march[:3] + [raw / "BTCUSDT-1m-2025-06-01.csv"], "BTCUSDT", "1m")
-    assert (report.files, report.rows, report.added) == (4, 3 * 1440 + 1440, 3 * 1440 + 1440)
+    report = store.import_files(march + [raw / "BTCUSDT-1m-2025-06-01.csv"], "BTCUSDT", "1m")
+    assert (report.files, report.rows, report.added) == (3, 2 * 1440 + 1440, 2 * 1440 + 1440)
     june = store.load_candles("BTCUSDT", "1m", "2025-06-01", "2025-06-02")
     assert len(june) == 1440 and june.index[0] == pd.Timestamp("2025-06-01", tz="UTC")
     assert june["open"].iloc[0] == 104591.88 and june["trades"].iloc[0] == 1136
     assert store.load_candles("BTCUSDT", "1m", "2024-03-01", "2024-03-02")["open"].iloc[0] == 61130.99
 
 
-def test_bad_file_in_a_batch_imports_nothing(store, shared_data, tmp_path):
-    store.write_candles(pd.read_parquet(shared_data / "BTCUSDT-1m-2024-03.parquet").iloc[:60], "BTCUSDT", "1m")
-    good = shared_data / "binance-raw" / "2024-03" / "BTCUSDT-1m-2024-03-02.csv"
+def test_bad_file_in_a_batch_imports_nothing(store, btc_1m, market_data, tmp_path):
+    store.write_candles(btc_1m.iloc[:60], "BTCUSDT", "1m")
+    good = market_data / "binance-raw" / "2024-03" / "BTCUSDT-1m-2024-03-02.csv"
     lines = good.read_text().splitlines()
     fields = lines[7].split(",")
     fields[3] = str(float(fields[2]) + 100)  # low above high

@@ -13,8 +13,8 @@ DAY = "BTCUSDT-1m-2024-03-01.csv"
 
 
 @pytest.fixture
-def raw_lines(shared_data):
-    return (shared_data / "binance-raw" / "2024-03" / DAY).read_text().splitlines()
+def raw_lines(market_data):
+    return (market_data / "binance-raw" / "2024-03" / DAY).read_text().splitlines()
 
 
 def _write(tmp_path, lines, name=DAY):
@@ -111,11 +111,16 @@ def test_parquet_with_epoch_column(tmp_path, btc_1m):
     assert frame["open_time"].iloc[0] == pd.Timestamp("2024-03-01", tz="UTC")
 
 
-def test_directory_import_and_unknown_paths(tmp_path, shared_data):
-    files, frame = read_files([shared_data / "binance-raw" / "2024-03"], "1m")
-    assert len(files) == 31 and len(frame) == 44640 and frame["open_time"].is_monotonic_increasing
+def test_directory_import_and_unknown_paths(tmp_path, market_data):
+    files, frame = read_files([market_data / "binance-raw" / "2024-03"], "1m")
+    assert len(files) == 2 and len(frame) == 2880 and frame["open_time"].is_monotonic_increasing
     with pytest.raises(FileNotFoundError, match="nope.csv: no such file"):
         read_files([tmp_path / "nope.csv"], "1m")
+
+
+def test_a_whole_month_directory_imports_in_order(shared_data):
+    files, frame = read_files([shared_data / "binance-raw" / "2024-03"], "1m")
+    assert len(files) == 31 and len(frame) == 44640 and frame["open_time"].is_monotonic_increasing
 
 
 def test_a_jump_forward_blames_the_row_that_jumped(tmp_path, raw_lines):

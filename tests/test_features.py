@@ -18,8 +18,6 @@ from coffee_ml.features import (
     FEATURES, GROUPS, CandleInputError, compute_features, select_features,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 REQUIRED = {
     "price": ["ret_1", "logret_1", "logret_6", "price_change", "mom_10", "mom_20", "roc_10"],
     "trend": ["rsi_14", "macd_line", "macd_signal", "macd_hist", "bb_upper_dist", "bb_lower_dist", "bb_width",
@@ -94,9 +92,8 @@ def test_order_flow_skipped_without_taker_columns(candles: pd.DataFrame) -> None
         compute_features(no_flow, features=["taker_buy_ratio"])
 
 
-@pytest.mark.skipif(not (SHARED / "ETHUSDC-1h.parquet").exists(), reason="shared data absent")
-def test_real_ethusdc_without_taker_columns() -> None:
-    raw = pd.read_parquet(SHARED / "ETHUSDC-1h.parquet").iloc[:3000]
+def test_real_ethusdc_without_taker_columns(market_data: Path) -> None:
+    raw = pd.read_parquet(market_data / "ETHUSDC-1h-first500.parquet")
     eth = raw.assign(open_time=raw["open_time"].astype("datetime64[ms, UTC]"),
                      trades=raw["trades"].astype("float64")).set_index("open_time")
     out = compute_features(eth)

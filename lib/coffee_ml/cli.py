@@ -1,4 +1,4 @@
-"""The `coffee-ml` command: import candles, inspect the store, run notebook pipelines.
+"""The `coffee-ml` command: import candles, inspect the store, run notebook pipelines and backtests.
 
 Any error ends with a non-zero exit and one line saying why; tracebacks are for bugs only.
 """
@@ -9,6 +9,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 
 
@@ -19,6 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     def backend_opt(q: argparse.ArgumentParser) -> None:
         q.add_argument("--backend", default="auto", choices=["auto", "embedded", "server"],
                        help="store backend (auto: server when CLICKHOUSE_HOST is set)")
+
+    def param_opt(q: argparse.ArgumentParser) -> None:
+        q.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="set a parameter in every notebook that declares it (value as YAML: 3, 0.5, [a, b]); "
+                            "repeatable")
 
     imp = sub.add_parser("import", help="import candle files (Binance klines, CSV, Parquet)")
     imp.add_argument("paths", nargs="+", help="files or directories")
@@ -57,6 +63,25 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the notebooks of a params file with papermill")
     run.add_argument("params", help="params/<name>.yaml")
+    param_opt(run)
+
+    bt = sub.add_parser("backtest", help="backtest models on stored candles; the report lands in a run folder",
+                        description="Runs notebooks/03_backtesting.ipynb through the runner (outputs/runs/<id>/), "
+                                    "prints the verdicts and key scores and the path of the run's index.html. "
+                                    "Options left out keep the notebook's defaults.")
+    bt.add_argument("--symbol", required=True)
+    bt.add_argument("--models", nargs="+", metavar="MODEL",
+                    help="e.g. hybrid drift (or hybrid,drift); naive is always added")
+    bt.add_argument("--method", choices=["walk_forward", "simple"])
+    bt.add_argument("--from", dest="start", metavar="START", help="first bar, e.g. 2024-06-01")
+    bt.add_argument("--to", dest="end", metavar="END", help="end of the data (exclusive)")
+    bt.add_argument("--interval")
+    bt.add_argument("--horizon", type=int)
+    bt.add_argument("--window", type=int)
+    bt.add_argument("--retrain-every", type=int, help="bars per test block (walk-forward)")
+    bt.add_argument("--test-start", help="first test origin, e.g. 2024-12-01")
+    bt.add_argument("--epochs", type=int, help="max epochs of the neural models")
+    param_opt(bt)
     return p
 
 
@@ -74,7 +99,10 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "run":
         from coffee_ml import runner
 
-        print(runner.run(args.params))
+        print(runner.run(args.params, overrides=runner.parse_overrides(args.param), progress=_progress))
+        return
+    if args.command == "backtest":
+        _backtest(args)
         return
     if args.command == "models":
         _models(args)
@@ -92,6 +120,56 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.data_command == "gaps":
         table = store.gaps(args.symbol, args.interval, args.start, args.end)
         print(table.to_string(index=False) if len(table) else f"no gaps in {args.symbol} {args.interval}")
+
+
+def _progress(line: str) -> None:
+    """Runner progress goes to stderr, so stdout carries only the result (the index path)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+BACKTEST_NOTEBOOK = "03_backtesting.ipynb"
+# next to the headline's verdict lines: the scores a reviewer compares first
+_SUMMARY_COLUMNS = ("skill", "dm_pvalue", "dir_acc", "brier_skill", "coverage_80", "coverage_95", "sharpe",
+                    "hold_sharpe")
+
+
+def _backtest(args: argparse.Namespace) -> None:
+    """A backtest from the shell, run through the runner so that it leaves a run folder with its
+    report, and summarised from what the notebook recorded."""
+    from coffee_ml import runner
+    from coffee_ml.models import get_spec
+
+    models = [m for item in args.models or [] for m in item.split(",") if m and m != "naive"]
+    for name in models:
+        get_spec(name)  # an unknown name fails here, not after a kernel has started
+    given = {"symbol": args.symbol, "models": models or None, "method": args.method, "start": args.start,
+             "end": args.end, "interval": args.interval, "horizon": args.horizon, "window": args.window,
+             "retrain_every": args.retrain_every, "test_start": args.test_start, "epochs": args.epochs}
+    params = {k: v for k, v in given.items() if v is not None}
+    overrides = runner.parse_overrides(args.param)
+    spec = runner.RunSpec(f"backtest-{args.symbol}", [runner.Step(BACKTEST_NOTEBOOK, params)],
+                          document={"command": "coffee-ml backtest", "parameters": params})
+    index = runner.run_spec(runner.apply_overrides(spec, overrides), progress=_progress)
+    print("\n".join(_backtest_summary(index.parent)))
+    print(index)
+
+
+def _backtest_summary(run_dir: Path) -> list[str]:
+    """The backtest's headline (verdicts) and its leaderboard's key scores, from the run's metrics.json."""
+    import pandas as pd
+
+    from coffee_ml.reports.format import number
+    from coffee_ml.reports.index import headline_text
+    from coffee_ml.reports.records import read_records
+
+    record = read_records(run_dir).get(BACKTEST_NOTEBOOK.removesuffix(".ipynb"), {})
+    lines = [text] if (text := headline_text(record)) else []
+    if isinstance(record.get("leaderboard"), dict) and record["leaderboard"]:
+        board = pd.DataFrame.from_dict(record["leaderboard"], orient="index")
+        keep = [c for c in _SUMMARY_COLUMNS if c in board.columns] or list(board.columns)
+        shown = pd.DataFrame({c: [number(c, v) for v in board[c]] for c in keep}, index=board.index)
+        lines.append(shown.to_string())
+    return lines or ["(the notebook recorded no summary; see the report)"]
 
 
 def _models(args: argparse.Namespace) -> None:

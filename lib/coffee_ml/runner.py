@@ -1,17 +1,23 @@
 """Run notebooks headlessly with papermill: params file in, a self-describing run folder out.
 
-A run folder `outputs/runs/<run-id>/` holds each executed notebook, its HTML rendering, a
-`manifest.json` (parameters, git commit, package versions, timings) and an `index.html` that links
-the reports, so any result can be traced to the exact code and settings that produced it.
+A run folder `outputs/runs/<run-id>/` holds each executed notebook, its reviewer report
+(`NN_stage.html`, inputs hidden) and full rendering (`NN_stage.code.html`), the results the
+notebooks recorded (`metrics.json`), a `manifest.json` (parameters, git commit, package versions,
+and per notebook its status, duration and, for a failure, the error and the failing cell) and an
+`index.html` that links all of it, so any result can be traced to the exact code and settings that
+produced it. `outputs/index.html` lists every run, newest first.
 """
 
 from __future__ import annotations
 
-import html
 import json
+import os
 import re
+import secrets
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,11 +27,20 @@ import yaml
 from coffee_ml import config, provenance
 
 RUN_DIR_PARAM = "run_dir"  # injected by the runner into notebooks that declare it
+RUN_ID_ENV = "COFFEE_ML_RUN_ID"  # set for the kernels of a run, so saved models can name it
+# Kernels of a run always draw inline figures: a non-interactive MPLBACKEND inherited from the
+# shell (Agg) would otherwise leave every report without charts.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+# The kernel's own log (not the notebook's output) to errors only: its start-up warning about
+# TCP transport would otherwise interleave with the progress lines of every notebook.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|credential", re.IGNORECASE)
+_ENGINE = "coffee_ml"
+Progress = Callable[[str], None]
 
 
 class ParamsError(ValueError):
-    """A params file that cannot be run as written."""
+    """A params file (or override) that cannot be run as written."""
 
 
 @dataclass(frozen=True)
@@ -36,9 +51,24 @@ class Step:
 
 @dataclass(frozen=True)
 class RunSpec:
+    """What to run: a name, notebooks with their parameters, and where that came from."""
+
     name: str
     steps: list[Step]
-    source: Path
+    source: Path | None = None  # the params file; None for a run built on the command line
+    document: dict[str, Any] = field(default_factory=dict)  # the params as written, for the manifest
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return str(self.source) if self.source else f"run {self.name}"
+
+
+def _check_secrets(label: str, params: Mapping[str, Any]) -> None:
+    found = [k for k in params if _SECRET_KEY.search(str(k))]
+    if found:
+        raise ParamsError(f"{label}: parameter(s) {', '.join(found)} look like credentials; papermill writes "
+                          "parameters into output notebooks, so set them in the environment (CLICKHOUSE_*)")
 
 
 def load_params(path: str | Path) -> RunSpec:
@@ -68,12 +98,24 @@ def load_params(path: str | Path) -> RunSpec:
         if not isinstance(own, dict):
             raise ParamsError(f"{path}: notebooks[{i}].parameters must be a mapping")
         params = {**shared, **own}
-        secrets = [k for k in params if _SECRET_KEY.search(str(k))]
-        if secrets:
-            raise ParamsError(f"{path}: parameter(s) {', '.join(secrets)} look like credentials; papermill writes "
-                              "parameters into output notebooks, so set them in the environment (CLICKHOUSE_*)")
+        _check_secrets(str(path), params)
         steps.append(Step(str(entry["notebook"]), params))
-    return RunSpec(str(doc.get("name") or path.stem), steps, path)
+    return RunSpec(str(doc.get("name") or path.stem), steps, path, doc)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` strings (from `-p`) to a dict; values are YAML (`3` an int, `[a, b]` a list)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ParamsError(f"-p expects key=value with a parameter name as key, got {pair!r}")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"-p {key}: value is not valid YAML: {exc}".replace("\n", " ")) from None
+    return out
 
 
 def declared_parameters(notebook: Path) -> set[str]:
@@ -83,6 +125,27 @@ def declared_parameters(notebook: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(notebook)))
 
 
+def apply_overrides(spec: RunSpec, overrides: Mapping[str, Any], notebooks_dir: Path | None = None) -> RunSpec:
+    """Set each override in every notebook of the run that declares it (`-p key=value`).
+
+    A key that no notebook declares is an error: papermill would silently ignore it.
+    """
+    if not overrides:
+        return spec
+    notebooks_dir = notebooks_dir or config.NOTEBOOKS_DIR
+    _check_secrets("-p", overrides)
+    if RUN_DIR_PARAM in overrides:
+        raise ParamsError(f"-p: '{RUN_DIR_PARAM}' is set by the runner")
+    declared = {s.notebook: declared_parameters(notebooks_dir / s.notebook) for s in spec.steps}
+    unknown = sorted(k for k in overrides if not any(k in names for names in declared.values()))
+    if unknown:
+        raise ParamsError(f"-p: no notebook of {spec.label} declares parameter(s) {', '.join(unknown)}")
+    steps = [replace(s, parameters={**s.parameters, **{k: v for k, v in overrides.items()
+                                                       if k in declared[s.notebook]}})
+             for s in spec.steps]
+    return replace(spec, steps=steps, overrides={**spec.overrides, **overrides})
+
+
 def check_spec(spec: RunSpec, notebooks_dir: Path | None = None) -> list[str]:
     """Every problem that would make papermill silently ignore a parameter or miss a notebook."""
     notebooks_dir = notebooks_dir or config.NOTEBOOKS_DIR
@@ -90,13 +153,13 @@ def check_spec(spec: RunSpec, notebooks_dir: Path | None = None) -> list[str]:
     for step in spec.steps:
         nb = notebooks_dir / step.notebook
         if not nb.is_file():
-            problems.append(f"{spec.source}: notebook {step.notebook} not found in {notebooks_dir}")
+            problems.append(f"{spec.label}: notebook {step.notebook} not found in {notebooks_dir}")
             continue
         unknown = sorted(set(step.parameters) - declared_parameters(nb))
         if unknown:
-            problems.append(f"{spec.source}: {step.notebook} declares no parameter(s) {', '.join(unknown)}")
+            problems.append(f"{spec.label}: {step.notebook} declares no parameter(s) {', '.join(unknown)}")
         if RUN_DIR_PARAM in step.parameters:
-            problems.append(f"{spec.source}: '{RUN_DIR_PARAM}' is set by the runner, not the params file")
+            problems.append(f"{spec.label}: '{RUN_DIR_PARAM}' is set by the runner, not the params file")
     return problems
 
 
@@ -108,82 +171,248 @@ def artifact_path(run_dir: str | Path | None, name: str) -> Path:
     return folder / name
 
 
-def _render_html(executed: Path) -> Path:
+def _new_run_dir(runs: Path, name: str) -> tuple[str, Path]:
+    """A fresh run folder: UTC timestamp, name, random suffix; mkdir without exist_ok claims it,
+    so two runs started in the same second never share (or fail on) a folder."""
+    runs.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^\w.-]+", "-", name).strip("-") or "run"
+    for _ in range(100):
+        run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{safe}-{secrets.token_hex(2)}"
+        try:
+            (runs / run_id).mkdir()
+        except FileExistsError:
+            continue
+        return run_id, runs / run_id
+    raise RuntimeError(f"could not create a new run folder in {runs}")
+
+
+def _relative_to_project(path: Path) -> str:
+    """A params file as the manifest names it: relative to the checkout, else just its name."""
+    try:
+        return Path(path).resolve().relative_to(config.PROJECT_ROOT).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+@contextmanager
+def _kernel_env(run_id: str) -> Iterator[None]:
+    """Environment the run's kernels inherit (papermill starts them with this process's env)."""
+    saved = {k: os.environ.get(k) for k in (RUN_ID_ENV, "MPLBACKEND")}
+    os.environ[RUN_ID_ENV] = run_id
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _section(cells: list[Any], index: int) -> str:
+    """What a cell is about, for progress lines: its parameters tag or the heading above it."""
+    tags = cells[index].metadata.get("tags", [])
+    if "injected-parameters" in tags:
+        return "injected parameters"
+    if "parameters" in tags:
+        return "parameters"
+    for cell in reversed(cells[:index]):
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()[:60]
+    return ""
+
+
+def _register_engine() -> str:
+    """A papermill engine that reports each code cell as it starts (notebook, n/N, elapsed)."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class ProgressEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, on_cell=None, **kwargs):
+            if on_cell is not None:
+                cells = nb_man.nb.cells
+                code = [i for i, c in enumerate(cells) if c.cell_type == "code"]
+                start = nb_man.cell_start
+
+                def cell_start(cell, cell_index=None, **kw):
+                    if cell_index in code:
+                        on_cell(code.index(cell_index) + 1, len(code), _section(cells, cell_index))
+                    return start(cell, cell_index, **kw)
+
+                nb_man.cell_start = cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register(_ENGINE, ProgressEngine)
+    return _ENGINE
+
+
+def _failure(exc: BaseException, executed: Path, scrub: Callable[[str], str]) -> dict[str, Any]:
+    """The error text and the failing cell (its index in the executed .ipynb, its number among the
+    code cells, and the start of its source), from papermill's error or the executed notebook."""
     import nbformat
-    from nbconvert import HTMLExporter
+    from papermill.exceptions import PapermillExecutionError
 
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(executed, as_version=4))
-    target = executed.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
-
-
-def _write_index(run_dir: Path, manifest: dict[str, Any]) -> Path:
-    rows = "".join(
-        f"<tr><td><a href='{html.escape(s['html'])}'>{html.escape(s['notebook'])}</a></td>"
-        f"<td>{s['status']}</td><td>{s['seconds']:.1f}</td>"
-        f"<td><code>{html.escape(json.dumps(s['parameters']))}</code></td></tr>"
-        for s in manifest["notebooks"])
-    git = manifest["git"]
-    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(manifest['run_id'])}</title>"
-            f"<h1>coffee-ml run {html.escape(manifest['run_id'])}</h1>"
-            f"<p>params: {html.escape(manifest['params_file'])} &middot; status: {manifest['status']} &middot; "
-            f"commit: {html.escape(str(git['commit']))}{' (dirty)' if git['dirty'] else ''} &middot; "
-            f"{manifest['total_seconds']:.1f} s</p>"
-            "<table border='1' cellpadding='4'><tr><th>report</th><th>status</th><th>seconds</th>"
-            f"<th>parameters</th></tr>{rows}</table><p><a href='manifest.json'>manifest.json</a></p>")
-    index = run_dir / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index
+    if isinstance(exc, PapermillExecutionError):
+        error = f"{exc.ename}: {exc.evalue}" if exc.evalue else exc.ename
+    else:
+        error = f"{type(exc).__name__}: {exc}" if str(exc).strip() else type(exc).__name__
+    out: dict[str, Any] = {"error": scrub(error.strip())[:2000]}
+    if not executed.exists():
+        return out
+    cells = nbformat.read(executed, as_version=4).cells
+    code = [i for i, c in enumerate(cells) if c.cell_type == "code"]
+    for index in code:
+        meta = cells[index].metadata.get("papermill", {})
+        if meta.get("exception") or meta.get("status") == "running":  # running: the kernel died in it
+            lines = cells[index].source.splitlines()
+            excerpt = "\n".join(lines[:8]) + ("\n..." if len(lines) > 8 else "")
+            out["cell"] = {"index": index, "number": code.index(index) + 1, "of": len(code),
+                           "execution_count": cells[index].get("execution_count"), "source": scrub(excerpt)}
+            break
+    return out
 
 
-def run(params_file: str | Path, outputs: Path | None = None, notebooks_dir: Path | None = None) -> Path:
-    """Execute every notebook of a params file in order; return the run's index.html.
+def _files(run_dir: Path) -> dict[str, int]:
+    return {p.relative_to(run_dir).as_posix(): p.stat().st_mtime_ns
+            for p in run_dir.rglob("*") if p.is_file() and not p.name.startswith(".")}
 
-    Stops at the first failing notebook (later ones would read its missing outputs), still
-    writing that notebook's HTML, the manifest and the index, then raises RuntimeError.
-    """
+
+def _stage_files(before: dict[str, int], after: dict[str, int], own: set[str | None]) -> list[str]:
+    """Files a notebook wrote into the run folder: new or changed while it ran, minus its reports."""
+    return sorted(k for k, t in after.items() if before.get(k) != t and k not in own)
+
+
+def _execute(step: Step, entry: dict[str, Any], notebooks_dir: Path, run_dir: Path, say: Progress,
+             t_run: float) -> None:
+    """Run one notebook into the run folder and fill its manifest entry: status, seconds, the error
+    and failing cell, its reports (paths scrubbed, the .ipynb included) and the files it saved."""
+    import nbformat
     import papermill
 
+    from coffee_ml.reports import export
+
+    source = notebooks_dir / step.notebook
+    executed = run_dir / source.name
+    params = dict(step.parameters)
+    if RUN_DIR_PARAM in declared_parameters(source):
+        params[RUN_DIR_PARAM] = str(run_dir)
+    before = _files(run_dir)
+    t0 = time.perf_counter()
+
+    def on_cell(i: int, total: int, section: str) -> None:
+        now = time.perf_counter()
+        say(f"  {step.notebook} cell {i}/{total}  {_clock(now - t0)} (run {_clock(now - t_run)})"
+            + (f"  {section}" if section else ""))
+
+    try:
+        papermill.execute_notebook(str(source), str(executed), parameters=params, cwd=str(notebooks_dir),
+                                   engine_name=_register_engine(), on_cell=on_cell, progress_bar=False,
+                                   log_output=False, extra_arguments=KERNEL_ARGUMENTS)
+        entry["status"] = "ok"
+    except Exception as exc:  # any failure goes into the manifest; the caller skips later notebooks
+        entry.update(status="failed", **_failure(exc, executed, export.path_scrubber(run_dir)))
+    entry["seconds"] = round(time.perf_counter() - t0, 3)
+    if executed.exists():
+        nbformat.write(export.scrub_notebook(nbformat.read(executed, as_version=4), run_dir), executed)
+        pages = export.export_reports(executed, run_dir)
+        entry.update(title=pages["title"], output=executed.name, html=pages["reviewer"].name,
+                     code_html=pages["code"].name)
+    own = {entry.get(k) for k in ("output", "html", "code_html")} | {"manifest.json", "index.html", "metrics.json"}
+    entry["files"] = _stage_files(before, _files(run_dir), own)
+
+
+def run(params_file: str | Path, outputs: Path | None = None, notebooks_dir: Path | None = None,
+        overrides: Mapping[str, Any] | None = None, progress: Progress | None = None) -> Path:
+    """Execute every notebook of a params file in order; return the run's index.html.
+
+    `overrides` (from `coffee-ml run -p key=value`) replace a parameter in every notebook that
+    declares it; `progress` receives one line per notebook and per code cell.
+    """
+    notebooks_dir = notebooks_dir or config.NOTEBOOKS_DIR
     spec = load_params(params_file)
+    problems = check_spec(spec, notebooks_dir)  # a missing notebook, before asking what it declares
+    if problems:
+        raise ParamsError("; ".join(problems))
+    spec = apply_overrides(spec, overrides or {}, notebooks_dir)
+    return run_spec(spec, outputs=outputs, notebooks_dir=notebooks_dir, progress=progress)
+
+
+def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | None = None,
+             progress: Progress | None = None) -> Path:
+    """Execute a RunSpec into a new run folder; return its index.html.
+
+    Stops at the first failing notebook (later ones would read its missing outputs), still
+    rendering that notebook's reports, the manifest and the indexes, then raises RuntimeError
+    naming the notebook, the error and the cell.
+    """
+    from coffee_ml.reports.index import write_atomic, write_outputs_index, write_run_index
+
     notebooks_dir = notebooks_dir or config.NOTEBOOKS_DIR
     problems = check_spec(spec, notebooks_dir)
     if problems:
         raise ParamsError("; ".join(problems))
-    run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{spec.name}"
-    run_dir = (outputs or config.outputs_dir()) / "runs" / run_id
-    run_dir.mkdir(parents=True)
+    say = progress or (lambda line: None)
+    outputs = outputs or config.outputs_dir()
+    run_id, run_dir = _new_run_dir(outputs / "runs", spec.name)
     manifest: dict[str, Any] = {
-        "run_id": run_id, "name": spec.name, "params_file": str(spec.source),
-        "params": yaml.safe_load(spec.source.read_text()),
-        "started": datetime.now(timezone.utc).isoformat(), **provenance.environment(),
-        "notebooks": [], "status": "running",
+        "run_id": run_id, "name": spec.name,
+        "params_file": _relative_to_project(spec.source) if spec.source else None,
+        "params": spec.document, "overrides": spec.overrides,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished": None,
+        "status": "running", "total_seconds": None, **provenance.environment(),
+        "notebooks": [{"notebook": s.notebook, "stage": Path(s.notebook).stem, "parameters": s.parameters,
+                       "status": "pending"} for s in spec.steps],
     }
+
+    def publish() -> None:
+        write_atomic(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
+        write_run_index(run_dir)
+        write_outputs_index(outputs)
+
+    publish()
     t_run = time.perf_counter()
     failure = None
-    for step in spec.steps:
-        source = notebooks_dir / step.notebook
-        params = dict(step.parameters)
-        if RUN_DIR_PARAM in declared_parameters(source):
-            params[RUN_DIR_PARAM] = str(run_dir)
-        executed = run_dir / source.name
-        t0 = time.perf_counter()
-        status = "ok"
-        try:
-            papermill.execute_notebook(str(source), str(executed), parameters=params, cwd=str(notebooks_dir),
-                                       progress_bar=False, log_output=False)
-        except Exception as exc:  # papermill's error carries the cell's traceback; keep its first line
-            status, failure = "failed", f"{step.notebook}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}"
-        seconds = time.perf_counter() - t0
-        report = _render_html(executed).name if executed.exists() else ""
-        manifest["notebooks"].append({"notebook": step.notebook, "parameters": step.parameters, "output": executed.name,
-                                      "html": report, "seconds": round(seconds, 3), "status": status})
-        if failure:
-            break
-    manifest["status"] = "failed" if failure else "ok"
-    manifest["total_seconds"] = round(time.perf_counter() - t_run, 3)
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    index = _write_index(run_dir, manifest)
+    try:
+        with _kernel_env(run_id):
+            for n, (step, entry) in enumerate(zip(spec.steps, manifest["notebooks"]), 1):
+                if failure:
+                    entry["status"] = "skipped"
+                    continue
+                say(f"[{n}/{len(spec.steps)}] {step.notebook}")
+                entry.update(status="running", started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                publish()
+                _execute(step, entry, notebooks_dir, run_dir, say, t_run)
+                failure = entry if entry["status"] == "failed" else None
+                say(f"  {step.notebook} {entry['status']} in {_clock(entry['seconds'])}"
+                    + (f": {entry['error'].splitlines()[0]}" if failure else ""))
+                publish()
+    except KeyboardInterrupt:
+        manifest["status"] = "interrupted"
+        raise
+    except Exception:
+        manifest["status"] = "failed"
+        raise
+    finally:
+        if manifest["status"] == "running":
+            manifest["status"] = "failed" if failure else "ok"
+        manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        manifest["total_seconds"] = round(time.perf_counter() - t_run, 3)
+        for entry in manifest["notebooks"]:
+            if entry["status"] in ("pending", "running"):
+                entry["status"] = "skipped" if entry["status"] == "pending" else manifest["status"]
+        publish()
+    index = run_dir / "index.html"
+    say(f"run {run_id} {manifest['status']} in {_clock(manifest['total_seconds'])}")
     if failure:
-        raise RuntimeError(f"run failed in {failure} (see {index})")
+        where = f" (cell {failure['cell']['number']}/{failure['cell']['of']})" if "cell" in failure else ""
+        raise RuntimeError(f"run failed in {failure['notebook']}{where}: {failure['error'].splitlines()[0]} "
+                           f"(see {index})")
     return index

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm  # text bar: renders in notebooks and in papermill logs alike
+from tqdm import tqdm  # text bar on stderr: updates in place in notebooks and terminals; reviewer
+# reports drop stderr (a widget bar from tqdm.auto would be a stale output in them instead)
 
 
 def choose_device(device: str = "auto") -> torch.device:
@@ -123,7 +124,8 @@ def train(module: nn.Module, train_batches: Iterable, val_batches: Iterable, con
             best_state = copy.deepcopy(module.state_dict())
         else:
             waited += 1
-        bar.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}", best=best_epoch)
+        # shown by the bar's next update: one line per epoch, not two (each is a stream message)
+        bar.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}", best=best_epoch, refresh=False)
         if waited >= config.patience:
             break
     bar.close()

@@ -37,7 +37,7 @@ def walk_forward_forecast() -> Forecast:
     panel = feature_panel(candles, "1h", None, None, REQUEST["window"], REQUEST["horizon"])
     test_start = panel.features.index.get_loc(pd.Timestamp(TEST_FROM, tz="UTC"))
     fraction = 1 - (test_start + 0.25) / len(panel.features)  # run_backtest rounds n * (1 - fraction)
-    f = run_backtest({**REQUEST, "test_fraction": fraction}, candles=candles).results[MODEL].forecast
+    f = run_backtest({**REQUEST, "test_fraction": fraction}, candles=candles, progress=False).results[MODEL].forecast
     if f.n != ORIGINS or f.origins[0] != pd.Timestamp(TEST_FROM, tz="UTC"):
         raise RuntimeError(f"expected {ORIGINS} origins from {TEST_FROM}, got {f.n} from {f.origins[0]}")
     return f

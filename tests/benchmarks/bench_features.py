@@ -18,7 +18,6 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from common import MINUTE_FILE, tiled_minutes, timed as _timed
 

@@ -4,6 +4,8 @@ a fresh process), and, where CUDA exists, GPU vs CPU speed and agreement."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import statistics
 import subprocess
 import sys
@@ -113,10 +115,12 @@ def bench_cuda(ds) -> list[dict]:
              "unit": "", "target": "< 0.002"}]
 
 
-def run() -> list[dict]:
+def run() -> Iterator[dict]:
+    """Rows as each group is measured (the epoch benchmarks take minutes)."""
     candles = load_sample()
     ds = build_dataset(candles, "1h", window=60, horizon=24)
-    return bench_overhead(ds) + bench_epochs(candles) + bench_predict(ds, candles) + bench_cuda(ds)
+    for bench in (bench_overhead, lambda _: bench_epochs(candles), lambda d: bench_predict(d, candles), bench_cuda):
+        yield from bench(ds)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def compute() -> dict[str, np.ndarray]:
     for name, params in MODELS.items():
         model = make_model(name, **params).fit(ds)
         out[f"model/{name}"] = model.predict(ds, "test").returns
-    report = run_backtest(BACKTEST, candles=load_sample().loc["2025-03-01":"2025-07-01"])
+    report = run_backtest(BACKTEST, candles=load_sample().loc["2025-03-01":"2025-07-01"], progress=False)
     for name, result in report.results.items():
         out[f"walk_forward/{name}"] = result.forecast.returns
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from coffee_ml.evaluation.significance import diebold_mariano, pesaran_timmermann, wilson_interval
+from coffee_ml.evaluation.verdict import p_clause
 from coffee_ml.forecast import Forecast
 
 
@@ -50,4 +51,4 @@ def direction_text(scores: dict[str, float]) -> str:
         return "no call"
     return (f"{scores['dir_acc']:.1%} [{scores['dir_acc_lo']:.1%}, {scores['dir_acc_hi']:.1%}] on "
             f"{scores['dir_share']:.0%} of forecasts; majority sign {scores['dir_base_called']:.1%} "
-            f"(p={scores['dir_vs_base_pvalue']:.2g}), PT p={scores['pt_pvalue']:.2g}")
+            f"({p_clause(scores['dir_vs_base_pvalue'])}), PT {p_clause(scores['pt_pvalue'])}")

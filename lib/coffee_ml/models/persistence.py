@@ -7,6 +7,7 @@ horizon and interval, the data range and splits it saw, its metrics, and provena
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,7 @@ from coffee_ml.features.volatility import DEFAULT_HALFLIFE, causal_volatility
 from coffee_ml.forecast import Forecast
 from coffee_ml.models.base import Forecaster
 from coffee_ml.models.specs import SPECS
+from coffee_ml.runner import RUN_ID_ENV
 
 _CLASSES = {spec.estimator.__name__: spec.estimator for spec in SPECS.values()}
 VOLATILITY_BURN_IN = 10  # halflives of history before the window, so the EWMA has forgotten its start
@@ -38,7 +40,11 @@ def _table(df: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def save_model(model: Forecaster, ds: FeatureDataset, *, symbol: str, name: str | None = None,
                extra: dict[str, Any] | None = None, root: Path | None = None) -> registry.ModelRef:
-    """Score on val and test (the evaluation layer's scorers), then write a new registry version."""
+    """Score on val and test (the evaluation layer's scorers), then write a new registry version.
+
+    Under `coffee-ml run` the version records the run that made it (`run_id`, from the
+    COFFEE_ML_RUN_ID the runner sets for its kernels), so a model can be traced to its reports.
+    """
     forecasts = {split: model.predict(ds, split) for split in ("val", "test") if len(ds.splits[split])}
     splits = {k: [ds.end_times(k)[0], ds.end_times(k)[-1]] for k in ds.splits if len(ds.splits[k])}
     meta = {
@@ -52,6 +58,8 @@ def save_model(model: Forecaster, ds: FeatureDataset, *, symbol: str, name: str 
                                for split, f in forecasts.items()},
         "trained_at": datetime.now(timezone.utc).isoformat(), **provenance.environment(), **(extra or {}),
     }
+    if run_id := os.environ.get(RUN_ID_ENV):
+        meta["run_id"] = run_id
     return registry.save(model.tensors(), meta, symbol=symbol, interval=ds.interval,
                          model=name or model.model_type, root=root)
 

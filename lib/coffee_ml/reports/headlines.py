@@ -1,0 +1,239 @@
+"""Headlines: what each notebook found, readable in ten seconds, from one library call.
+
+The reviewer report puts the cell that displays a headline at the top (the cell is tagged
+`headline`), and the run records store it (`record(run_dir, stage, headline=...)`), so the list
+of runs can compare headlines over time. Model verdicts come from the evaluation layer's scorers
+and `beats_naive` only; nothing here recomputes a metric. What needs attention (coverage more
+than 3 pp from nominal overall or in a volatility tercile, features skipped) is listed as a flag.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from coffee_ml import evaluation
+from coffee_ml.data.schema import interval_seconds
+from coffee_ml.data.store import to_utc
+from coffee_ml.evaluation.intervals import TERCILES
+from coffee_ml.evaluation.verdict import ALPHA
+from coffee_ml.forecast import Forecast, level_tag
+from coffee_ml.reports import format as fmt
+
+if TYPE_CHECKING:
+    from coffee_ml.backtest import BacktestReport
+    from coffee_ml.features import FeatureDataset
+
+_WHERE = {"": "overall", **{t: f"in {t[:-3]} volatility" for t in TERCILES}}  # "in high volatility"
+_STYLE = "border-left: 4px solid #0969da; background: #f6f8fa; padding: .5em .9em; margin: .3em 0 .8em"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """`title`, one line per finding, `flags` for what needs attention, `items` the numbers
+    behind them (recorded in metrics.json). With a `table` (formatted text, one row per model)
+    the HTML shows the table in place of the lines, which say the same in words."""
+
+    title: str
+    lines: tuple[str, ...]
+    items: dict[str, Any]
+    flags: tuple[str, ...] = ()
+    table: pd.DataFrame | None = field(default=None, compare=False)
+
+    @property
+    def text(self) -> str:
+        """Plain text, one finding per line (the run index and the console show this)."""
+        return "\n".join([self.title, *self.lines, *(f"check: {f}" for f in self.flags)])
+
+    def to_record(self) -> dict[str, Any]:
+        return {"text": self.text, "items": self.items}
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.text)
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        parts = [f'<div class="coffee-ml-headline" style="{_STYLE}">', f"<div><b>{e(self.title)}</b></div>"]
+        if self.table is not None:
+            parts.append(self.table.to_html(border=0, escape=True))
+        lines = () if self.table is not None else self.lines
+        bullets = [f"<li>{e(line)}</li>" for line in lines] + [
+            f'<li style="color: #9a3412">&#9888; {e(flag)}</li>' for flag in self.flags]
+        if bullets:
+            parts.append(f'<ul style="margin: .3em 0 .1em 1.2em; padding: 0">{"".join(bullets)}</ul>')
+        return "".join(parts) + "</div>"
+
+
+def _day(t: pd.Timestamp) -> str:
+    return f"{t:%Y-%m-%d}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def data_headline(candles: pd.DataFrame, gaps: pd.DataFrame, *, symbol: str, interval: str, start: Any = None,
+                  end: Any = None, gap_interval: str | None = None) -> Headline:
+    """00: how much of [start, end) the store covers, and where candles are missing.
+
+    `gaps` is `store.gaps(...)` over the same range, in `gap_interval` bars (the stored interval
+    when candles are resampled from it; default `interval`). Coverage counts the `interval`
+    slots between the bounds (the first and last candle where no bound is given)."""
+    if candles.empty:
+        raise ValueError(f"no {symbol} {interval} candles to summarise")
+    step = pd.Timedelta(seconds=interval_seconds(interval))
+    lo, hi = to_utc(start), to_utc(end)
+    lo = candles.index[0] if lo is None else lo.ceil(step)
+    hi = candles.index[-1] if hi is None else (hi - pd.Timedelta(1, "ms")).floor(step)  # `end` is exclusive
+    expected = max(int((hi - lo) // step) + 1, len(candles))
+    bars, missing = len(candles), int(gaps["missing_bars"].sum()) if len(gaps) else 0
+    unit = gap_interval or interval
+    lines = [f"{bars:,} of {expected:,} {interval} bars ({fmt.percent(bars / expected)} coverage), "
+             f"{_day(candles.index[0])} to {_day(candles.index[-1])}"]
+    items: dict[str, Any] = {"symbol": symbol, "interval": interval, "first": candles.index[0],
+                             "last": candles.index[-1], "bars": bars, "expected_bars": expected,
+                             "coverage": bars / expected, "gaps": len(gaps), "missing_bars": missing}
+    if len(gaps):
+        longest = gaps.loc[gaps["missing_bars"].idxmax()]
+        lines.append(f"{_plural(len(gaps), 'gap')}, {missing:,} missing {unit} bars; longest "
+                     f"{_plural(int(longest['missing_bars']), 'bar')} from {longest['gap_start']:%Y-%m-%d %H:%M}")
+        items |= {"longest_gap_bars": int(longest["missing_bars"]), "longest_gap_start": longest["gap_start"]}
+    else:
+        lines.append("no gaps: every bar in the range is stored")
+    return Headline(f"{symbol} {interval}: coverage and gaps", tuple(lines), items)
+
+
+def features_headline(ds: "FeatureDataset") -> Headline:
+    """01: features kept and skipped, and the rows and windows lost on the way to samples."""
+    r = ds.report
+    used = sum(r.windows.values())
+    lines = [
+        f"rows: {r.rows_in:,} in, {r.warmup_rows:,} warm-up dropped, {r.rows:,} kept ({_plural(r.gaps, 'gap')})",
+        f"windows: {r.candidate_windows:,} candidates, {used:,} used; {r.windows_dropped_gap:,} lost to gaps, "
+        f"{r.windows_dropped_embargo:,} at split cuts (embargo {r.embargo} bars)",
+        "splits: " + ", ".join(f"{k} {v:,}" for k, v in r.windows.items())
+        + f" windows; {ds.scaler.method} scaler fitted on training rows only",
+    ]
+    flags = tuple(f"feature {name} skipped: {why}" for name, why in r.skipped_features.items())
+    items = {"features": len(ds.feature_names), "feature_names": ds.feature_names,
+             "skipped_features": dict(r.skipped_features), "rows_in": r.rows_in, "warmup_rows": r.warmup_rows,
+             "rows": r.rows, "gaps": r.gaps, "windows_candidates": r.candidate_windows, "windows_used": used,
+             "windows_dropped_gap": r.windows_dropped_gap, "windows_dropped_embargo": r.windows_dropped_embargo,
+             "windows": dict(r.windows)}
+    skipped = f", {len(r.skipped_features)} skipped" if r.skipped_features else ""
+    return Headline(f"{len(ds.feature_names)} features kept{skipped}; {used:,} windows", tuple(lines), items, flags)
+
+
+def _p(p: float) -> str:
+    text = fmt.pvalue(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def _verdict(s: Mapping[str, float]) -> tuple[bool, str]:
+    """beats naive yes/no with the numbers behind it (`evaluation.beats_naive` decides)."""
+    yes = evaluation.beats_naive(s)
+    skill = fmt.number("skill", s["skill"])
+    if s["dm_pvalue"] != s["dm_pvalue"]:  # NaN: identical losses or too few origins
+        return yes, f"does not beat naive (no difference to test, skill {skill})"
+    worse = ", significantly worse" if s["dm_pvalue"] < ALPHA and s["dm_stat"] > 0 else ""
+    return yes, f"{'beats' if yes else 'does not beat'} naive (skill {skill}, DM {_p(s['dm_pvalue'])}{worse})"
+
+
+def _direction(s: Mapping[str, float]) -> str:
+    if not s["dir_share"]:
+        return fmt.NO_CALL
+    return (f"{fmt.number('dir_acc', s['dir_acc'])} vs majority sign {fmt.number('dir_base_called', s['dir_base_called'])} "
+            f"({_p(s['dir_vs_base_pvalue'])})")
+
+
+def _coverage_flags(table: pd.DataFrame, levels: Sequence[float]) -> tuple[list[str], list[dict[str, Any]]]:
+    """One flag per model off nominal by more than 3 pp: per level the pooled coverage and the
+    worst volatility tercile, where off (the items keep every miss)."""
+    flags, found = [], []
+    for model, s in table.iterrows():
+        misses = []
+        for level in levels:
+            tag, off = level_tag(level), {}
+            for part in _WHERE:
+                name = f"coverage_{tag}_{part}" if part else f"coverage_{tag}"
+                v = s.get(name, float("nan"))
+                if abs(v - level) > fmt.COVERAGE_TOLERANCE + 1e-12:  # False for NaN
+                    off[part] = v
+                    found.append({"model": model, "scorer": name, "coverage": v, "nominal": level})
+            worst = max((p for p in off if p), key=lambda p: abs(off[p] - level), default=None)
+            shown = [p for p in ("", worst) if p in off]
+            if shown:
+                misses.append(f"{tag}% interval covered " + ", ".join(f"{fmt.percent(off[p])} {_WHERE[p]}" for p in shown))
+        if misses:
+            flags.append(f"{model}: " + "; ".join(misses))
+    return flags, found
+
+
+def _models(table: pd.DataFrame, levels: Sequence[float], baseline: str, trading: bool) -> tuple[
+        list[str], pd.DataFrame, dict[str, Any], list[str]]:
+    """Per-model lines, the headline's table, items and coverage flags from a summary table."""
+    lines, rows, models = [], {}, {}
+    covers = [f"coverage_{level_tag(lv)}" for lv in levels]
+    for model, s in table.iterrows():
+        yes, verdict = (None, "") if model == baseline else _verdict(s)  # yes is None: the baseline itself
+        row = {"vs naive": "baseline" if yes is None else ("yes" if yes else "no"),
+               "skill": fmt.number("skill", s["skill"]), "DM p": fmt.pvalue(s["dm_pvalue"]),
+               "direction": _direction(s), "Brier skill": fmt.number("brier_skill", s["brier_skill"])}
+        row |= {f"{c.split('_')[1]}% covered": fmt.number(c, s[c]) for c in covers}
+        keep = ["skill", "dm_pvalue", "dir_share", "dir_acc", "dir_base_called", "brier_skill", *covers]
+        if trading:
+            row |= {"Sharpe": fmt.number("sharpe", s["sharpe"]), "buy & hold": fmt.number("hold_sharpe", s["hold_sharpe"])}
+            keep += ["sharpe", "hold_sharpe", "total_return", "hold_return"]
+        rows[model] = row
+        models[model] = {"beats_naive": yes, **{k: s[k] for k in keep}}
+        if yes is not None:
+            line = f"{model}: {verdict}; direction {_direction(s)}"
+            if trading:
+                line += f"; Sharpe {row['Sharpe']} vs buy-and-hold {row['buy & hold']}"
+            lines.append(line)
+    flags, found = _coverage_flags(table, levels)
+    contenders = table.drop(index=baseline, errors="ignore")["skill"].dropna()
+    items = {"models": models, "coverage_flags": found,
+             "best_skill": contenders.idxmax() if len(contenders) else None}
+    shown = pd.DataFrame.from_dict(rows, orient="index")
+    shown.index.name = "model"
+    return lines, shown, items, flags
+
+
+def _span(f: Forecast) -> str:
+    return f"{f.n:,} origins × {f.horizon} steps, {_day(f.origins[0])} to {_day(f.origins[-1])}"
+
+
+def training_headline(forecasts: dict[str, Forecast], baseline: str = "naive", split: str = "test") -> Headline:
+    """02: one row per model on the `split` forecasts: beats naive (Diebold-Mariano at p < 0.05)
+    with skill and p-value, direction against the majority sign, Brier skill, coverage."""
+    ref = forecasts[baseline] if baseline in forecasts else next(iter(forecasts.values()))
+    table = evaluation.summary_table(forecasts, evaluation.summary_names(ref.levels, trading=False), baseline=baseline)
+    lines, shown, items, flags = _models(table, ref.levels, baseline, trading=False)
+    items |= {"split": split, "origins": ref.n, "horizon": ref.horizon, "first_origin": ref.origins[0],
+              "last_origin": ref.origins[-1]}
+    return Headline(f"{split.capitalize()} split: {_span(ref)}; verdicts vs naive (the price stays), "
+                    f"Diebold-Mariano at p < {ALPHA:g}", tuple(lines), items, tuple(flags), shown)
+
+
+def backtest_headline(report: "BacktestReport", baseline: str = "naive") -> Headline:
+    """03: per model the verdict against naive with skill and DM p-value, direction, and the
+    strategy's Sharpe next to buy-and-hold over the same bars, under the request's costs."""
+    table = report.summary()
+    forecasts = report.forecasts
+    ref = forecasts[baseline] if baseline in forecasts else next(iter(forecasts.values()))
+    request = report.request
+    lines, shown, items, flags = _models(table, ref.levels, baseline, trading=True)
+    costs = request.fee_bps + request.slippage_bps
+    items |= {"method": request.method, "folds": len(report.folds), "origins": ref.n, "horizon": ref.horizon,
+              "first_origin": ref.origins[0], "last_origin": ref.origins[-1], "bps_per_trade": costs}
+    title = (f"{request.method.replace('_', '-').capitalize()} backtest, {_plural(len(report.folds), 'fold')}: "
+             f"{_span(ref)}; trading at {costs:g} bps per trade")
+    return Headline(title, tuple(lines), items, tuple(flags), shown)
