@@ -155,7 +155,8 @@ class _Spy(FoldHook):
         _Spy.seen.append({"block": fold.test_rows[0], "horizon": ds.horizon, "cutoff": fold.val_rows[1],
                           "train_last": int(ds.splits["train"].max()), "val_last": int(ds.splits["val"].max()),
                           "past": None if context.past is None else context.past.origins,
-                          "index": ds.features.index})
+                          "index": ds.features.index, "hidden": bool(np.isnan(ds.y[fold.val_rows[1]:]).all()),
+                          "val_known": bool(np.isfinite(ds.y[ds.splits["val"]]).all())})
         return self
 
     def transform(self, forecast):
@@ -174,6 +175,7 @@ def test_hooks_and_models_see_only_the_past(candles):
     assert not hasattr(estimator, "calibration_") and len(_Spy.seen) == len(folds) >= 3
     for k, seen in enumerate(_Spy.seen):
         assert seen["val_last"] + seen["horizon"] < seen["block"] and seen["train_last"] < seen["val_last"]
+        assert seen["hidden"] and seen["val_known"]  # the block's outcomes are not even in the dataset
         if k == 0:
             assert seen["past"] is None
             continue

@@ -133,7 +133,7 @@ def test_every_page_loads_in_a_real_browser(browser, quickstart_run):
               for p in quickstart_run.glob("*.ipynb")}
     assert len(images) == 4, f"the quickstart runs four notebooks, got {sorted(images)}"
     shots = quickstart_run / "screenshots"
-    shots.mkdir()
+    shots.mkdir(exist_ok=True)
     pages = [(quickstart_run.parents[1] / "index.html", "outputs-index", None),
              (quickstart_run / "index.html", "index", None)]
     for page in sorted(quickstart_run.glob("*.html")):

@@ -179,3 +179,27 @@ def test_verdict_agrees_with_the_diebold_mariano_test(share, verdict_start):
     assert text.startswith(verdict_start)
     assert evaluation.beats_naive(scores) == text.startswith("beats naive: yes")
     assert ("significantly worse" in text) == (scores["dm_pvalue"] < 0.05 and scores["dm_stat"] > 0)
+
+
+def test_edge_cases_answer_instead_of_crashing_or_misleading():
+    rng = np.random.default_rng(6)
+    few = make_forecast(rng.normal(scale=0.01, size=(20, 24)), rng.normal(scale=0.02, size=(20, 24)))
+    s = evaluation.score(few, ["dm_stat", "dm_pvalue"])  # 20 origins of 24-bar forecasts: nothing to test
+    assert math.isnan(s["dm_stat"]) and math.isnan(s["dm_pvalue"])
+    assert "cannot test" in evaluation.verdict(evaluation.score(few, evaluation.POINT))
+    flat = make_forecast(rng.normal(size=(300, 2)), rng.normal(size=(300, 2)), confidence=np.full((300, 2), 0.51))
+    table = evaluation.reliability(flat)  # a model without skill: every confidence the base rate
+    assert len(table) == 1 and table["n"].iloc[0] == 600
+    ties = make_forecast(np.zeros((300, 1)), rng.normal(size=(300, 1)), scale=np.r_[np.full(200, 1e-6), np.ones(100)])
+    assert set(np.bincount(evaluation.intervals.volatility_tercile(ties))) == {100}  # ties split by rank
+    empty = ties.select(np.zeros(300, bool))
+    assert math.isnan(evaluation.score(empty, ["mae", "coverage_80", "dir_acc"])["mae"])
+
+
+def test_any_interval_level_is_found_by_its_name():
+    from dataclasses import replace
+
+    rng = np.random.default_rng(7)
+    f = make_forecast(rng.normal(size=(50, 1)), rng.normal(size=(50, 1)))
+    odd = replace(f, intervals={0.999: f.intervals[0.8]}, constant_intervals={0.999: f.intervals[0.8]})
+    assert evaluation.score(odd, ["coverage_99.9", "winkler_ratio_99.9"])["winkler_ratio_99.9"] == pytest.approx(1.0)

@@ -271,3 +271,13 @@ def test_training_bar_writes_once_per_epoch_to_stderr(capfd):
     out, err = capfd.readouterr()
     assert out == "" and "3/3" in err and "best=" in err
     assert err.count("\r") == 3 + 2  # start, one per epoch, close: not two lines per epoch
+
+
+def test_tables_escape_names_and_text_from_the_data():
+    import pandas as pd
+
+    from coffee_ml.reports import format as fmt
+
+    frame = pd.DataFrame({"mae": [1.0], "note": ["<img src=x onerror=alert(2)>"]}, index=["<script>x()</script>"])
+    html = fmt.table(frame).to_html()
+    assert "<script>" not in html and "<img src=x" not in html and "&lt;script&gt;" in html

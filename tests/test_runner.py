@@ -265,3 +265,18 @@ notebooks:
     assert set(records["02_training"]["saved_models"]) == set(saved) == {"BTCUSDT/1h/drift/v0001"}
     assert all(meta["run_id"] == run_dir.name for meta in saved.values())
     assert "BTCUSDT/1h/drift/v0001" in page
+
+
+def test_params_files_cannot_leak_credentials_or_run_foreign_notebooks(tmp_path, nbdir):
+    _notebook(nbdir / "a.ipynb", "x = 1\nmodel_params = {}", "pass")
+    nested = _params(tmp_path, "notebooks:\n  - notebook: a.ipynb\n    parameters: {model_params: {gru: {api_token: s3}}}\n")
+    with pytest.raises(runner.ParamsError, match="api_token look like credentials"):
+        runner.load_params(nested)
+    outside = tmp_path / "elsewhere.ipynb"
+    _notebook(outside, "x = 1", "pass")
+    spec = runner.load_params(_params(tmp_path, f"notebooks: [{outside}, ../elsewhere.ipynb]\n"))
+    problems = [p for p in runner.check_spec(spec, nbdir) if "outside nbs/" in p]
+    assert len(problems) == 2
+    twice = runner.load_params(_params(tmp_path, "notebooks: [a.ipynb, a.ipynb]\n"))
+    assert any("listed twice" in p for p in runner.check_spec(twice, nbdir))
+    assert runner.parse_overrides(["start=2024-06-01"]) == {"start": "2024-06-01"}  # not a date object

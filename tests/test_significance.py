@@ -53,3 +53,20 @@ def test_direction_interval_uses_the_effective_sample_size():
     assert table.loc["all", "dir_n_eff"] == pytest.approx(400 * 4 / 16)  # n origins / H
     width = table["dir_acc_hi"] - table["dir_acc_lo"]
     assert width.loc["all"] > width.loc["1"]
+
+
+def test_diebold_mariano_variance_never_negative():
+    """The rectangular HAC kernel can give a negative variance for a strongly autocorrelated loss
+    difference; Bartlett weights take over instead of reporting "no difference"."""
+    rng = np.random.default_rng(11)
+    h, n = 24, 60
+    found = 0
+    for _ in range(50):
+        d = np.convolve(rng.normal(size=n + h - 1), np.ones(h), mode="valid") + 0.3
+        dc = d - d.mean()
+        rect = dc @ dc / n + 2 * sum(dc[k:] @ dc[:-k] / n for k in range(1, h))
+        if rect <= 0:
+            found += 1
+            stat, p = diebold_mariano(d, np.zeros(n), h)
+            assert np.isfinite(stat) and 0 <= p <= 1
+    assert found > 0

@@ -76,13 +76,24 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--from", dest="start", metavar="START", help="first bar, e.g. 2024-06-01")
     bt.add_argument("--to", dest="end", metavar="END", help="end of the data (exclusive)")
     bt.add_argument("--interval")
-    bt.add_argument("--horizon", type=int)
-    bt.add_argument("--window", type=int)
-    bt.add_argument("--retrain-every", type=int, help="bars per test block (walk-forward)")
+    bt.add_argument("--horizon", type=_positive)
+    bt.add_argument("--window", type=_positive)
+    bt.add_argument("--retrain-every", type=_positive, help="bars per test block (walk-forward)")
     bt.add_argument("--test-start", help="first test origin, e.g. 2024-12-01")
-    bt.add_argument("--epochs", type=int, help="max epochs of the neural models")
+    bt.add_argument("--epochs", type=_positive, help="max epochs of the neural models")
     param_opt(bt)
     return p
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number >= 1 (so a bad value fails before any kernel starts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _mapping(pairs: Sequence[str]) -> dict[str, str]:
@@ -209,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, FileNotFoundError, RuntimeError, ConnectionError, OSError) as exc:
             print(f"coffee-ml: error: {' '.join(str(exc).split())}", file=sys.stderr)
             code = 1
+        except KeyboardInterrupt:
+            print("coffee-ml: error: interrupted", file=sys.stderr)
+            code = 130
     for w in caught:
         if issubclass(w.category, UserWarning):
             print(f"coffee-ml: warning: {w.message}", file=sys.stderr)

@@ -97,6 +97,7 @@ class Forecast:
     def bounds(self, level: float, price: bool = False, constant: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Lower/upper bounds of the `level` interval (log returns, or prices with `price`)."""
         source = self.constant_intervals if constant else self.intervals
+        level = next((k for k in (source or {}) if level_tag(k) == level_tag(level)), level)
         if source is None or level not in source:
             have = ", ".join(level_tag(v) for v in (source or {}))
             raise ValueError(f"{self.model}: no {'constant-width ' if constant else ''}{level_tag(level)}% interval "
@@ -163,8 +164,10 @@ class Forecast:
 
         def join(name):
             values = [getattr(p, name) for p in parts]
-            if any(v is None for v in values):
+            if all(v is None for v in values):
                 return None
+            if any(v is None for v in values):
+                raise ValueError(f"cannot concatenate forecasts where only some have {name}")
             if isinstance(values[0], dict):
                 return {k: (np.concatenate([v[k][0] for v in values]), np.concatenate([v[k][1] for v in values]))
                         for k in values[0]}

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,18 @@ class RunSpec:
         return str(self.source) if self.source else f"run {self.name}"
 
 
+def _secret_keys(value: Any) -> list[str]:
+    """Keys that look like credentials anywhere in a (nested) parameters document."""
+    if isinstance(value, Mapping):
+        return [str(k) for k in value if _SECRET_KEY.search(str(k))] + \
+            [found for v in value.values() for found in _secret_keys(v)]
+    if isinstance(value, (list, tuple)):
+        return [found for v in value for found in _secret_keys(v)]
+    return []
+
+
 def _check_secrets(label: str, params: Mapping[str, Any]) -> None:
-    found = [k for k in params if _SECRET_KEY.search(str(k))]
+    found = _secret_keys(params)
     if found:
         raise ParamsError(f"{label}: parameter(s) {', '.join(found)} look like credentials; papermill writes "
                           "parameters into output notebooks, so set them in the environment (CLICKHOUSE_*)")
@@ -85,6 +95,7 @@ def load_params(path: str | Path) -> RunSpec:
         raise ParamsError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("notebooks"), list) or not doc["notebooks"]:
         raise ParamsError(f"{path}: expected a mapping with a non-empty 'notebooks' list")
+    _check_secrets(str(path), doc)  # anywhere in the file: the manifest keeps the whole document
     shared = doc.get("parameters") or {}
     if not isinstance(shared, dict):
         raise ParamsError(f"{path}: 'parameters' must be a mapping")
@@ -97,7 +108,7 @@ def load_params(path: str | Path) -> RunSpec:
         own = entry.get("parameters") or {}
         if not isinstance(own, dict):
             raise ParamsError(f"{path}: notebooks[{i}].parameters must be a mapping")
-        params = {**shared, **own}
+        params = _plain({**shared, **own})
         _check_secrets(str(path), params)
         steps.append(Step(str(entry["notebook"]), params))
     return RunSpec(str(doc.get("name") or path.stem), steps, path, doc)
@@ -112,10 +123,21 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key.isidentifier():
             raise ParamsError(f"-p expects key=value with a parameter name as key, got {pair!r}")
         try:
-            out[key] = yaml.safe_load(text) if text.strip() else None
+            out[key] = _plain(yaml.safe_load(text)) if text.strip() else None
         except yaml.YAMLError as exc:
             raise ParamsError(f"-p {key}: value is not valid YAML: {exc}".replace("\n", " ")) from None
     return out
+
+
+def _plain(value: Any) -> Any:
+    """YAML reads 2024-06-01 as a date, which papermill cannot inject: keep dates as ISO text."""
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def declared_parameters(notebook: Path) -> set[str]:
@@ -150,8 +172,17 @@ def check_spec(spec: RunSpec, notebooks_dir: Path | None = None) -> list[str]:
     """Every problem that would make papermill silently ignore a parameter or miss a notebook."""
     notebooks_dir = notebooks_dir or config.NOTEBOOKS_DIR
     problems = []
+    stems = [Path(s.notebook).stem for s in spec.steps]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        problems.append(f"{spec.label}: notebook(s) {', '.join(twice)} listed twice; their reports would "
+                        "overwrite each other (run them in separate params files)")
     for step in spec.steps:
         nb = notebooks_dir / step.notebook
+        if not nb.resolve().is_relative_to(notebooks_dir.resolve()):
+            problems.append(f"{spec.label}: notebook {step.notebook} is outside {notebooks_dir.name}/; "
+                            "only the project's notebooks run")
+            continue
         if not nb.is_file():
             problems.append(f"{spec.label}: notebook {step.notebook} not found in {notebooks_dir}")
             continue

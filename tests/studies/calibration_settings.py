@@ -57,7 +57,8 @@ def score_setting(records, vol: pd.Series, prior: float, past_origins: int, aci_
                 keep = np.flatnonzero((prev.origins + pd.Timedelta(hours=prev.horizon)) <= r["cutoff"])
                 if aci_rate:
                     targets = np.stack([aci_target(~prev_in[lv][keep], lv, aci_rate) for lv in sorted(prev_in)])
-                if past_origins:
+                keep = keep[prev.origins[keep] < val.origins[0]]  # outcomes val does not already hold
+                if past_origins and len(keep):
                     prev = prev.select(keep[-past_origins:])
                     y, p = np.concatenate([y, prev.actual]), np.concatenate([p, prev.returns])
                     s = np.concatenate([s, vol.reindex(prev.origins).to_numpy()])

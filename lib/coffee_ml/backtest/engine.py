@@ -70,8 +70,8 @@ class BacktestRequest:
     seed: int = 0
     n_jobs: int = 2
     calibration: str = "pooled"
-    past_origins: int = 2000
-    aci_rate: float = 0.005
+    past_origins: int = 5000
+    aci_rate: float = 0.01
     vol_halflife: float = DEFAULT_HALFLIFE
 
     @classmethod
@@ -175,7 +175,9 @@ def walk_forward(panel: FeaturePanel, folds: list[Fold], estimator: Forecaster, 
         if hooks:
             realised = [p.select(r + panel.horizon < fold.val_rows[1]) for p, r in zip(parts, part_rows)]
             past = Forecast.concat(realised) if realised and sum(p.n for p in realised) else None
-            context = FoldContext(fold, ds, model, past, name)
+            hidden = ds.targets.copy()
+            hidden.iloc[fold.val_rows[1]:] = np.nan
+            context = FoldContext(fold, replace(ds, targets=hidden), model, past, name)
             for hook in hooks:
                 forecast = hook.clone().fit(context).transform(forecast)
         parts.append(forecast)

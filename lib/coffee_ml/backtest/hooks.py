@@ -26,6 +26,9 @@ ACI_RANGE = (0.25, 2.0)  # the steered miscoverage stays within these multiples 
 
 @dataclass(frozen=True)
 class FoldContext:
+    """`dataset` has the fold's windows, but its targets from the cut-off on are NaN: a hook
+    cannot read the outcomes of the block it is applied to, even by mistake."""
+
     fold: Fold
     dataset: FeatureDataset
     model: Forecaster
@@ -61,7 +64,7 @@ class PooledCalibration(FoldHook):
     fold of the first run over 2024-12..2025-11). `aci_rate=0` turns it off.
     """
 
-    def __init__(self, past_origins: int = 2000, aci_rate: float = 0.005) -> None:
+    def __init__(self, past_origins: int = 5000, aci_rate: float = 0.01) -> None:
         self.past_origins = past_origins
         self.aci_rate = aci_rate
 
@@ -74,8 +77,10 @@ class PooledCalibration(FoldHook):
         if context.past is not None:
             if self.aci_rate > 0:
                 targets = np.stack([self._aci_target(context.past, level) for level in levels])
-            if self.past_origins > 0:
-                past = context.past.select(slice(-self.past_origins, None))
+            # earlier folds' forecasts of outcomes the validation windows do not already hold
+            past = context.past.select(context.past.origins < val.origins[0])
+            if self.past_origins > 0 and past.n:
+                past = past.select(slice(-self.past_origins, None))
                 y, pred, scale = (np.concatenate([y, past.actual]), np.concatenate([pred, past.returns]),
                                   np.concatenate([scale, past.scale]))
         self.model_ = model

@@ -25,8 +25,9 @@ def direction_scores(f: Forecast) -> dict[str, float]:
     up = y > 0
     hit = np.sign(p) == np.sign(y)
     base_hit = np.sign(y) == f.majority_sign
-    out = {"dir_share": n_called / p.size if p.size else float("nan"), "up_share": float(up.mean()),
-           "dir_base": float(base_hit.mean()), "dir_n_eff": n_called / overlap}
+    nan = float("nan")
+    out = {"dir_share": n_called / p.size if p.size else nan, "up_share": float(up.mean()) if p.size else nan,
+           "dir_base": float(base_hit.mean()) if p.size else nan, "dir_n_eff": n_called / overlap}
     if n_called == 0:
         return out | {k: float("nan") for k in ("dir_acc", "dir_acc_lo", "dir_acc_hi", "dir_base_called",
                                                 "dir_vs_base_pvalue", "pt_stat", "pt_pvalue")}

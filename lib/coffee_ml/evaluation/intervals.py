@@ -24,21 +24,29 @@ def winkler(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: flo
 
 
 def volatility_tercile(f: Forecast) -> np.ndarray:
-    """0, 1, 2 per origin: the tercile of its volatility among these origins."""
-    cuts = np.quantile(f.scale, [1 / 3, 2 / 3])
-    return np.searchsorted(cuts, f.scale, side="right")
+    """0, 1, 2 per origin: the tercile of its volatility among these origins, by rank (ties, such
+    as a stretch at the volatility floor, are split so each tercile holds a third)."""
+    rank = np.empty(f.n, dtype=np.int64)
+    rank[np.argsort(f.scale, kind="stable")] = np.arange(f.n)
+    return rank * 3 // max(f.n, 1)
 
 
 def interval_scores(f: Forecast, level: float) -> dict[str, float]:
     tag = level_tag(level)
     lo, hi = f.bounds(level)
+    if f.n == 0:
+        kinds = ["", *(f"_{t}" for t in TERCILES)]
+        names = [f"coverage_{tag}{k}" for k in kinds] + [f"width_{tag}", f"winkler_{tag}"]
+        if f.constant_intervals is not None:
+            names += [f"coverage_{tag}{k}_const" for k in kinds] + [f"winkler_{tag}_const", f"winkler_ratio_{tag}"]
+        return dict.fromkeys(names, float("nan"))
     inside = (f.actual >= lo) & (f.actual <= hi)
     out = {f"coverage_{tag}": float(inside.mean()), f"width_{tag}": float(np.mean(hi - lo)),
            f"winkler_{tag}": float(winkler(f.actual, lo, hi, level).mean())}
     terc = volatility_tercile(f)
     for k, name in enumerate(TERCILES):
         out[f"coverage_{tag}_{name}"] = float(inside[terc == k].mean()) if (terc == k).any() else float("nan")
-    if f.constant_intervals is not None and level in f.constant_intervals:
+    if f.constant_intervals is not None and any(level_tag(k) == tag for k in f.constant_intervals):
         clo, chi = f.bounds(level, constant=True)
         c_inside = (f.actual >= clo) & (f.actual <= chi)
         out[f"coverage_{tag}_const"] = float(c_inside.mean())

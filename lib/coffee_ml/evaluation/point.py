@@ -33,7 +33,13 @@ def r2(actual: np.ndarray, pred: np.ndarray) -> float:
     return float(1 - np.sum((actual - pred) ** 2) / sst) if sst > 0 else float("nan")
 
 
+POINT_NAMES = ("mae", "rmse", "mape", "mean_error", "max_error", "min_error", "ret_mae", "ret_rmse", "r2",
+               "naive_mae", "naive_rmse", "naive_mape", "skill", "dm_stat", "dm_pvalue")
+
+
 def point_scores(f: Forecast) -> dict[str, float]:
+    if f.n == 0:
+        return dict.fromkeys(POINT_NAMES, float("nan")) | {"n": 0.0, "origins": 0.0}
     a, p = f.actual_prices, f.prices
     naive = np.broadcast_to(f.last_close[:, None], a.shape)
     err, naive_err = p - a, naive - a

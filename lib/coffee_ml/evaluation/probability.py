@@ -42,8 +42,8 @@ def reliability(f: Forecast, bins: int = 10, strategy: str = "quantile") -> pd.D
     conf, hit, _ = _events(f)
     overlap = f.horizon * f.returns.shape[1]
     if strategy == "quantile":
-        edges = np.unique(np.quantile(conf, np.linspace(0, 1, bins + 1))) if len(conf) else np.array([0.0, 1.0])
-        edges[0], edges[-1] = 0.0, 1.0
+        inner = np.quantile(conf, np.linspace(0, 1, bins + 1)[1:-1]) if len(conf) else []
+        edges = np.unique(np.r_[0.0, inner, 1.0])
     elif strategy == "uniform":
         edges = np.linspace(0, 1, bins + 1)
     else:

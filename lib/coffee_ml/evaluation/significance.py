@@ -30,17 +30,20 @@ def diebold_mariano(loss_model: np.ndarray, loss_baseline: np.ndarray, horizon: 
     """Diebold-Mariano test of equal expected loss, with the Harvey-Leybourne-Newbold correction.
 
     d_t = loss_model - loss_baseline; its long-run variance uses autocovariances up to lag h-1,
-    since h-step forecasts made at consecutive bars overlap. Returns (statistic, two-sided p-value
-    from Student's t with n-1 degrees of freedom); a negative statistic favours the model.
+    since h-step forecasts made at consecutive bars overlap (Bartlett weights where the plain sum
+    is not positive). Returns (statistic, two-sided p-value from Student's t with n-1 degrees of
+    freedom); a negative statistic favours the model. NaN with 2h origins or fewer.
     """
     d = np.asarray(loss_model, dtype=float) - np.asarray(loss_baseline, dtype=float)
     n = len(d)
-    if n < 3:
+    if n <= max(2, 2 * horizon):  # too few origins to estimate h-1 autocovariances (and HLN > 1)
         return float("nan"), float("nan")
     dc = d - d.mean()
-    lags = min(horizon - 1, n - 1)
-    gamma = [dc @ dc / n] + [dc[k:] @ dc[:-k] / n for k in range(1, lags + 1)]
-    var = (gamma[0] + 2 * sum(gamma[1:])) / n
+    gamma = np.array([dc @ dc / n] + [dc[k:] @ dc[:-k] / n for k in range(1, horizon)])
+    var = (gamma[0] + 2 * gamma[1:].sum()) / n
+    if var <= 0:  # the rectangular kernel can go negative: Bartlett (Newey-West) weights cannot
+        weights = 1 - np.arange(1, horizon) / horizon
+        var = (gamma[0] + 2 * (weights * gamma[1:]).sum()) / n
     if var <= 0:
         return float("nan"), float("nan")
     hln = np.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)

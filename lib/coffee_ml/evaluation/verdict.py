@@ -20,7 +20,7 @@ def verdict(scores: Mapping[str, float], baseline: bool = False) -> str:
         return "baseline"
     p, stat, skill = scores["dm_pvalue"], scores["dm_stat"], scores["skill"]
     if not p == p:  # NaN: identical losses (the naive forecast itself) or too few origins
-        return f"beats naive: no (no difference to test, skill {skill:+.1%})"
+        return f"beats naive: no (cannot test: identical losses or too few origins, skill {skill:+.1%})"
     significant = p < ALPHA
     if significant and stat < 0:
         return f"beats naive: yes at p<{ALPHA:g} ({p_clause(p)}, skill {skill:+.1%})"

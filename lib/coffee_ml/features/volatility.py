@@ -14,7 +14,7 @@ import pandas as pd
 from coffee_ml.features.gaps import run_bounds
 
 FLOOR = 1e-6  # a flat stretch (early zero-volume hours) must not give a zero-width interval
-DEFAULT_HALFLIFE = 6  # bars; chosen on a 2023-12..2024-11 walk-forward (tests/studies)
+DEFAULT_HALFLIFE = 24  # bars; chosen on a 2023-12..2024-11 walk-forward (tests/studies)
 
 
 def causal_volatility(close: pd.Series, interval: str, halflife: float = DEFAULT_HALFLIFE) -> pd.Series:

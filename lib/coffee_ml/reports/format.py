@@ -175,12 +175,14 @@ def _styled(frame: pd.DataFrame, kinds: dict[Any, str], no_call: pd.Index, trans
     styler = shown.style
     for label, k in kinds.items():
         number = _column_number(frame[label]) if k == "number" else None
-        styler = styler.format(lambda v, k=k, n=number: value(v, k, number=n), subset=cells(slice(None), label))
+        styler = styler.format(lambda v, k=k, n=number: value(v, k, number=n), subset=cells(slice(None), label),
+                               escape="html")
         if len(no_call) and _direction_family(label):
-            styler = styler.format(lambda v, k=k: value(v, k, na=NO_CALL), subset=cells(list(no_call), label))
-    for axis, index in (("index", shown.index), ("columns", shown.columns)):
-        if isinstance(index, pd.DatetimeIndex):
-            styler = styler.format_index(_KINDS["datetime"], axis=axis)
+            styler = styler.format(lambda v, k=k: value(v, k, na=NO_CALL), subset=cells(list(no_call), label),
+                                   escape="html")
+    for axis, index in (("index", shown.index), ("columns", shown.columns)):  # names come from data: escape
+        styler = styler.format_index(_KINDS["datetime"] if isinstance(index, pd.DatetimeIndex) else None,
+                                     axis=axis, escape="html")
     if isinstance(shown.index, pd.RangeIndex):  # row numbers carry nothing
         styler = styler.hide(axis="index")
     left = [{"selector": "", "props": [("text-align", "left")]}]  # the label's cells and its header
