@@ -203,11 +203,12 @@ def test_predict_from_candles_refuses_a_gap_in_its_inputs(trained, tmp_path, bar
     candles, ds, _, hybrid = trained
     save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path)
     loaded = load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
-    assert loaded.lookback > 24 + 20 and loaded.history_bars <= 500  # 24 + 20 is before the window
-    holed = candles.iloc[-500:].drop(candles.index[-bars_back])
+    n = loaded.history_bars
+    assert loaded.lookback > 24 + 20 and n > loaded.lookback  # 24 + 20 is before the window
+    holed = candles.iloc[-n:].drop(candles.index[-bars_back])
     with pytest.raises(ValueError, match="not consecutive 1h bars"):
         loaded.predict(holed)
-    older = loaded.predict(candles.iloc[-500:].drop(candles.index[-loaded.lookback - 5]))  # an older gap is fine
+    older = loaded.predict(candles.iloc[-n:].drop(candles.index[-loaded.lookback - 5]))  # an older gap is fine
     assert older.origins[0] == candles.index[-1] and np.isfinite(older.confidence).all()
     with pytest.raises(ValueError, match=f"need at least {loaded.lookback} candles"):
         loaded.predict(candles.iloc[-loaded.lookback + 1:])

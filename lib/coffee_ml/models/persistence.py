@@ -26,7 +26,7 @@ from coffee_ml.models.specs import SPECS
 from coffee_ml.runner import RUN_ID_ENV
 
 _CLASSES = {spec.estimator.__name__: spec.estimator for spec in SPECS.values()}
-VOLATILITY_BURN_IN = 10  # halflives of history before the window, so the EWMA has forgotten its start
+VOLATILITY_BURN_IN = 40  # halflives before the window: the EWMA's start then weighs 0.5**40 ~ 1e-12
 
 
 def registry_scores(forecast: Forecast) -> dict[str, float]:
