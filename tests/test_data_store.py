@@ -124,6 +124,11 @@ def test_gap_report_lists_every_missing_range(store, btc_1m):
     # with explicit bounds, the missing bars before the first and after the last candle count too
     bounded = store.gaps("BTCUSDT", "1m", t0 - 5 * minute, t0 + pd.Timedelta(days=1) + 2 * minute)
     assert bounded["missing_bars"].tolist() == [5, 3, 1, 100, 2]
+    # never a misleading "no gaps": an unknown symbol or a reversed range is an error
+    with pytest.raises(ValueError, match="no NOSUCH 1m candles stored"):
+        store.gaps("NOSUCH", "1m", t0, t0 + pd.Timedelta(days=1))
+    with pytest.raises(ValueError, match="is not before end"):
+        store.gaps("BTCUSDT", "1m", t0 + pd.Timedelta(days=1), t0)
 
 
 def test_gap_report_on_real_hourly_history(store):
@@ -142,7 +147,8 @@ def test_sql_injection_through_symbol_is_inert(store, btc_1m, evil):
     store.write_candles(_week(btc_1m, 1), "BTCUSDT", "1m")
     assert store.load_candles(evil, "1m").empty
     assert store.resample(evil, "1m", "1h").empty
-    assert store.gaps(evil, "1m").empty
+    with pytest.raises(ValueError, match="candles stored"):  # an unknown symbol, not "no gaps"
+        store.gaps(evil, "1m")
     assert len(store.load_candles("BTCUSDT", "1m")) == 1440
     with pytest.raises(ValueError, match="symbol .* is invalid"):
         store.write_candles(_week(btc_1m, 1), evil, "1m")

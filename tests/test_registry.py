@@ -243,3 +243,25 @@ def test_forecasting_from_a_saved_model_does_not_import_scikit_learn():
             "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_broken_versions_fail_clearly_and_do_not_hide_the_others(trained, tmp_path, capsys, monkeypatch):
+    _, ds, _, hybrid = trained
+    monkeypatch.setenv("COFFEE_ML_OUTPUTS", str(tmp_path))
+    good, empty, binary = (save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid") for _ in range(3))
+    (empty.path / "metadata.json").write_text("[]")
+    (binary.path / "metadata.json").write_bytes(b"\xff\xfe\x00garbage")
+    table = registry.list_models()
+    assert table["version"].tolist() == ["v0001", "v0002", "v0003"]
+    assert table.set_index("version").loc["v0002", "saved_at"] == "unreadable metadata.json"
+    meta = json.loads((good.path / "metadata.json").read_text())
+    for edit, message in ((lambda m: m.pop("params"), "no 'params' or 'state' mapping"),
+                          (lambda m: m["params"].update(windw=3), "params do not fit HybridForecaster")):
+        broken = json.loads(json.dumps(meta))
+        edit(broken)
+        (good.path / "metadata.json").write_text(json.dumps(broken))
+        with pytest.raises(registry.RegistryError, match=message):
+            load_model("BTCUSDT", "1h", "hybrid", "v0001")
+        assert main(["models", "promote", "BTCUSDT", "1h", "hybrid", "v0001"]) == 1  # never promoted
+        assert message.split()[0] in capsys.readouterr().err
+    assert not (good.path.parent / "production").exists()

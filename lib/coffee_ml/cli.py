@@ -198,6 +198,9 @@ def _models(args: argparse.Namespace) -> None:
         meta.pop("state", None)
         print(json.dumps(meta, indent=2, default=str))
     elif args.models_command == "promote":
+        from coffee_ml.models.persistence import load_model
+
+        load_model(ref.symbol, ref.interval, ref.model, ref.version)  # never promote what would not load
         registry.promote(ref)
         print(f"{ref.symbol}/{ref.interval}/{ref.model}: {ref.version} is now production")
     elif args.models_command == "delete":

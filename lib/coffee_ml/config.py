@@ -38,7 +38,10 @@ def _env() -> dict[str, str]:
 
 def outputs_dir() -> Path:
     """Where runs, the embedded store and models live (`COFFEE_ML_OUTPUTS` overrides)."""
-    return Path(_env().get("COFFEE_ML_OUTPUTS", PROJECT_ROOT / "outputs")).resolve()
+    path = Path(_env().get("COFFEE_ML_OUTPUTS", PROJECT_ROOT / "outputs")).resolve()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"COFFEE_ML_OUTPUTS must be a folder, but {path} is a file")
+    return path
 
 
 def store_path() -> Path:
@@ -46,9 +49,23 @@ def store_path() -> Path:
     return Path(_env().get("COFFEE_ML_STORE", outputs_dir() / "store")).resolve()
 
 
+def seconds_setting(name: str, default: float) -> float:
+    """A duration from the environment: a finite number of seconds >= 0, or a clear error."""
+    text = _env().get(name, "")
+    if not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value != float("inf")):
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
 def store_lock_timeout() -> float:
     """Seconds a process waits for the embedded store held by another (`COFFEE_ML_STORE_TIMEOUT`)."""
-    return float(_env().get("COFFEE_ML_STORE_TIMEOUT", "120"))
+    return seconds_setting("COFFEE_ML_STORE_TIMEOUT", 120.0)
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,8 @@ class ClickHouseSettings:
     password: str = field(default="", repr=False)
     database: str = "coffee_ml"
     secure: bool = False
+    connect_timeout: float = 10.0  # seconds to open a connection
+    send_receive_timeout: float = 60.0  # seconds a request may wait for the server's answer
 
     @classmethod
     def from_env(cls) -> "ClickHouseSettings | None":
@@ -81,4 +100,6 @@ class ClickHouseSettings:
             password=env.get("CLICKHOUSE_PASSWORD", ""),
             database=env.get("CLICKHOUSE_DATABASE", "coffee_ml"),
             secure=env.get("CLICKHOUSE_SECURE", "").lower() in {"1", "true", "yes"},
+            connect_timeout=seconds_setting("CLICKHOUSE_CONNECT_TIMEOUT", cls.connect_timeout),
+            send_receive_timeout=seconds_setting("CLICKHOUSE_SEND_RECEIVE_TIMEOUT", cls.send_receive_timeout),
         )

@@ -179,8 +179,10 @@ def list_models(root: Path | None = None) -> pd.DataFrame:
         version_dir = meta_path.parent
         try:
             meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            meta = {}
+        except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON: listed, marked unreadable
+            meta = None
+        if not isinstance(meta, dict):  # one broken version must not hide the others
+            meta = {"saved_at": "unreadable metadata.json"}
         pointer = version_dir.parent / PRODUCTION
         production = pointer.is_file() and pointer.read_text().strip() == version_dir.name
         test = (meta.get("metrics") or {}).get("test") or {}

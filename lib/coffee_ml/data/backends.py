@@ -6,6 +6,7 @@ no value is ever formatted into SQL text.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import threading
@@ -136,21 +137,45 @@ class ServerBackend:
         try:
             self._client = clickhouse_connect.get_client(
                 host=settings.host, port=settings.port, username=settings.user,
-                password=settings.password, secure=settings.secure)
+                password=settings.password, secure=settings.secure,
+                # the driver takes whole seconds: round up so a short timeout is never 0 (= none)
+                connect_timeout=math.ceil(settings.connect_timeout),
+                send_receive_timeout=math.ceil(settings.send_receive_timeout))
         except Exception as exc:  # the driver's errors name neither host nor port consistently
-            raise ConnectionError(f"cannot reach ClickHouse at {settings.host}:{settings.port} "
-                                  f"as {settings.user!r}: {exc}") from exc
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: Exception) -> ConnectionError:
+        """One line naming the server and, for a timeout, which one ran out."""
+        s, text = self.settings, str(exc)
+        if "timed out" in text.lower():
+            read = "read timed out" in text.lower()
+            which = (f"no answer within CLICKHOUSE_SEND_RECEIVE_TIMEOUT={s.send_receive_timeout:g} s" if read
+                     else f"no connection within CLICKHOUSE_CONNECT_TIMEOUT={s.connect_timeout:g} s")
+            return ConnectionError(f"ClickHouse at {s.host}:{s.port} timed out: {which}")
+        return ConnectionError(f"cannot reach ClickHouse at {s.host}:{s.port} as {s.user!r}: {text}")
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        from clickhouse_connect.driver.exceptions import OperationalError
+
+        try:
+            yield
+        except OperationalError as exc:  # network failures; server-side SQL errors pass through
+            raise self._unreachable(exc) from exc
 
     @contextmanager
     def session(self) -> Iterator[Any]:
         yield self._client
 
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        return self._client.query_df(sql, parameters=dict(params or {}))
+        with self._guard():
+            return self._client.query_df(sql, parameters=dict(params or {}))
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        self._client.command(sql, parameters=dict(params or {}))
+        with self._guard():
+            self._client.command(sql, parameters=dict(params or {}))
 
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
         database, _, name = table.rpartition(".")
-        self._client.insert_df(name, df, database=database or None, column_names=list(df.columns))
+        with self._guard():
+            self._client.insert_df(name, df, database=database or None, column_names=list(df.columns))

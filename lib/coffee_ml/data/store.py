@@ -177,6 +177,8 @@ class CandleStore:
         between `start` and the first candle, and after the last candle before `end`, count too.
         """
         step_ms = interval_seconds(interval) * 1000
+        if to_utc(start) is not None and to_utc(end) is not None and to_utc(start) >= to_utc(end):
+            raise ValueError(f"gaps: start {start} is not before end {end}")
         sql = f"""
             SELECT prev_ms + {{step_ms:Int64}} AS gap_start_ms, t_ms - {{step_ms:Int64}} AS gap_end_ms
             FROM (
@@ -199,6 +201,10 @@ class CandleStore:
         first_bar = None if to_utc(start) is None else -(-_ms(start, 0) // step_ms) * step_ms
         last_bar = None if to_utc(end) is None else (_ms(end, 0) - 1) // step_ms * step_ms
         if n == 0:
+            if self.backend.query_df(f"SELECT count() AS n FROM {self.table} FINAL WHERE {_RANGE}",
+                                     self._range_params(symbol, interval, None, None)).iloc[0, 0] == 0:
+                raise ValueError(f"no {symbol} {interval} candles stored (see `coffee-ml data list`): "
+                                 "nothing to find gaps in")
             if first_bar is not None and last_bar is not None and last_bar >= first_bar:
                 gs, ge = [first_bar], [last_bar]
         else:

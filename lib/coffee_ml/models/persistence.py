@@ -119,11 +119,17 @@ def load_model(symbol: str, interval: str, name: str, version: str = "latest", r
     cls = _CLASSES.get(meta.get("model_class"))
     if cls is None:
         raise registry.RegistryError(f"{ref.path}: unknown model class {meta.get('model_class')!r}")
+    if not isinstance(meta.get("params"), dict) or not isinstance(meta.get("state"), dict):
+        raise registry.RegistryError(f"{ref.path}: metadata.json has no 'params' or 'state' mapping; not loadable")
     params = dict(meta["params"])
     if "device" in params:
         params["device"] = device
     try:
-        model = cls(**params).restore(meta["state"], tensors)
+        model = cls(**params)
+    except TypeError as exc:  # a constructor key this version of coffee-ml does not know
+        raise registry.RegistryError(f"{ref.path}: its params do not fit {cls.__name__} ({exc})") from None
+    try:
+        model.restore(meta["state"], tensors)
     except KeyError as exc:  # a version written by an older coffee-ml lacks fitted state this one needs
         raise registry.RegistryError(f"{ref.path}: no {exc} in its fitted state: saved before volatility-scaled "
                                      "calibration; retrain and save it again") from None
