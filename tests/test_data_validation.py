@@ -139,3 +139,170 @@ def test_binance_files_with_a_header_keep_every_column(tmp_path, raw_lines):
     assert frame["trades"].iloc[0] == 1634 and frame["taker_buy_base"].notna().all()
     with pytest.raises(CandleValidationError, match=rf"{DAY} row 2: mixed intervals"):
         read_files([path], "1h")
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input named by file, row and rule (issue 10): unreadable files, overflow, out-of-range times,
+# spacing that contradicts the declared interval, conflicting duplicates.
+
+def test_a_line_with_extra_fields_names_file_and_line(tmp_path, raw_lines):
+    lines = list(raw_lines)
+    lines[99] += ",extra"
+    with pytest.raises(CandleValidationError, match=rf"{DAY} row 100: wrong number of fields \(expected 12, saw 13\)"):
+        read_files([_write(tmp_path, lines)], "1m")
+    # inside a directory import the file is named too
+    folder = tmp_path / "month"
+    folder.mkdir()
+    _write(folder, raw_lines, "BTCUSDT-1m-2024-02-29.csv")
+    _write(folder, lines)
+    with pytest.raises(CandleValidationError, match=rf"month/{DAY} row 100: wrong number of fields"):
+        read_files([folder], "1m")
+
+
+@pytest.mark.parametrize("content, rule", [(b"", "empty file"), (b"\n\n", "empty file"),
+                                           (b"\xff\xfe\x00o\x00p\x00e\x00n", "not UTF-8 text")])
+def test_empty_and_binary_files_are_named(tmp_path, content, rule):
+    path = tmp_path / "broken.csv"
+    path.write_bytes(content)
+    with pytest.raises(CandleValidationError, match=rf"broken.csv: {rule}"):
+        read_files([path], "1m")
+
+
+def test_gzipped_dumps_are_read_transparently(tmp_path, raw_lines):
+    import gzip
+
+    plain = "\n".join(raw_lines[:30]) + "\n"
+    named = tmp_path / f"{DAY}.gz"
+    named.write_bytes(gzip.compress(plain.encode()))
+    disguised = tmp_path / "disguised" / DAY  # compressed, but saved without its .gz
+    disguised.parent.mkdir()
+    disguised.write_bytes(gzip.compress(plain.encode()))
+    _, expected = read_files([_write(tmp_path / "disguised", raw_lines[:30], "plain.csv")], "1m")
+    for path in (named, disguised, tmp_path):  # the directory picks up the .csv.gz
+        _, frame = read_files([path], "1m")
+        pd.testing.assert_frame_equal(frame, expected)
+
+
+def test_a_byte_order_mark_does_not_hide_a_binance_dump(tmp_path, raw_lines):
+    path = tmp_path / DAY
+    path.write_text("\ufeff" + "\n".join(raw_lines[:30]) + "\n", encoding="utf-8")
+    _, frame = read_files([path], "1m")
+    assert len(frame) == 30 and frame["open_time"].iloc[0] == pd.Timestamp("2024-03-01", tz="UTC")
+    with pytest.raises(CandleValidationError, match=rf"{DAY} row 1: mixed intervals"):
+        read_files([path], "1h")  # detected as Binance: its close times are checked
+
+
+def test_a_trade_count_too_large_to_store_is_refused(tmp_path, raw_lines):
+    path = _write(tmp_path, _edit(raw_lines, 7, {8: "1e30"}))
+    with pytest.raises(CandleValidationError, match=rf"{DAY} row 7: trades too large \(trades=1e\+30"):
+        read_files([path], "1m")
+
+
+@pytest.mark.parametrize("stamp", ["13569465600000", "13569465600", "-62135596800000", "1e30"])
+def test_epoch_stamps_outside_the_supported_range_name_the_row(tmp_path, raw_lines, stamp):
+    # year 2400 in ms and in s, year 1 in ms, and a number beyond int64
+    path = _write(tmp_path, _edit(raw_lines, 15, {0: stamp}))
+    with pytest.raises(CandleValidationError, match=rf"{DAY} row 15: open time outside the supported range"):
+        read_files([path], "1m")
+
+
+@pytest.mark.parametrize("when", ["1850-01-01 00:00", "2250-01-01 00:00", "2008-12-31 23:59"])
+def test_candles_outside_2009_to_2100_are_refused(tmp_path, btc_1m, when):
+    from coffee_ml.data.schema import MAX_OPEN_TIME, MIN_OPEN_TIME
+
+    assert (MIN_OPEN_TIME.year, MAX_OPEN_TIME.year) == (2009, 2100)
+    day = btc_1m.iloc[:5].copy()
+    day["open_time"] = day["open_time"].dt.strftime("%Y-%m-%d %H:%M")
+    day.loc[3, "open_time"] = when
+    csv = tmp_path / "old.csv"
+    day.to_csv(csv, index=False)
+    with pytest.raises(CandleValidationError, match=r"old.csv row 5: open_time outside the supported range"):
+        read_files([csv], "1m")
+
+
+def test_mapping_two_columns_onto_one_is_refused(tmp_path, btc_1m):
+    csv = tmp_path / "both.csv"
+    day = btc_1m.iloc[:10].copy()
+    day["Date"] = day["open_time"]
+    day.to_csv(csv, index=False)
+    with pytest.raises(CandleValidationError,
+                       match=r"both.csv: conflicting column mapping \(open_time and Date would both become open_time\)"):
+        read_files([csv], "1m", mapping={"Date": "open_time"})
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_hourly_data_declared_as_minutes_is_refused(tmp_path, market_data, fmt):
+    hourly = pd.read_parquet(market_data / "ETHUSDC-1h-first500.parquet")
+    path = tmp_path / f"eth.{fmt}"
+    hourly.to_parquet(path) if fmt == "parquet" else hourly.to_csv(path, index=False)
+    _, frame = read_files([path], "1h")
+    assert len(frame) == 500
+    with pytest.raises(CandleValidationError, match=r"eth\.\w+ row \d+: interval mismatch: data is not 1m bars "
+                                                    r"\(candles are at least 3600s apart"):
+        read_files([path], "1m")
+
+
+def test_hours_hidden_in_minutes_are_refused(btc_1m):
+    from coffee_ml.data.schema import validate_candles
+
+    # the timestamps are whole hours (aligned to minutes too), declared 1m: no two candles a minute apart
+    hours = btc_1m.iloc[::60].iloc[:10]
+    with pytest.raises(CandleValidationError, match=r"<data> row 2: interval mismatch"):
+        validate_candles(hours.reset_index(drop=True), "1m")
+    assert len(validate_candles(btc_1m.iloc[[0, 1, 5, 9]].reset_index(drop=True), "1m")) == 4  # gaps are fine
+
+
+def test_conflicting_duplicates_are_an_error(tmp_path, raw_lines):
+    path = _write(tmp_path, raw_lines[:10] + [_edit(raw_lines, 10, {5: "1.5"})[9]] + raw_lines[10:20])
+    with pytest.raises(CandleValidationError, match=rf"{DAY} row 11: conflicting duplicate candles "
+                                                     r"\(open_time 2024-03-01 00:09:00\+00:00 .*first at row 10"):
+        read_files([path], "1m")
+
+
+def test_overlapping_files_that_disagree_are_an_error(tmp_path, raw_lines):
+    a = _write(tmp_path, raw_lines[:30], "a.csv")
+    b = _write(tmp_path, _edit(raw_lines, 25, {5: "1.5"})[20:50], "b.csv")
+    with pytest.raises(CandleValidationError, match=r"b.csv: conflicting duplicate candles \(open_time "
+                                                    r"2024-03-01 00:24:00\+00:00 differs from the candle in .*a.csv"):
+        read_files([a, b], "1m")
+
+
+def test_bad_input_is_one_line_and_stores_nothing(capsys, tmp_path, raw_lines, btc_1m):
+    """From the shell: exit 1, one line naming file/row/parameter and rule, the store unchanged."""
+    from coffee_ml.cli import main
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    good = _write(tmp_path, raw_lines[:60], "good.csv")
+    assert run("import", good, "--symbol", "BTCUSDT", "--interval", "1m")[0] == 0
+    before = run("data", "list")[1]
+    extra = list(raw_lines)
+    extra[99] += ",x"
+    both = tmp_path / "both.csv"
+    frame = btc_1m.iloc[:10].copy()
+    frame["Date"] = frame["open_time"]
+    frame.to_csv(both, index=False)
+    hourly = tmp_path / "hourly.parquet"
+    btc_1m.iloc[::60].to_parquet(hourly)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    imp = ("import", "--symbol", "BTCUSDT", "--interval", "1m")
+    cases = [
+        ((*imp, _write(tmp_path, extra, "extra.csv")), "extra.csv row 100: wrong number of fields"),
+        ((*imp, empty), "empty.csv: empty file"),
+        ((*imp, _write(tmp_path, _edit(raw_lines, 7, {8: "1e30"}), "trades.csv")), "trades.csv row 7: trades too large"),
+        ((*imp, both, "--format", "csv", "--map", "Date=open_time"), "both.csv: conflicting column mapping"),
+        ((*imp, _write(tmp_path, _edit(raw_lines, 4, {0: "13569465600000"}), "y2400.csv")),
+         "y2400.csv row 4: open time outside the supported range"),
+        ((*imp, hourly), "hourly.parquet row 2: interval mismatch"),
+        (("data", "gaps", "BTCUSDT", "--interval", "1m", "--start", "0001-01-01"), "'0001-01-01' (--start/--end) is out of range"),
+        (("data", "gaps", "BTCUSDT", "--interval", "1m", "--end", "9999-12-31"), "'9999-12-31' (--start/--end) is out of range"),
+    ]
+    for argv, message in cases:
+        code, out, err = run(*argv)
+        assert code == 1 and out == "", (argv, out, err)
+        assert err.count("\n") == 1 and err.startswith("coffee-ml: error: ") and message in err, (argv, err)
+    assert run("data", "list")[1] == before

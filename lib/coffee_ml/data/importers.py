@@ -6,6 +6,7 @@ name the file and row. Nothing is written here; the store inserts only fully val
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,9 +15,12 @@ import numpy as np
 import pandas as pd
 
 from coffee_ml.data.schema import (CANDLE_COLUMNS, CandleValidationError, check_interval_consistency,
-                                   validate_candles)
+                                   check_time_range, first_conflict, validate_candles)
 
 FORMATS = ("binance", "csv", "parquet")
+TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".zip": "zip"}
+_MAGIC = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip"}
 BINANCE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
                    "trades", "taker_buy_base", "taker_buy_quote", "ignore")
 
@@ -35,21 +39,87 @@ def epoch_to_ms(values: np.ndarray) -> np.ndarray:
 
 def _numeric_epoch(col: pd.Series, source: str, rows: np.ndarray, name: str) -> np.ndarray:
     num = pd.to_numeric(col, errors="coerce")
-    bad = num.isna().to_numpy() | (num.to_numpy(dtype="float64", na_value=np.nan) % 1 != 0)
+    f = num.to_numpy(dtype="float64", na_value=np.nan)
+    bad = np.isnan(f) | (f % 1 != 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise CandleValidationError(source, int(rows[i]), f"unparseable timestamp in {name}", f"got {col.iloc[i]!r}")
-    return epoch_to_ms(num.to_numpy(dtype="int64"))
+    # a stamp beyond int64 cannot be any unit of a supported date: refuse it before the cast overflows
+    huge = np.abs(f) >= 2.0**63
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise CandleValidationError(source, int(rows[i]), f"{name} outside the supported range",
+                                    f"got {col.iloc[i]!r}")
+    ms = epoch_to_ms(num.to_numpy(dtype="int64"))
+    check_time_range(ms, rows, source, name)
+    return ms
+
+
+def _compression(path: Path) -> str | None:
+    """'gzip' / 'zip' by extension or by the file's magic bytes (a dump saved without its .gz)."""
+    by_name = COMPRESSED_SUFFIXES.get(path.suffix.lower())
+    if by_name:
+        return by_name
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def _first_line(path: Path) -> str:
+    """The first text line, decompressed and without a UTF-8 byte-order mark."""
+    comp = _compression(path)
+    try:
+        if comp == "gzip":
+            import gzip
+            with gzip.open(path, "rt", encoding="utf-8-sig") as fh:
+                return fh.readline()
+        if comp == "zip":
+            import io
+            import zipfile
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+                if len(names) != 1:
+                    raise CandleValidationError(str(path), None, "unreadable zip archive",
+                                                f"expected exactly one file inside, found {len(names)}")
+                with zf.open(names[0]) as raw:
+                    return io.TextIOWrapper(raw, encoding="utf-8-sig").readline()
+        with path.open(encoding="utf-8-sig") as fh:
+            return fh.readline()
+    except UnicodeDecodeError as exc:
+        raise CandleValidationError(str(path), None, "not UTF-8 text",
+                                    f"byte {exc.start} of the first line; is it a binary or compressed file?") from None
+    except (OSError, EOFError, ValueError) as exc:
+        if isinstance(exc, CandleValidationError):
+            raise
+        raise CandleValidationError(str(path), None, f"unreadable {comp or 'text'} file", str(exc)) from None
+
+
+def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    """pandas.read_csv whose errors name the file and, where pandas gives it, the line."""
+    try:
+        return pd.read_csv(path, compression=_compression(path), encoding="utf-8-sig", engine="c", **kwargs)
+    except pd.errors.EmptyDataError:
+        raise CandleValidationError(str(path), None, "empty file", "no header and no rows") from None
+    except pd.errors.ParserError as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+        if m:
+            raise CandleValidationError(str(path), int(m.group(2)), "wrong number of fields",
+                                        f"expected {m.group(1)}, saw {m.group(3)}") from None
+        raise CandleValidationError(str(path), None, "malformed CSV", msg) from None
+    except UnicodeDecodeError as exc:
+        raise CandleValidationError(str(path), None, "not UTF-8 text",
+                                    f"undecodable byte at offset {exc.start}; is it a binary file?") from None
+    except (OSError, EOFError) as exc:
+        raise CandleValidationError(str(path), None, "unreadable file", str(exc)) from None
 
 
 def read_binance(path: str | Path, interval: str) -> pd.DataFrame:
     """Binance kline CSV: headerless 12 columns (a header line, as in some dumps, is skipped)."""
     path = Path(path)
-    with path.open() as fh:
-        first = fh.readline()
+    first = _first_line(path)
     has_header = any(ch.isalpha() for ch in first.split(",")[0])
-    raw = pd.read_csv(path, header=None, skiprows=1 if has_header else 0, dtype=str, na_filter=False,
-                      engine="c")
+    raw = _read_csv(path, header=None, skiprows=1 if has_header else 0, dtype=str, na_filter=False)
     if raw.shape[1] != len(BINANCE_COLUMNS):
         raise CandleValidationError(str(path), None, "missing columns",
                                     f"Binance kline files have {len(BINANCE_COLUMNS)} columns, found {raw.shape[1]}")
@@ -68,7 +138,13 @@ def read_binance(path: str | Path, interval: str) -> pd.DataFrame:
 def read_table(path: str | Path, fmt: str, mapping: dict[str, str] | None = None) -> pd.DataFrame:
     """Generic CSV (with a header) or Parquet; `mapping` renames source columns to schema names."""
     path = Path(path)
-    df = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path, dtype=str, na_filter=True)
+    if fmt == "parquet":
+        try:
+            df = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise CandleValidationError(str(path), None, "unreadable Parquet file", str(exc).splitlines()[0]) from None
+    else:
+        df = _read_csv(path, dtype=str, na_filter=True)
     if mapping:
         unknown = [src for src in mapping if src not in df.columns]
         if unknown:
@@ -78,6 +154,12 @@ def read_table(path: str | Path, fmt: str, mapping: dict[str, str] | None = None
         if bad_targets:
             raise ValueError(f"--map targets must be schema columns ({', '.join(CANDLE_COLUMNS)}), "
                              f"got {', '.join(bad_targets)}")
+        renamed = [mapping.get(c, c) for c in df.columns]
+        clash = sorted({c for c in renamed if renamed.count(c) > 1})
+        if clash:
+            sources = [str(src) for src, dst in zip(df.columns, renamed) if dst == clash[0]]
+            raise CandleValidationError(str(path), None, "conflicting column mapping",
+                                        f"{' and '.join(sources)} would both become {clash[0]}")
         df = df.rename(columns=mapping)
     if "open_time" not in df.columns:
         raise CandleValidationError(str(path), None, "missing columns",
@@ -105,13 +187,20 @@ def _parse_times(col: pd.Series, source: str, rows: np.ndarray) -> pd.Series:
     return parsed
 
 
+def _table_suffix(path: Path) -> str:
+    """.csv for `x.csv` and `x.csv.gz` / `x.csv.zip`: the suffix under any compression suffix."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
 def detect_format(path: Path) -> str:
-    if path.suffix.lower() in {".parquet", ".pq"}:
+    if _table_suffix(path) in {".parquet", ".pq"}:
         return "parquet"
-    if path.suffix.lower() != ".csv":
+    if _table_suffix(path) != ".csv":
         raise ValueError(f"{path}: cannot tell the format from the extension; pass --format binance|csv|parquet")
-    with path.open() as fh:
-        first = [f.strip().lower() for f in fh.readline().split(",")]
+    first = [f.strip().lower() for f in _first_line(path).split(",")]
     if len(first) != len(BINANCE_COLUMNS):
         return "csv"
     # headerless dumps start with a number; newer dumps carry a header naming open and close time
@@ -123,7 +212,7 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in {".csv", ".parquet", ".pq"}))
+            out.extend(sorted(f for f in p.iterdir() if f.is_file() and _table_suffix(f) in TABLE_SUFFIXES))
         elif p.is_file():
             out.append(p)
         else:
@@ -146,9 +235,18 @@ def read_files(paths: Sequence[str | Path], interval: str, fmt: str | None = Non
         frames.append(validate_candles(raw, interval, source=str(f)))
     merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if len(frames) > 1:
-        merged = merged.sort_values("open_time", kind="stable", ignore_index=True)
+        origin = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+        order = np.argsort(merged["open_time"].astype("int64").to_numpy(), kind="stable")
+        merged, origin = merged.iloc[order].reset_index(drop=True), origin[order]
         dup = merged["open_time"].duplicated().to_numpy()
         if dup.any():
+            # sorted by time, a duplicate's previous row holds the same time (and comes from another
+            # file, as each file is already de-duplicated): same values are overlap, others a conflict
+            k = first_conflict(merged, dup)
+            if k is not None:
+                raise CandleValidationError(str(files[origin[k]]), None, "conflicting duplicate candles",
+                                            f"open_time {merged['open_time'].iloc[k]} differs from the candle in "
+                                            f"{files[origin[k - 1]]}")
             warnings.warn(f"dropped {int(dup.sum())} candle(s) that appear in more than one file", stacklevel=2)
             merged = merged.loc[~dup].reset_index(drop=True)
     return files, merged

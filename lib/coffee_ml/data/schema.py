@@ -20,6 +20,17 @@ INTERVALS: dict[str, int] = {
 }
 
 
+# Candles must open inside this window. Crypto spot trading starts in 2009; 2100 is far enough
+# ahead for any real data while keeping every stamp representable (pandas ns, ClickHouse DateTime64).
+# A date outside it is a unit or typing mistake (an 1850 or 2250 candle would import but stay
+# invisible to every default load range), so it is refused with the row that holds it.
+MIN_OPEN_TIME = pd.Timestamp("2009-01-01", tz="UTC")
+MAX_OPEN_TIME = pd.Timestamp("2100-01-01", tz="UTC")  # exclusive
+MIN_OPEN_MS = MIN_OPEN_TIME.value // 1_000_000
+MAX_OPEN_MS = MAX_OPEN_TIME.value // 1_000_000
+MAX_TRADES = 2**63 - 1  # trades is stored as an unsigned 64-bit count; keep it signed-safe too
+
+
 def interval_seconds(interval: str) -> int:
     """Length of a bar in seconds, with a clear error for an unknown interval name."""
     try:
@@ -36,6 +47,7 @@ class CandleValidationError(ValueError):
     """Bad candle input. `source` is the file (or a description), `row` its 1-based data row."""
 
     def __init__(self, source: str, row: int | None, rule: str, detail: str = "") -> None:
+        # `row`: for CSV the file line (a header is line 1, as pandas counts); for Parquet the 1-based row
         self.source, self.row, self.rule, self.detail = source, row, rule, detail
         where = f"{source} row {row}" if row is not None else str(source)
         super().__init__(f"{where}: {rule}" + (f" ({detail})" if detail else ""))
@@ -49,6 +61,20 @@ def _first_bad(source: str, rows: np.ndarray, mask: np.ndarray, rule: str, detai
     count = int(mask.sum())
     more = f"; {count - 1} more row(s) break this rule" if count > 1 else ""
     raise CandleValidationError(source, int(rows[i]), rule, detail_fn(i) + more)
+
+
+def check_time_range(ms: np.ndarray, rows: np.ndarray, source: str, name: str = "open_time") -> None:
+    """Epoch milliseconds must lie in [MIN_OPEN_TIME, MAX_OPEN_TIME)."""
+    bad = (ms < MIN_OPEN_MS) | (ms >= MAX_OPEN_MS)
+    _first_bad(source, rows, bad, f"{name} outside the supported range",
+               lambda i: f"{_fmt_ms(ms[i])} is not in {MIN_OPEN_TIME:%Y-%m-%d} .. {MAX_OPEN_TIME:%Y-%m-%d}")
+
+
+def _fmt_ms(ms) -> str:
+    try:
+        return str(pd.Timestamp(int(ms), unit="ms", tz="UTC"))
+    except (OverflowError, ValueError):
+        return f"{int(ms)} ms since 1970"
 
 
 def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") -> pd.DataFrame:
@@ -90,6 +116,9 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
         if col in REQUIRED_COLUMNS:
             _first_bad(source, rows, np.isnan(arr), f"missing value in {col}", lambda i: "required column")
         _first_bad(source, rows, np.isinf(arr), f"infinite value in {col}", lambda i: "")
+        if col == "trades":
+            _first_bad(source, rows, arr > MAX_TRADES, "trades too large",
+                       lambda i, a=arr: f"trades={a[i]:g}, a trade count can be at most {MAX_TRADES}")
         out[col] = arr
 
     o, h, l, c = (out[k].to_numpy() for k in PRICE_COLUMNS)
@@ -106,6 +135,7 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
                    lambda i, v=v, name=name: f"{name}={v[i]}, low={l[i]}, high={h[i]}")
 
     t = out["open_time"].astype("int64").to_numpy()
+    check_time_range(t, rows, source)
     _first_bad(source, rows, t % (step * 1000) != 0, f"timestamp not aligned to {interval} bars",
                lambda i: f"open_time={out['open_time'].iloc[i]}")
     dt = np.diff(t)
@@ -118,10 +148,49 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
                                     f"{out['open_time'].iloc[j + 1]} comes before {out['open_time'].iloc[j]}{more}")
     dup = np.concatenate([[False], dt == 0])
     if dup.any():
+        first = first_conflict(out, dup)
+        if first is not None:
+            raise CandleValidationError(source, int(rows[first]), "conflicting duplicate candles",
+                                        f"open_time {out['open_time'].iloc[first]} appears again with different "
+                                        f"values (first at row {int(rows[first - 1])})")
         warnings.warn(f"{source}: dropped {int(dup.sum())} duplicate candle(s) (first at row {int(rows[dup][0])})",
                       stacklevel=2)
         out = out.loc[~dup].reset_index(drop=True)
+    check_spacing(out["open_time"].astype("int64").to_numpy(), np.asarray(rows)[~dup], interval, source)
     return out
+
+
+def first_conflict(frame: pd.DataFrame, dup: np.ndarray) -> int | None:
+    """Index of the first row flagged in `dup` (same open_time as the row before it) whose values
+    differ from that row's; exact repeats (NaN equal to NaN) are not conflicts."""
+    idx = np.flatnonzero(dup)
+    differs = np.zeros(len(idx), dtype=bool)
+    for col in frame.columns:
+        if col == "open_time":
+            continue
+        v = frame[col].to_numpy(dtype="float64", na_value=np.nan)
+        a, b = v[idx], v[idx - 1]
+        differs |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    return int(idx[differs][0]) if differs.any() else None
+
+
+def check_spacing(t_ms: np.ndarray, rows: np.ndarray, interval: str, source: str) -> None:
+    """Unique, sorted, aligned open times: the data's own spacing must agree with `interval`.
+
+    Every step is then a whole number of bars (alignment); with at least two candles the smallest
+    step must be exactly one bar, or the file holds coarser bars declared as `interval`.
+    """
+    if len(t_ms) < 2:
+        return
+    step_ms = interval_seconds(interval) * 1000
+    dt = np.diff(t_ms)
+    _first_bad(source, rows[1:], dt % step_ms != 0, f"spacing is not a whole number of {interval} bars",
+               lambda i: f"{dt[i] / 1000:g}s after the previous candle")
+    j = int(np.argmin(dt))
+    if dt[j] != step_ms:
+        raise CandleValidationError(source, int(rows[j + 1]), f"interval mismatch: data is not {interval} bars",
+                                    f"candles are at least {dt[j] / 1000:g}s apart, {interval} is "
+                                    f"{step_ms / 1000:g}s; declare the data's own interval")
 
 
 def check_interval_consistency(open_ms: np.ndarray, close_ms: np.ndarray, rows: np.ndarray,

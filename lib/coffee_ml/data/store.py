@@ -21,6 +21,7 @@ from coffee_ml.data.schema import CANDLE_COLUMNS, OPTIONAL_COLUMNS, interval_sec
 TABLE = "candles"
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,31}$")
 _MIN_MS, _MAX_MS = 0, 7_258_118_400_000  # 1970 .. 2200: bounds for an open-ended range
+_MIN_TS, _MAX_TS = (pd.Timestamp(v, unit="ms", tz="UTC") for v in (_MIN_MS, _MAX_MS))  # accepted --start/--end
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -45,8 +46,18 @@ def to_utc(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
     """Parse a time bound; naive values are taken as UTC."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
+        if isinstance(exc, pd.errors.OutOfBoundsDatetime) or isinstance(exc, OverflowError):
+            raise ValueError(f"time bound {value!r} (--start/--end) is out of range: use a date between "
+                             f"{_MIN_TS:%Y-%m-%d} and {_MAX_TS:%Y-%m-%d}") from None
+        raise ValueError(f"time bound {value!r} (--start/--end) is not a date or time") from None
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if not _MIN_TS <= ts <= _MAX_TS:
+        raise ValueError(f"time bound {value!r} (--start/--end) is out of range: use a date between "
+                         f"{_MIN_TS:%Y-%m-%d} and {_MAX_TS:%Y-%m-%d}")
+    return ts
 
 
 def _check_symbol(symbol: str) -> None:
