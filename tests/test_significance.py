@@ -8,7 +8,7 @@ from scipy import stats
 
 from coffee_ml import evaluation
 from coffee_ml.evaluation import diebold_mariano, wilson_interval
-from test_evaluation import make_forecast
+from forecasts import make_forecast
 
 
 def test_wilson_interval_known_value():
@@ -68,5 +68,8 @@ def test_diebold_mariano_variance_never_negative():
         if rect <= 0:
             found += 1
             stat, p = diebold_mariano(d, np.zeros(n), h)
-            assert np.isfinite(stat) and 0 <= p <= 1
+            bartlett = (dc @ dc / n + 2 * sum((1 - k / h) * (dc[k:] @ dc[:-k]) / n for k in range(1, h))) / n
+            hln = np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+            assert stat == pytest.approx(d.mean() / np.sqrt(bartlett) * hln)
+            assert p == pytest.approx(2 * stats.t.sf(abs(stat), n - 1)) and p < 1
     assert found > 0

@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -141,10 +142,17 @@ def _plain(value: Any) -> Any:
 
 
 def declared_parameters(notebook: Path) -> set[str]:
-    """Names in the notebook's `parameters` cell, as papermill sees them."""
+    """Names in the notebook's `parameters` cell, as papermill sees them (read once per version
+    of the file: checking a spec, applying overrides and running each ask)."""
+    path = Path(notebook).resolve()
+    return set(_declared(str(path), path.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=64)
+def _declared(path: str, mtime_ns: int) -> frozenset[str]:
     import papermill
 
-    return set(papermill.inspect_notebook(str(notebook)))
+    return frozenset(papermill.inspect_notebook(path))
 
 
 def apply_overrides(spec: RunSpec, overrides: Mapping[str, Any], notebooks_dir: Path | None = None) -> RunSpec:
@@ -384,7 +392,8 @@ def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | N
     rendering that notebook's reports, the manifest and the indexes, then raises RuntimeError
     naming the notebook, the error and the cell.
     """
-    from coffee_ml.reports.index import write_atomic, write_outputs_index, write_run_index
+    from coffee_ml.reports.index import write_outputs_index, write_run_index
+    from coffee_ml.reports.records import write_atomic
 
     notebooks_dir = notebooks_dir or config.NOTEBOOKS_DIR
     problems = check_spec(spec, notebooks_dir)
@@ -403,12 +412,15 @@ def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | N
                        "status": "pending"} for s in spec.steps],
     }
 
-    def publish() -> None:
+    def publish(all_runs: bool = False) -> None:
+        """This run's manifest and page; the page of every run (which reads every run folder)
+        only when this run starts and ends."""
         write_atomic(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
         write_run_index(run_dir)
-        write_outputs_index(outputs)
+        if all_runs:
+            write_outputs_index(outputs)
 
-    publish()
+    publish(all_runs=True)
     t_run = time.perf_counter()
     failure = None
     try:
@@ -439,7 +451,7 @@ def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | N
         for entry in manifest["notebooks"]:
             if entry["status"] in ("pending", "running"):
                 entry["status"] = "skipped" if entry["status"] == "pending" else manifest["status"]
-        publish()
+        publish(all_runs=True)
     index = run_dir / "index.html"
     say(f"run {run_id} {manifest['status']} in {_clock(manifest['total_seconds'])}")
     if failure:

@@ -8,10 +8,11 @@ ALPHA = 0.05
 
 
 def pvalue_text(p: float) -> str:
-    """p-values for people: 0.034, 3.2e-03, or < 1e-4 (never "0", which a tail probability is not)."""
+    """p-values for people: 0.034, 3.2e-03, or < 1e-4 (never "0", which a tail probability is not;
+    below 1e-4 asymptotic tests such as DM with HAC or Pesaran-Timmermann give no reliable digits)."""
     if not p == p:
         return "n/a"
-    return "< 1e-4" if p < 1e-4 else f"{p:.2g}" if p >= 0.01 else f"{p:.1e}"
+    return "< 1e-4" if p < 1e-4 else f"{p:.3f}" if p >= 0.01 else f"{p:.1e}"
 
 
 def verdict(scores: Mapping[str, float], baseline: bool = False) -> str:

@@ -25,7 +25,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from coffee_ml import config
-from coffee_ml.reports.index import write_atomic
+from coffee_ml.reports.records import write_atomic
 
 if TYPE_CHECKING:
     from nbconvert import HTMLExporter

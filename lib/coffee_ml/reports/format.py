@@ -21,10 +21,10 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from coffee_ml.evaluation import get_scorer
+from coffee_ml.evaluation.verdict import pvalue_text
 
 NA = "—"
 NO_CALL = "no call"
-P_FLOOR = 1e-4  # below this, asymptotic tests (DM with HAC, Pesaran-Timmermann) give no reliable digits
 COVERAGE_TOLERANCE = 0.03  # 3 percentage points either side of nominal
 FLAG_STYLE = "background-color: #fde2c8; font-weight: bold"
 _SCROLL = 'style="display: block; max-width: 100%; overflow-x: auto"'
@@ -54,11 +54,7 @@ def _missing(v: Any) -> bool:
 
 def pvalue(p: float) -> str:
     """`0.034`, `3.2e-03` or `< 1e-4` (and "—" when there was nothing to test)."""
-    if _missing(p):
-        return NA
-    if p < P_FLOOR:
-        return f"< {P_FLOOR:.0e}".replace("e-0", "e-")
-    return f"{p:.1e}" if p < 0.01 else f"{p:.3f}"
+    return NA if _missing(p) else pvalue_text(p)
 
 
 def percent(v: float, signed: bool = False) -> str:

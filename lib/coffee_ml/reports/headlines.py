@@ -20,7 +20,7 @@ from coffee_ml import evaluation
 from coffee_ml.data.schema import interval_seconds
 from coffee_ml.data.store import to_utc
 from coffee_ml.evaluation.intervals import TERCILES
-from coffee_ml.evaluation.verdict import ALPHA
+from coffee_ml.evaluation.verdict import ALPHA, p_clause
 from coffee_ml.forecast import Forecast, level_tag
 from coffee_ml.reports import format as fmt
 
@@ -131,26 +131,21 @@ def features_headline(ds: "FeatureDataset") -> Headline:
     return Headline(f"{len(ds.feature_names)} features kept{skipped}; {used:,} windows", tuple(lines), items, flags)
 
 
-def _p(p: float) -> str:
-    text = fmt.pvalue(p)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
-
-
 def _verdict(s: Mapping[str, float]) -> tuple[bool, str]:
     """beats naive yes/no with the numbers behind it (`evaluation.beats_naive` decides)."""
     yes = evaluation.beats_naive(s)
     skill = fmt.number("skill", s["skill"])
     if s["dm_pvalue"] != s["dm_pvalue"]:  # NaN: identical losses or too few origins
-        return yes, f"does not beat naive (no difference to test, skill {skill})"
+        return yes, f"does not beat naive (cannot test: identical losses or too few origins, skill {skill})"
     worse = ", significantly worse" if s["dm_pvalue"] < ALPHA and s["dm_stat"] > 0 else ""
-    return yes, f"{'beats' if yes else 'does not beat'} naive (skill {skill}, DM {_p(s['dm_pvalue'])}{worse})"
+    return yes, f"{'beats' if yes else 'does not beat'} naive (skill {skill}, DM {p_clause(s['dm_pvalue'])}{worse})"
 
 
 def _direction(s: Mapping[str, float]) -> str:
     if not s["dir_share"]:
         return fmt.NO_CALL
     return (f"{fmt.number('dir_acc', s['dir_acc'])} vs majority sign {fmt.number('dir_base_called', s['dir_base_called'])} "
-            f"({_p(s['dir_vs_base_pvalue'])})")
+            f"({p_clause(s['dir_vs_base_pvalue'])})")
 
 
 def _coverage_flags(table: pd.DataFrame, levels: Sequence[float]) -> tuple[list[str], list[dict[str, Any]]]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +16,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from coffee_ml.reports.format import number, table
-from coffee_ml.reports.records import read_records
+from coffee_ml.reports.records import read_records, write_atomic
 
 
 _CSS = """
@@ -59,17 +57,6 @@ def _page(title: str, body: str) -> str:
             f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write through a temporary file renamed over `path`: a browser, or a run finishing next to
-    this one, never reads half a page or half a manifest."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # created under the umask, unlike mkstemp's 0600
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _read_json(path: Path) -> dict[str, Any]:

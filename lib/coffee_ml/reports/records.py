@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -122,16 +122,7 @@ def record(run_dir: str | Path | None, notebook: str, **results: Any) -> None:
     stage = records.get(notebook)
     records[notebook] = {**(stage if isinstance(stage, dict) else {}),
                          **{k: to_json(v, k) for k, v in results.items()}}
-    text = json.dumps(records, indent=2, ensure_ascii=False, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{METRICS_FILE}.", suffix=".tmp", dir=run_dir)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the records from whoever serves the run folder
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, run_dir / METRICS_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(run_dir / METRICS_FILE, json.dumps(records, indent=2, ensure_ascii=False, allow_nan=False))
 
 
 def data_range(data: pd.DataFrame | pd.Series | pd.DatetimeIndex) -> dict[str, Any]:
@@ -141,3 +132,15 @@ def data_range(data: pd.DataFrame | pd.Series | pd.DatetimeIndex) -> dict[str, A
     if len(index) == 0:
         return {"first": None, "last": None, "rows": 0}
     return {"first": index[0].isoformat(), "last": index[-1].isoformat(), "rows": len(index)}
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write through a temporary file renamed over `path`: a browser, or a run finishing next to
+    this one, never reads half a page or half a manifest."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # created under the umask, unlike mkstemp's 0600
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
