@@ -45,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     gaps.add_argument("--start")
     gaps.add_argument("--end")
     backend_opt(gaps)
+    check = dsub.add_parser("check", help="verify every stored part against its checksums",
+                            description="Runs ClickHouse's CHECK TABLE on the candle table and lists damaged "
+                                        "parts and parts the engine set aside, with the symbol and interval "
+                                        "to re-import. Exits 1 while damaged parts remain.")
+    check.add_argument("--repair", action="store_true",
+                       help="set damaged parts aside (moved to detached/, not deleted) and drop staging "
+                            "tables of killed imports")
+    backend_opt(check)
 
     models = sub.add_parser("models", help="the model registry (outputs/models)")
     msub = models.add_subparsers(dest="models_command", required=True)
@@ -131,6 +139,38 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.data_command == "gaps":
         table = store.gaps(args.symbol, args.interval, args.start, args.end)
         print(table.to_string(index=False) if len(table) else f"no gaps in {args.symbol} {args.interval}")
+    elif args.data_command == "check":
+        _check(store, args.repair)
+    if args.command == "data" and args.data_command == "list" and len(store.detached_parts()):
+        warnings.warn(f"{len(store.detached_parts())} part(s) of the store are set aside and not read: "
+                      "see `coffee-ml data check`", stacklevel=1)
+
+
+def _check(store, repair: bool) -> None:
+    """Print the state of every part; damaged ones raise (exit 1) unless repaired."""
+    if repair:
+        detached, dropped = store.repair()
+        for row in detached.itertuples():
+            print(f"set aside damaged part {row.part} ({row.symbol} {row.interval}, {int(row.rows):,} rows): "
+                  f"re-import {row.symbol} {row.interval}")
+        if dropped:
+            print(f"dropped {len(dropped)} staging table(s) of killed imports")
+    report = store.check()
+    counts = report["state"].value_counts()
+    print(f"checked {store.table}: {int(counts.get('ok', 0))} part(s) ok, {int(counts.get('damaged', 0))} damaged, "
+          f"{int(counts.get('set aside', 0))} set aside; {report.loc[report['state'] == 'ok', 'rows'].sum():,.0f} "
+          "rows readable")
+    for row in report[report["state"] != "ok"].itertuples():
+        name = f"{row.symbol} {row.interval}" if isinstance(row.symbol, str) else "unknown symbol"
+        print(f"{row.state.upper()}: {name}, part {row.part}: {' '.join(str(row.message).split())}")
+    staging = store.staging_tables()
+    if staging:
+        print(f"{len(staging)} staging table(s) of imports in progress or killed: {', '.join(staging)}")
+    damaged = report[report["state"] == "damaged"]
+    if len(damaged):
+        names = sorted({f"{r.symbol} {r.interval}" for r in damaged.itertuples()})
+        raise RuntimeError(f"{len(damaged)} damaged part(s) ({', '.join(names)}): reads of them fail; run "
+                           "`coffee-ml data check --repair` to set them aside, then re-import those candles")
 
 
 def _progress(line: str) -> None:

@@ -19,9 +19,13 @@ def run() -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store("embedded", path=Path(tmp) / "store", load_sample=False)
         minutes = tiled_minutes().reset_index()
-        insert = timed(lambda: store.write_candles(minutes, "BENCH", "1m"), 1)[0]
-        rows.append({"benchmark": f"validate + insert {len(minutes):,} 1m candles", "measured": insert,
-                     "unit": "s", "target": "(info)"})
+        # all-or-nothing imports (staged as one part, then attached) must cost at most 1.2x the
+        # 6.4 s that the plain insert took when the design changed; each repeat a symbol of its own
+        # (BENCH last), so the reads below see one version of each candle
+        names = iter(["BENCH1", "BENCH2", "BENCH"])
+        insert = statistics.median(timed(lambda: store.write_candles(minutes, next(names), "1m"), 3))
+        rows.append({"benchmark": f"validate + insert {len(minutes):,} 1m candles (atomic)", "measured": insert,
+                     "unit": "s", "target": "< 7.7 s"})
         t0 = minutes["open_time"].iloc[0]
         year = lambda: store.load_candles("BENCH", "1m", t0, t0 + pd.Timedelta(days=365))  # noqa: E731
         n_year = len(year())

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import shutil
 import tempfile
 import threading
 import time
@@ -28,6 +30,34 @@ class StoreBusyError(RuntimeError):
     """The embedded store stayed in use by another process for longer than the timeout."""
 
 
+class StoreDamagedError(RuntimeError):
+    """A read hit a damaged part of the store (checksum mismatch, truncated file)."""
+
+
+# ClickHouse error codes of a part whose files are damaged on disk, as opposed to a bad query
+_DAMAGE = re.compile(r"CHECKSUM_DOESNT_MATCH|CORRUPTED_DATA|CANNOT_READ_ALL_DATA|UNKNOWN_PART_TYPE|"
+                     r"CANNOT_DECOMPRESS|Checksum mismatch|Checksum doesn't match")
+# Every insert lands as one block, so as one part: attaching a single part is atomic on disk too.
+# Batches are validated to one row per open_time, so the engine has nothing to collapse on insert
+# (optimize_on_insert off halves the time of a one-part insert).
+ONE_PART = {"min_insert_block_size_rows": 10**12, "min_insert_block_size_bytes": 10**13,
+            "max_insert_threads": 1, "optimize_on_insert": 0}
+# Stale staging files of the embedded store older than this belong to no running import.
+STALE_STAGING_S = 3600.0
+
+
+def damaged(exc: Exception, where: str) -> StoreDamagedError | None:
+    """One line for a read that failed on damaged files, naming the part; None for other errors."""
+    text = str(exc)
+    if not _DAMAGE.search(text):
+        return None
+    part = re.search(r"(?:data )?part '?([A-Za-z0-9_]+)'?", text)
+    code = _DAMAGE.search(text).group(0)
+    return StoreDamagedError(f"the candle store at {where} is damaged ({code}"
+                             f"{f' in part {part.group(1)}' if part else ''}): run `coffee-ml data check` "
+                             "to list damaged parts and `coffee-ml data check --repair` to set them aside")
+
+
 class Backend(Protocol):
     """What the candle store needs from a ClickHouse connection."""
 
@@ -38,7 +68,9 @@ class Backend(Protocol):
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
 
-    def insert_df(self, table: str, df: pd.DataFrame) -> None: ...
+    def insert_df(self, table: str, df: pd.DataFrame) -> None:
+        """Insert `df` into `table` as one part (see ONE_PART)."""
+        ...
 
     def session(self) -> Any: ...
 
@@ -92,6 +124,7 @@ class EmbeddedBackend:
             raise StoreBusyError(
                 f"embedded store {self.path} is busy: another process held it for {self.timeout:g}s "
                 "(raise COFFEE_ML_STORE_TIMEOUT to wait longer)") from None
+        self._remove_stale_staging()
         # A process outside coffee-ml (plain chdb) may hold the path without our lock: retry.
         while True:
             try:
@@ -105,23 +138,48 @@ class EmbeddedBackend:
                     raise
                 time.sleep(0.2)
 
+    @property
+    def _staging_prefix(self) -> str:
+        return f".{self.path.name}.staging-"
+
+    def _remove_stale_staging(self) -> None:
+        """Arrow files of imports killed mid-way (they can be 100 MB each).
+
+        Called with the file lock held, so no import of this store is running: every staging
+        folder of this store is stale. Folders of the older, store-agnostic name `.staging-*`
+        may belong to another store in the same folder, so only old ones go.
+        """
+        parent = self.path.parent
+        legacy = [p for p in parent.glob(".staging-*")
+                  if time.time() - p.stat().st_mtime > STALE_STAGING_S]
+        for p in [*parent.glob(self._staging_prefix + "*"), *legacy]:
+            shutil.rmtree(p, ignore_errors=True)
+
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         with self.session() as sess:
-            return sess.query(sql, "DataFrame", params=dict(params or {}))
+            try:
+                return sess.query(sql, "DataFrame", params=dict(params or {}))
+            except RuntimeError as exc:
+                raise damaged(exc, str(self.path)) or exc
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         with self.session() as sess:
             sess.query(sql, params=dict(params or {}))
 
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
-        """One INSERT from an Arrow file staged next to the store (NaN becomes NULL)."""
+        """One INSERT from an Arrow file staged next to the store (NaN becomes NULL), as one part.
+
+        The staging folder is made with the store held, so any found when the store is opened
+        was left by a killed import and is removed.
+        """
         arrow = pa.Table.from_pandas(df, preserve_index=False)
         cols = ", ".join(df.columns)
-        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".staging-") as tmp:
+        settings = ", ".join(f"{k} = {v}" for k, v in ONE_PART.items())
+        with self.session(), tempfile.TemporaryDirectory(dir=self.path.parent, prefix=self._staging_prefix) as tmp:
             staged = Path(tmp) / "batch.arrow"
             feather.write_feather(arrow, staged, compression="uncompressed")
-            self.command(f"INSERT INTO {table} ({cols}) SELECT * FROM file({{path:String}}, Arrow)",
-                         {"path": str(staged)})
+            self.command(f"INSERT INTO {table} ({cols}) SELECT * FROM file({{path:String}}, Arrow) "
+                         f"SETTINGS {settings}", {"path": str(staged)})
 
 
 class ServerBackend:
@@ -168,8 +226,13 @@ class ServerBackend:
         yield self._client
 
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
         with self._guard():
-            return self._client.query_df(sql, parameters=dict(params or {}))
+            try:
+                return self._client.query_df(sql, parameters=dict(params or {}))
+            except DatabaseError as exc:
+                raise damaged(exc, f"{self.settings.host}:{self.settings.port}") or exc
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         with self._guard():
@@ -178,4 +241,5 @@ class ServerBackend:
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
         database, _, name = table.rpartition(".")
         with self._guard():
-            self._client.insert_df(name, df, database=database or None, column_names=list(df.columns))
+            self._client.insert_df(name, df, database=database or None, column_names=list(df.columns),
+                                   settings=ONE_PART)

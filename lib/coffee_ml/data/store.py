@@ -2,6 +2,15 @@
 
 The table is a ReplacingMergeTree with the insert time as version, and every read uses FINAL, so
 re-importing a range replaces those candles (the newest import wins) instead of duplicating them.
+
+Imports are all-or-nothing, also when the process is killed or the disk fills: a batch is first
+written to a staging table of the same structure, as one part, then moved into the store with one
+`ATTACH PARTITION ... FROM`. The table is partitioned by (symbol, interval), so an import touches
+exactly one partition, and attaching it is a single atomic step on the engine (in memory and on
+disk). A kill before that step leaves only a staging table, which the next open drops; writers
+outside coffee-ml (the platform's own candle feed) are never blocked or overwritten. Every
+completed import is recorded in `import_log`; the bundled sample counts as loaded only once its
+entry is there, so an interrupted first use is retried.
 """
 
 from __future__ import annotations
@@ -14,11 +23,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import os
+import secrets
+import time
+
 from coffee_ml import config
 from coffee_ml.data.backends import Backend, EmbeddedBackend, ServerBackend
 from coffee_ml.data.schema import CANDLE_COLUMNS, OPTIONAL_COLUMNS, interval_seconds, validate_candles
 
 TABLE = "candles"
+LOG = "import_log"
+STAGING = "_import_"  # staging tables: _import_<unix ms>_<pid>_<random>
+PARTITION_KEY = "(symbol, interval)"
+STALE_SERVER_STAGING_S = 6 * 3600  # a server's staging table this old belongs to no running import
+SAMPLE_SOURCE = "bundled sample"
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,31}$")
 _MIN_MS, _MAX_MS = 0, 7_258_118_400_000  # 1970 .. 2200: bounds for an open-ended range
 _MIN_TS, _MAX_TS = (pd.Timestamp(v, unit="ms", tz="UTC") for v in (_MIN_MS, _MAX_MS))  # accepted --start/--end
@@ -33,8 +51,16 @@ CREATE TABLE IF NOT EXISTS {table} (
     taker_buy_base Nullable(Float64), taker_buy_quote Nullable(Float64),
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
 ) ENGINE = ReplacingMergeTree(ingested_at)
-PARTITION BY (interval, toYear(open_time))
+PARTITION BY (symbol, interval)
 ORDER BY (symbol, interval, open_time)
+"""
+
+_LOG_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    import_id String, symbol LowCardinality(String), interval LowCardinality(String), source String,
+    files UInt32, rows UInt64, added UInt64, first DateTime64(3, 'UTC'), last DateTime64(3, 'UTC'),
+    imported_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = MergeTree ORDER BY imported_at
 """
 
 _RANGE = ("symbol = {symbol:String} AND interval = {interval:String} "
@@ -110,16 +136,61 @@ class CandleStore:
         self._ensure_schema(load_sample)
 
     def _ensure_schema(self, load_sample: bool) -> None:
+        db = self.backend.database
         with self.backend.session():
-            self.backend.command(f"CREATE DATABASE IF NOT EXISTS {self.backend.database}")
-            exists = self.backend.query_df(f"EXISTS TABLE {self.table}").iloc[0, 0]
-            if exists:
-                return
-            self.backend.command(_DDL.format(table=self.table))
-            if load_sample and isinstance(self.backend, EmbeddedBackend):
+            self.backend.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+            self._drop_stale_staging()
+            self.backend.command(_LOG_DDL.format(table=f"{db}.{LOG}"))
+            key = self.backend.query_df("SELECT partition_key FROM system.tables WHERE database = {db:String} "
+                                        "AND name = {name:String}", {"db": db, "name": TABLE})
+            if key.empty:
+                self.backend.command(_DDL.format(table=self.table))
+            elif key.iloc[0, 0] != PARTITION_KEY:
+                self._repartition()
+            if load_sample and isinstance(self.backend, EmbeddedBackend) and not self._sample_loaded():
                 from coffee_ml.data.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOL, load_sample as sample
 
-                self.write_candles(sample().reset_index(), SAMPLE_SYMBOL, SAMPLE_INTERVAL, source="bundled sample")
+                self.write_candles(sample().reset_index(), SAMPLE_SYMBOL, SAMPLE_INTERVAL, source=SAMPLE_SOURCE)
+
+    def _sample_loaded(self) -> bool:
+        """Judged by the import log, written only after the sample's rows are in (not by the table)."""
+        sql = f"SELECT count() AS n FROM {self.backend.database}.{LOG} WHERE source = {{source:String}}"
+        return int(self.backend.query_df(sql, {"source": SAMPLE_SOURCE})["n"].iloc[0]) > 0
+
+    def _repartition(self) -> None:
+        """Move a store made before imports were atomic to the (symbol, interval) partitioning.
+
+        The copy is built beside the table and swapped in with one EXCHANGE, so a kill part-way
+        leaves the old table whole (and the half-built copy is rebuilt on the next open).
+        """
+        new = f"{self.backend.database}._repartition_{TABLE}"
+        self.backend.command(f"DROP TABLE IF EXISTS {new} SYNC")
+        self.backend.command(_DDL.format(table=new))
+        self.backend.command(f"INSERT INTO {new} SELECT * FROM {self.table}")
+        self.backend.command(f"EXCHANGE TABLES {self.table} AND {new}")
+        self.backend.command(f"DROP TABLE {new} SYNC")
+
+    def staging_tables(self, stale_only: bool = False) -> list[str]:
+        """Staging tables of imports in progress or killed; `stale_only`: those no import still uses.
+
+        On the embedded store the caller holds the store, so every staging table is stale. On a
+        server another machine may be importing: only tables older than STALE_SERVER_STAGING_S are.
+        """
+        names = self.backend.query_df(
+            "SELECT name FROM system.tables WHERE database = {db:String} AND startsWith(name, {prefix:String})",
+            {"db": self.backend.database, "prefix": STAGING})
+        names = [n for n in names.get("name", pd.Series(dtype=str)).astype(str) if re.fullmatch(r"\w+", n)]
+        if not stale_only or isinstance(self.backend, EmbeddedBackend):
+            return names
+        oldest = time.time() * 1000 - STALE_SERVER_STAGING_S * 1000
+        started = {n: re.match(rf"{STAGING}(\d+)_", n) for n in names}
+        return [n for n, m in started.items() if m is not None and int(m.group(1)) < oldest]
+
+    def _drop_stale_staging(self) -> list[str]:
+        stale = self.staging_tables(stale_only=True)
+        for name in stale:
+            self.backend.command(f"DROP TABLE IF EXISTS {self.backend.database}.{name} SYNC")
+        return stale
 
     # ----------------------------------------------------------------------------------- reads
     def load_candles(self, symbol: str, interval: str, start=None, end=None) -> pd.DataFrame:
@@ -235,7 +306,7 @@ class CandleStore:
         """Validate then insert in one statement; invalid input raises before anything is written."""
         _check_symbol(symbol)
         clean = validate_candles(df, interval, source)
-        return self._insert(clean, symbol, interval, files=1)
+        return self._insert(clean, symbol, interval, files=1, source=source)
 
     def import_files(self, paths: Sequence[str | Path], symbol: str, interval: str,
                      fmt: str | None = None, mapping: dict[str, str] | None = None) -> ImportReport:
@@ -244,9 +315,10 @@ class CandleStore:
 
         _check_symbol(symbol)
         files, frame = read_files(paths, interval, fmt=fmt, mapping=mapping)
-        return self._insert(frame, symbol, interval, files=len(files))
+        return self._insert(frame, symbol, interval, files=len(files), source=", ".join(map(str, files)))
 
-    def _insert(self, clean: pd.DataFrame, symbol: str, interval: str, files: int) -> ImportReport:
+    def _insert(self, clean: pd.DataFrame, symbol: str, interval: str, files: int, source: str) -> ImportReport:
+        """Stage the batch as one part, then attach it to the store in one atomic step (module doc)."""
         first, last = clean["open_time"].iloc[0], clean["open_time"].iloc[-1]
         end = last + pd.Timedelta(milliseconds=1)
         batch = clean.copy()
@@ -256,12 +328,87 @@ class CandleStore:
             batch["trades"] = batch["trades"].round().astype("UInt64")
         count_sql = f"SELECT count() AS n FROM {self.table} FINAL WHERE {_RANGE}"
         params = self._range_params(symbol, interval, first, end)
+        import_id = f"{int(time.time() * 1000)}_{os.getpid()}_{secrets.token_hex(4)}"
+        staging = f"{self.backend.database}.{STAGING}{import_id}"
         with self.backend.session():
             before = int(self.backend.query_df(count_sql, params)["n"].iloc[0])
-            self.backend.insert_df(self.table, batch)
+            self.backend.command(f"CREATE TABLE {staging} AS {self.table}")
+            try:
+                self.backend.insert_df(staging, batch)
+                part = self.backend.query_df(f"SELECT DISTINCT _partition_id AS p FROM {staging}")["p"]
+                if len(part) != 1 or not re.fullmatch(r"\w+", str(part.iloc[0])):
+                    raise RuntimeError(f"staged import {import_id} spans {len(part)} partitions, expected one")
+                self.backend.command(f"ALTER TABLE {self.table} ATTACH PARTITION ID '{part.iloc[0]}' FROM {staging}")
+            finally:
+                self.backend.command(f"DROP TABLE IF EXISTS {staging} SYNC")
             after = int(self.backend.query_df(count_sql, params)["n"].iloc[0])
-        added = after - before
+            added = after - before
+            self.backend.command(
+                f"INSERT INTO {self.backend.database}.{LOG} (import_id, symbol, interval, source, files, rows, "
+                "added, first, last) SELECT {id:String}, {symbol:String}, {interval:String}, {source:String}, "
+                "{files:UInt32}, {rows:UInt64}, {added:UInt64}, fromUnixTimestamp64Milli({first:Int64}, 'UTC'), "
+                "fromUnixTimestamp64Milli({last:Int64}, 'UTC')",
+                {"id": import_id, "symbol": symbol, "interval": interval, "source": source[:2000],
+                 "files": files, "rows": len(clean), "added": max(added, 0),
+                 "first": int(first.value // 1_000_000), "last": int(last.value // 1_000_000)})
         return ImportReport(symbol, interval, files, len(clean), added, len(clean) - added, first, last)
+
+    def import_log(self) -> pd.DataFrame:
+        """Every completed import, newest first: what the store holds and where it came from."""
+        df = self.backend.query_df(f"SELECT * FROM {self.backend.database}.{LOG} ORDER BY imported_at DESC")
+        for col in ("first", "last", "imported_at"):
+            if col in df:
+                df[col] = pd.to_datetime(df[col], utc=True)
+        return df
+
+    def check(self) -> pd.DataFrame:
+        """Verify every part of the candle table against its checksums (ClickHouse's CHECK TABLE).
+
+        One row per part: symbol and interval (the partition), rows, `state` ("ok", "damaged":
+        reads of it fail, or "set aside": detached by the engine at start-up or by `repair`, so
+        its rows are missing from reads) and the engine's message. Writes still succeed on a
+        damaged store, so damage can go unnoticed until a read: run this after a crash or disk
+        trouble.
+        """
+        checked = self.backend.query_df(f"CHECK TABLE {self.table} SETTINGS check_query_single_value_result = 0")
+        checked = checked.reindex(columns=["part_path", "is_passed", "message"])
+        active = self.backend.query_df(
+            "SELECT name AS part, partition_id, rows FROM system.parts WHERE database = {db:String} "
+            "AND table = {t:String} AND active", {"db": self.backend.database, "t": TABLE})
+        active = active.merge(checked.assign(part=checked["part_path"].astype(str).str.rstrip("/")
+                                             .str.split("/").str[-1]), on="part", how="left")
+        active["state"] = np.where(active["is_passed"].fillna(1).astype(bool), "ok", "damaged")
+        aside = self.detached_parts()
+        aside["state"] = "set aside"
+        aside["message"] = ("detached (" + aside["reason"].astype(str).replace("", "by repair") + ") in "
+                            + aside["path"].astype(str) + ": its rows are not read; re-import this symbol "
+                            "and interval, then delete the folder")
+        names = self.backend.query_df(
+            f"SELECT DISTINCT symbol, interval, partitionId(symbol, interval) AS partition_id FROM "
+            f"(SELECT symbol, interval FROM {self.backend.database}.{LOG} UNION DISTINCT "
+            f"SELECT DISTINCT symbol, interval FROM {self.table})")
+        out = pd.concat([active, aside], ignore_index=True).merge(names, on="partition_id", how="left")
+        return out.reindex(columns=["symbol", "interval", "part", "rows", "state", "message"])
+
+    def detached_parts(self) -> pd.DataFrame:
+        """Parts the engine no longer reads: set aside at start-up as broken, or by `repair`."""
+        return self.backend.query_df(
+            "SELECT name AS part, partition_id, reason, path FROM system.detached_parts "
+            "WHERE database = {db:String} AND table = {t:String}", {"db": self.backend.database, "t": TABLE})
+
+    def repair(self) -> tuple[pd.DataFrame, list[str]]:
+        """Set damaged parts aside (DETACH PART: moved to the table's detached/ folder, not deleted)
+        and drop stale staging tables; returns the parts detached and the tables dropped.
+
+        The rows of a detached part are gone from reads: re-import that symbol and interval.
+        """
+        with self.backend.session():
+            report = self.check()
+            bad = report[report["state"] == "damaged"]
+            for part in bad["part"]:
+                if re.fullmatch(r"\w+", str(part)):
+                    self.backend.command(f"ALTER TABLE {self.table} DETACH PART '{part}'")
+            return bad, self._drop_stale_staging()
 
     @staticmethod
     def _range_params(symbol: str, interval: str, start, end) -> dict:
