@@ -370,3 +370,54 @@ def equity_curves(curves: dict[str, pd.DataFrame], title: str = "") -> Figure:
     _date_axis(ax)
     fig.tight_layout()
     return fig
+
+
+REGIME_COLORS = {"BULL": "tab:green", "SIDEWAYS": "tab:gray", "BEAR": "tab:red"}
+
+
+def regime_price(close: pd.Series, labels: pd.DataFrame, title: str = "") -> Figure:
+    """Close price (log scale) on a background shaded by regime, over the regime's confidence.
+
+    Shading uses one `fill_between` per regime (masks, not one patch per spell), so years of
+    hourly bars draw quickly."""
+    fig, (ax, axc) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    lab = labels.reindex(close.index)
+    for name, color in REGIME_COLORS.items():
+        mask = (lab["regime"] == name).to_numpy()
+        ax.fill_between(close.index, 0, 1, where=mask, transform=ax.get_xaxis_transform(), color=color,
+                        alpha=0.25, linewidth=0, step="post", label=f"{name} ({mask.mean():.0%} of bars)")
+        axc.scatter(close.index[mask], lab["confidence"].to_numpy()[mask], s=1, color=color)
+    ax.plot(close.index, close, color="k", linewidth=0.7)
+    ax.set_yscale("log")
+    ax.set_ylabel("close (log scale)")
+    ax.legend(loc="upper left", markerscale=4)
+    ax.set_title(title)
+    axc.set_ylim(0, 1.02)
+    axc.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axc.set_ylabel("confidence")
+    for a in (ax, axc):
+        a.grid(alpha=0.3)
+    _date_axis(axc)
+    fig.tight_layout()
+    return fig
+
+
+def regime_forward(stats: pd.DataFrame, horizons: Sequence[int], title: str = "") -> Figure:
+    """Mean return and volatility of the next h bars per regime, with 95% intervals: do the
+    regimes differ in what follows them?"""
+    fig, axes = plt.subplots(1, 2 * len(horizons), figsize=(3.2 * 2 * len(horizons), 3.6))
+    names = list(stats.index)
+    colors = [REGIME_COLORS.get(n, "tab:blue") for n in names]
+    for j, h in enumerate(horizons):
+        for k, (what, scale, unit) in enumerate((("ret", 1e4, "bp"), ("vol", 1e4, "bp"))):
+            ax = axes[2 * j + k]
+            mid = stats[f"{what}_{h}"] * scale
+            err = np.vstack([mid - stats[f"{what}_{h}_lo"] * scale, stats[f"{what}_{h}_hi"] * scale - mid])
+            ax.bar(names, mid, yerr=err, color=colors, alpha=0.7, capsize=4)
+            ax.axhline(0, color="k", linewidth=0.6)
+            ax.set_title(f"next {h} bar{'s' if h > 1 else ''}: mean {'return' if what == 'ret' else 'volatility'}")
+            ax.set_ylabel(unit)
+            ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -232,3 +232,51 @@ def backtest_headline(report: "BacktestReport", baseline: str = "naive") -> Head
     title = (f"{request.method.replace('_', '-').capitalize()} backtest, {_plural(len(report.folds), 'fold')}: "
              f"{_span(ref)}; trading at {costs:g} bps per trade")
     return Headline(title, tuple(lines), items, tuple(flags), shown)
+
+
+def _bp(v: float) -> str:
+    return f"{v * 1e4:+.1f} bp"
+
+
+def regimes_headline(labels: pd.DataFrame, stats: pd.DataFrame, tests: pd.DataFrame, *, symbol: str, interval: str,
+                     method: str, agreement: Mapping[str, float] | None = None) -> Headline:
+    """04: the regime now (with confidence and since when), the time share of each, and whether
+    the regimes differ in what follows them: the forward test on returns and on volatility.
+
+    `labels` is the walk-forward label history (`regimes.label_history`), `stats` its
+    `regime_stats`, `tests` the `forward_test` rows of every horizon (p from label shifts)."""
+    from coffee_ml.regimes import spell_start
+
+    lab = labels.dropna(subset=["regime"])
+    if lab.empty:
+        raise ValueError(f"no {symbol} {interval} bars labelled: nothing to summarise")
+    now, conf, since = lab["regime"].iloc[-1], float(lab["confidence"].iloc[-1]), spell_start(lab["regime"])
+    title = (f"{symbol} {interval} regimes ({method}): {now} now, {conf:.0%} confidence, "
+             f"since {since:%Y-%m-%d %H:%M}")
+    shares = ", ".join(f"{r} {fmt.percent(stats.loc[r, 'share'])} (spells of {stats.loc[r, 'mean_bars']:.0f} bars)"
+                       for r in stats.index)
+    lines = [f"share of bars: {shares}"]
+    items: dict[str, Any] = {"symbol": symbol, "interval": interval, "method": method, "regime": now,
+                             "confidence": conf, "since": since, "bars": len(lab),
+                             **{f"share_{r.lower()}": float(stats.loc[r, "share"]) for r in stats.index}}
+    flags = []
+    for row in tests.itertuples():
+        kind = "ret" if "return" in row.outcome else "vol"
+        h = int(row.h)
+        by = ", ".join(f"{r} {_bp(stats.loc[r, f'{kind}_{h}'])}" if kind == "ret"
+                       else f"{r} {stats.loc[r, f'{kind}_{h}'] * 1e4:.0f} bp" for r in stats.index)
+        differs = row.p_shift < ALPHA
+        floor = 1 / (row.shifts + 1)  # the smallest p a shift test of this size can give
+        p_text = f"p <= {floor:.3g}" if row.p_shift <= floor else p_clause(row.p_shift)
+        lines.append(f"{row.outcome} {'differs' if differs else 'does not differ beyond chance'} across regimes "
+                     f"({p_text}, label-shift test): {by}")
+        items[f"p_{kind}_{h}"] = float(row.p_shift)
+    returns = tests[tests["outcome"].str.contains("return")]
+    if len(returns) and (returns["p_shift"] >= ALPHA).all():
+        flags.append("the regimes do not tell what returns follow (every forward-return test p >= 0.05): "
+                     "use them for risk and sizing, not for direction")
+    if agreement is not None:
+        lines.append(f"rule-based and HMM labels agree on {fmt.percent(agreement['agree'])} of bars "
+                     f"(Cohen's kappa {agreement['kappa']:.2f})")
+        items |= {"agreement": float(agreement["agree"]), "kappa": float(agreement["kappa"])}
+    return Headline(title, tuple(lines), items, tuple(flags))
