@@ -29,16 +29,17 @@ def _scrambled_future(candles: pd.DataFrame, cut: int, seed: int = 0) -> pd.Data
 @pytest.mark.parametrize("method", ["rules", "hmm"])
 def test_labels_at_t_ignore_later_bars(hours, method):
     detector = rg.make_detector(method)
-    kwargs = {"min_train": 3000, "refit_every": 1500, "burn_in": 600}
-    full = rg.label_history(detector, hours, **kwargs)
-    cut = 6200  # inside the third block
-    truncated = rg.label_history(detector, hours.iloc[:cut], **kwargs)
-    scrambled = rg.label_history(detector, _scrambled_future(hours, cut), **kwargs)
-    assert full["fold"].nunique() >= 3
-    for other in (truncated, scrambled.iloc[:cut - 3000]):
+    kwargs = {"min_train": 2500, "refit_every": 1500, "burn_in": 600}
+    candles, cut = hours.iloc[:6500], 5000  # blocks from rows 2500, 4000, 5500; the cut inside the second
+    full = rg.label_history(detector, candles, **kwargs)
+    truncated = rg.label_history(detector, candles.iloc[:cut], **kwargs)
+    scrambled = rg.label_history(detector, _scrambled_future(candles, cut), **kwargs)
+    assert full["fold"].nunique() == 3
+    for other in (truncated, scrambled.iloc[:cut - 2500]):
         pd.testing.assert_frame_equal(full.loc[other.index], other)
     # the scramble is not a no-op: labels after the cut do change
-    assert not full["confidence"].iloc[cut - 3000 + 200:].equals(scrambled["confidence"].iloc[cut - 3000 + 200:])
+    after = slice(cut - 2500 + 200, None)
+    assert not full["confidence"].iloc[after].equals(scrambled["confidence"].iloc[after])
 
 
 def test_filter_is_causal_and_ends_where_smoothing_ends(hours):
