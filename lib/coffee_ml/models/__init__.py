@@ -7,10 +7,11 @@ from __future__ import annotations
 from coffee_ml.models.base import FineTunable, Forecaster, contexts
 from coffee_ml.models.baselines import DriftForecaster, NaiveForecaster
 from coffee_ml.models.calibration import LEVELS, Calibration
+from coffee_ml.models.gbm import GBMForecaster
 from coffee_ml.models.hybrid import HybridForecaster
 from coffee_ml.models.neural import GRUForecaster, LSTMForecaster
 from coffee_ml.models.specs import SPECS, ModelSpec, build_model, get_spec, make_model
 
-__all__ = ["LEVELS", "SPECS", "Calibration", "DriftForecaster", "FineTunable", "Forecaster", "GRUForecaster",
-           "HybridForecaster", "LSTMForecaster", "ModelSpec", "NaiveForecaster", "build_model", "contexts",
-           "get_spec", "make_model"]
+__all__ = ["LEVELS", "SPECS", "Calibration", "DriftForecaster", "FineTunable", "Forecaster", "GBMForecaster",
+           "GRUForecaster", "HybridForecaster", "LSTMForecaster", "ModelSpec", "NaiveForecaster", "build_model",
+           "contexts", "get_spec", "make_model"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from coffee_ml.models.base import FineTunable, Forecaster
 from coffee_ml.models.baselines import DriftForecaster, NaiveForecaster
+from coffee_ml.models.gbm import GBMForecaster
 from coffee_ml.models.hybrid import HybridForecaster
 from coffee_ml.models.neural import GRUForecaster, LSTMForecaster, RNNForecaster
 
@@ -60,6 +61,9 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("hybrid", HybridForecaster, "OLS trend + Holt smoothing on log prices, damped toward no change"),
     ModelSpec("naive", NaiveForecaster, "the price stays (random walk)"),
     ModelSpec("drift", DriftForecaster, "random walk with the recent mean return as drift"),
+    ModelSpec("gbm", GBMForecaster, "LightGBM per horizon on last-bar features + lagged returns, early-stopped on val "
+              "(<= 200 trees, 15 leaves)",
+              {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 50, "n_jobs": 2}),
 )}
 
 
