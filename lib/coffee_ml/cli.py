@@ -73,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("params", help="params/<name>.yaml")
     param_opt(run)
 
+    hp = sub.add_parser("hpo", help="hyperparameter search of a params file's 05_hpo.ipynb entry",
+                        description="Runs the search that notebooks/05_hpo.ipynb would run with the params file's "
+                                    "parameters, in --workers processes on one study (resumable: finished trials "
+                                    "are kept), then refits the best trial, scores test once and saves the model. "
+                                    "Run the notebook afterwards (coffee-ml run) for the report: it resumes the "
+                                    "finished study instead of searching again.")
+    hp.add_argument("params", help="params/<name>.yaml with a 05_hpo.ipynb entry")
+    hp.add_argument("--workers", type=_positive, default=1, help="processes on the study (default 1)")
+    param_opt(hp)
+
     bt = sub.add_parser("backtest", help="backtest models on stored candles; the report lands in a run folder",
                         description="Runs notebooks/03_backtesting.ipynb through the runner (outputs/runs/<id>/), "
                                     "prints the verdicts and key scores and the path of the run's index.html. "
@@ -123,6 +133,9 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "backtest":
         _backtest(args)
         return
+    if args.command == "hpo":
+        _hpo(args)
+        return
     if args.command == "models":
         _models(args)
         return
@@ -171,6 +184,21 @@ def _check(store, repair: bool) -> None:
         names = sorted({f"{r.symbol} {r.interval}" for r in damaged.itertuples()})
         raise RuntimeError(f"{len(damaged)} damaged part(s) ({', '.join(names)}): reads of them fail; run "
                            "`coffee-ml data check --repair` to set them aside, then re-import those candles")
+
+
+def _hpo(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from coffee_ml import hpo, reports, runner
+
+    spec = runner.apply_overrides(runner.load_params(args.params), runner.parse_overrides(args.param))
+    steps = [s for s in spec.steps if Path(s.notebook).name == "05_hpo.ipynb"]
+    if not steps:
+        raise ValueError(f"{args.params}: no 05_hpo.ipynb entry in its notebooks: nothing to search")
+    names = {f.name for f in dataclasses.fields(hpo.HPOConfig)}
+    config = hpo.HPOConfig(**{k: v for k, v in steps[0].parameters.items() if k in names})
+    result = hpo.run_workers(config, args.workers) if args.workers > 1 else hpo.search(config)
+    print(reports.hpo_headline(result).text)
 
 
 def _progress(line: str) -> None:

@@ -421,3 +421,29 @@ def regime_forward(stats: pd.DataFrame, horizons: Sequence[int], title: str = ""
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def hpo_figures(study: Any) -> dict[str, Figure]:
+    """Optuna's matplotlib views of a study: optimisation history, parameter importances and a
+    parallel-coordinate plot. A view that needs more than the study has (importances need two
+    complete trials and a parameter that varied) is left out rather than drawn empty."""
+    import warnings
+
+    import optuna.visualization.matplotlib as ov
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    varied = {k for t in complete for k in t.params if len({str(u.params.get(k)) for u in complete}) > 1}
+    views = {"history": ov.plot_optimization_history}
+    if len(complete) >= 2 and varied:
+        views |= {"importances": ov.plot_param_importances, "parallel": ov.plot_parallel_coordinate}
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
+        for name, view in views.items():
+            ax = view(study)
+            fig = (ax[0] if isinstance(ax, np.ndarray) else ax).figure
+            fig.set_size_inches(10, 4)
+            fig.tight_layout()
+            out[name] = fig
+    return out

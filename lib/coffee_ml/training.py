@@ -6,9 +6,11 @@ measures it): loss values are summed on the device and read once per epoch.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +19,23 @@ import torch
 from torch import nn
 from tqdm import tqdm  # text bar on stderr: updates in place in notebooks and terminals; reviewer
 # reports drop stderr (a widget bar from tqdm.auto would be a stale output in them instead)
+
+
+EpochReporter = Callable[[int, float], None]
+_REPORTER: contextvars.ContextVar[EpochReporter | None] = contextvars.ContextVar("epoch_reporter", default=None)
+
+
+@contextlib.contextmanager
+def epoch_reporter(report: EpochReporter) -> Iterator[None]:
+    """Call `report(epoch, val_loss)` after every epoch of any training inside the block.
+
+    How hyperparameter search prunes a neural trial by its learning curve (`report` raises
+    optuna's TrialPruned) without the models knowing about Optuna."""
+    token = _REPORTER.set(report)
+    try:
+        yield
+    finally:
+        _REPORTER.reset(token)
 
 
 def choose_device(device: str = "auto") -> torch.device:
@@ -126,6 +145,8 @@ def train(module: nn.Module, train_batches: Iterable, val_batches: Iterable, con
             waited += 1
         # shown by the bar's next update: one line per epoch, not two (each is a stream message)
         bar.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}", best=best_epoch, refresh=False)
+        if (report := _REPORTER.get()) is not None:
+            report(epoch, val_loss)
         if waited >= config.patience:
             break
     bar.close()

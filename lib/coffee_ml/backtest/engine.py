@@ -152,11 +152,13 @@ def _fit_fold(estimator: Forecaster, previous: Forecaster | None, ds: FeatureDat
 
 def walk_forward(panel: FeaturePanel, folds: list[Fold], estimator: Forecaster, name: str | None = None, *,
                  warm_start: bool = False, warm_epochs: int = 3, hooks: Sequence[FoldHook] = (),
-                 keep_model: bool = False, on_fold: Callable[[], None] | None = None) -> BacktestResult:
+                 keep_model: bool = False, on_fold: Callable[[], None] | None = None,
+                 report: Callable[[int, Forecast], None] | None = None) -> BacktestResult:
     """Fit an unfitted clone of `estimator` per fold on rows before the block (or fine-tune the
     previous fold's model with `warm_start`), forecast every origin in the block, and let each
     hook (cloned per fold) fit on what was known before the block and adjust the forecast.
-    `on_fold` is called after each fold (a progress bar's update)."""
+    `on_fold` is called after each fold (a progress bar's update), `report(fold, forecast)` with
+    the fold's test forecast (a search scores the running result and may stop here)."""
     name = name or estimator.model_type
     embargo = max(panel.window, panel.horizon)
     parts, part_rows, info, model, ds = [], [], [], None, None
@@ -182,6 +184,8 @@ def walk_forward(panel: FeaturePanel, folds: list[Fold], estimator: Forecaster, 
                 forecast = hook.clone().fit(context).transform(forecast)
         parts.append(forecast)
         part_rows.append(rows)
+        if report is not None:
+            report(fold.index, forecast)
         training = getattr(model, "training_", None)
         info.append({"fold": fold.index, "train_windows": len(splits["train"]), "val_windows": len(splits["val"]),
                      "test_origins": len(rows), "train_from": panel.features.index[fold.fit_rows[0]],

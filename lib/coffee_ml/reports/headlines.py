@@ -23,6 +23,7 @@ from coffee_ml.evaluation.intervals import TERCILES
 from coffee_ml.evaluation.verdict import ALPHA, p_clause
 from coffee_ml.forecast import Forecast, level_tag
 from coffee_ml.reports import format as fmt
+from coffee_ml.reports.records import model_ref as records_model_ref
 
 if TYPE_CHECKING:
     from coffee_ml.backtest import BacktestReport
@@ -279,4 +280,42 @@ def regimes_headline(labels: pd.DataFrame, stats: pd.DataFrame, tests: pd.DataFr
         lines.append(f"rule-based and HMM labels agree on {fmt.percent(agreement['agree'])} of bars "
                      f"(Cohen's kappa {agreement['kappa']:.2f})")
         items |= {"agreement": float(agreement["agree"]), "kappa": float(agreement["kappa"])}
+    return Headline(title, tuple(lines), items, tuple(flags))
+
+
+def hpo_headline(result: Any) -> Headline:
+    """05: the best parameters, the search's best validation score beside the test score of that
+    one model (scored once), each next to the naive forecast's, and where the model was saved."""
+    from optuna.trial import TrialState
+
+    c, metric = result.config, result.config.metric
+    states = result.trials["state"].value_counts() if len(result.trials) else pd.Series(dtype=int)
+    n_done, n_pruned = int(states.get(TrialState.COMPLETE.name, 0)), int(states.get(TrialState.PRUNED.name, 0))
+    val, test = result.val_scores[metric], result.test_scores[metric]
+    nv, nt = result.naive_scores["val"][metric], result.naive_scores["test"][metric]
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
+    title = f"{c.symbol} {c.interval} {c.model} · {c.method} search on {metric}: best {params}"
+    lines = [f"{n_done + n_pruned} trials ({n_pruned} pruned), {c.validation} validation; best validation "
+             f"{metric} {fmt.number(metric, val)} (naive {fmt.number(metric, nv)})",
+             f"test, scored once for the best trial: {metric} {fmt.number(metric, test)} "
+             f"(naive {fmt.number(metric, nt)})"]
+    items: dict[str, Any] = {"symbol": c.symbol, "interval": c.interval, "model": c.model, "method": c.method,
+                             "metric": metric, "best_params": result.best_params, "val": val, "test": test,
+                             "naive_val": nv, "naive_test": nt, "trials": n_done + n_pruned, "pruned": n_pruned,
+                             "study": c.study, "storage": result.storage}
+    flags = []
+    loss = evaluation.get_scorer(metric).loss  # lower is better, whatever the metric
+    if loss(test) > loss(nt):
+        flags.append(f"the best trial is worse than the naive forecast on test ({metric})")
+    if min(loss(val), loss(nv), loss(test), loss(nt)) > 0:  # error-like metrics: compare to naive's
+        rv, rt = loss(val) / loss(nv) - 1, loss(test) / loss(nt) - 1
+        lines.append(f"against naive: {fmt.percent(rv, signed=True)} on validation, "
+                     f"{fmt.percent(rt, signed=True)} on test ({metric}, lower is better)")
+        items |= {"vs_naive_val": rv, "vs_naive_test": rt}
+        if rt > rv + 0.01:
+            flags.append("the edge over naive found on validation shrinks on test by more than 1 pp: "
+                         "the search may have fitted validation noise")
+    if result.model_ref is not None:
+        lines.append(f"saved as {records_model_ref(result.model_ref)}")
+        items["model_ref"] = result.model_ref
     return Headline(title, tuple(lines), items, tuple(flags))

@@ -1,0 +1,62 @@
+"""Where studies live: a SQLite file (one process), a journal file (many processes on one
+machine) or a database server (many machines), all under Optuna's storage API.
+
+`storage` in a params file is "sqlite" (default for one worker), "journal" (default for several),
+or a database URL *without* a password, e.g. `postgresql://hpo@db.internal/optuna` (the password
+from ~/.pgpass or PGPASSWORD). A URL with credentials goes in the environment variable
+COFFEE_ML_HPO_STORAGE (storage: "env"): papermill writes parameters into every output notebook,
+so secrets never belong there. Files go to outputs/hpo/<study>.db or .journal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from coffee_ml import config
+
+ENV = "COFFEE_ML_HPO_STORAGE"
+_STUDY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def open_storage(storage: str | None, study: str, workers: int = 1) -> tuple[Any, str]:
+    """(Optuna storage, a description safe to record)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if not _STUDY.fullmatch(study or ""):
+        raise ValueError(f"study name {study!r} must be 1-128 letters, digits, '.', '_' or '-' (it names a file)")
+    kind = storage or ("journal" if workers > 1 else "sqlite")
+    if kind == "sqlite" and workers > 1:
+        raise ValueError("storage 'sqlite' serves one process; with --workers > 1 use storage: journal "
+                         "(one machine) or a database URL (several machines)")
+    root = config.outputs_dir() / "hpo"
+    if kind == "sqlite":
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / f"{study}.db"
+        return optuna.storages.RDBStorage(f"sqlite:///{path}"), str(path)
+    if kind == "journal":
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / f"{study}.journal"
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path))), str(path)
+    if kind == "env":
+        url = os.environ.get(ENV, "").strip()
+        if not url:
+            raise ValueError(f"storage 'env' reads the database URL from {ENV}, which is not set")
+    else:
+        url = kind
+        if "://" not in url:
+            raise ValueError(f"storage must be 'sqlite', 'journal', 'env' or a database URL, got {storage!r}")
+        if redact(url) != url:
+            raise ValueError(f"storage URL {redact(url)} holds a password: put the URL in {ENV} and set "
+                             "storage: env (parameters are written into every output notebook)")
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}), redact(url)
+    except Exception as exc:  # driver errors name neither the study nor the setting
+        raise ConnectionError(f"cannot open HPO storage {redact(url)}: {' '.join(str(exc).split())[:300]}") from None

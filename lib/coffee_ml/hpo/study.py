@@ -1,0 +1,309 @@
+"""Hyperparameter search: grid, random or Optuna (TPE with pruning), on validation data only.
+
+Every method runs as an Optuna study (GridSampler, RandomSampler, TPESampler), so all three
+persist, resume and share work between processes the same way: a worker runs trials until the
+study holds `trials` finished ones (complete or pruned), counted in the storage, so an
+interrupted study resumes where it stopped and N workers never run more than asked.
+
+The objective is one of the evaluation layer's scorers on the validation part:
+- `validation="holdout"`: fit on the train split (neural models stop early on val), score the
+  val forecasts. Neural trials report their validation loss every epoch and are pruned by it.
+  Intervals and confidence are calibrated on val too, so interval and probability scorers are
+  optimistic here; use walk-forward for them.
+- `validation="walk_forward"`: `folds` walk-forward folds over the validation span (train+val,
+  never test), each model fitted on the bars before its block and recalibrated out of sample
+  (PooledCalibration); the running score after each fold is reported and pruned on.
+The test split is scored once, for the best trial only, by `finish`, which refits that trial's
+parameters (the same seed gives the same model), saves it to the registry and reports the test
+score beside the search's best validation score, so over-fitting the search shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coffee_ml import evaluation
+from coffee_ml.hpo.space import SearchSpace
+from coffee_ml.hpo.storage import open_storage
+from coffee_ml.models.specs import build_model, get_spec
+
+METHODS = ("grid", "random", "optuna")
+PRUNERS = ("median", "hyperband", "none")
+VALIDATIONS = ("holdout", "walk_forward")
+
+
+@dataclass
+class HPOConfig:
+    """One search, as written in a params file (`coffee-ml hpo`) or a notebook's parameters."""
+
+    symbol: str = "BTCUSDT"
+    interval: str = "1h"
+    start: str | None = None
+    end: str | None = None
+    model: str = "lstm"
+    method: str = "optuna"
+    trials: int = 20
+    metric: str = "mae"
+    space: dict[str, Any] | None = None
+    storage: str | None = None  # sqlite (default) | journal | a database URL (no password: see storage.py)
+    study: str | None = None  # default: <symbol>-<interval>-<model>-<method>-<metric>
+    pruner: str = "median"
+    validation: str = "holdout"
+    folds: int = 3
+    horizon: int = 24
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 0
+    device: str = "auto"
+    save: bool = True
+    backend: str = "auto"
+    model_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        if self.validation not in VALIDATIONS:
+            raise ValueError(f"validation must be one of {', '.join(VALIDATIONS)}, got {self.validation!r}")
+        if not isinstance(self.trials, int) or isinstance(self.trials, bool) or self.trials < 1:
+            raise ValueError(f"trials must be a whole number >= 1, got {self.trials!r}")
+        if self.validation == "walk_forward" and self.folds < 2:
+            raise ValueError(f"folds must be >= 2 for walk-forward validation, got {self.folds}")
+        scorer = evaluation.get_scorer(self.metric)  # unknown names fail here, with the list
+        scorer.loss(0.5)  # descriptive scorers (no better/worse) cannot be optimised
+        self.space_ = SearchSpace.parse(self.model, self.space)
+        get_spec(self.model).check_params(self.model_params)
+        clash = set(self.space_.params) & set(self.model_params)
+        if clash:
+            raise ValueError(f"{', '.join(sorted(clash))} both searched (space) and fixed (model_params)")
+        if self.method == "grid":
+            self.space_.grid()
+        self.study = self.study or f"{self.symbol}-{self.interval}-{self.model}-{self.method}-{self.metric}"
+
+    @property
+    def n_trials(self) -> int:
+        """Grid: every point once (at most `trials`); the others: `trials`."""
+        return min(self.trials, self.space_.size) if self.method == "grid" else self.trials
+
+    def record(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if not k.endswith("_")}
+        out["split"] = list(self.split)
+        return out
+
+
+@dataclass
+class SearchResult:
+    config: HPOConfig
+    trials: pd.DataFrame
+    best_params: dict[str, Any]
+    best_value: float
+    val_scores: dict[str, float]
+    test_scores: dict[str, float]
+    naive_scores: dict[str, dict[str, float]]  # the naive forecast on the same val and test origins
+    model_ref: Any
+    storage: str
+    study: Any = field(repr=False)
+
+
+def load_dataset(config: HPOConfig, candles: pd.DataFrame | None = None):
+    """The one dataset every trial shares: windows as long as the space's longest, so all trials
+    forecast the same origins, and a train/val/test split whose test part the search never reads."""
+    from coffee_ml.data import open_store
+    from coffee_ml.features import build_dataset
+
+    if candles is None:
+        candles = open_store(config.backend).load_candles(config.symbol, config.interval, config.start, config.end)
+    if candles.empty:
+        raise ValueError(f"no {config.symbol} {config.interval} candles in [{config.start}, {config.end}): "
+                         "import them first (see `coffee-ml data list`)")
+    return build_dataset(candles, config.interval, window=config.space_.max_window, horizon=config.horizon,
+                         split=config.split), candles
+
+
+def _sampler(config: HPOConfig):
+    import optuna
+
+    if config.method == "grid":
+        return optuna.samplers.GridSampler(config.space_.grid(), seed=config.seed)
+    if config.method == "random":
+        return optuna.samplers.RandomSampler(seed=config.seed)
+    return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=min(10, max(2, config.trials // 3)))
+
+
+def _pruner(config: HPOConfig):
+    import optuna
+
+    if config.pruner == "none" or config.method == "grid":  # a grid is exhaustive by definition
+        return optuna.pruners.NopPruner()
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+
+
+def open_study(config: HPOConfig, workers: int = 1):
+    """Create or resume the study in its storage (see storage.py)."""
+    import optuna
+
+    storage, where = open_storage(config.storage, config.study, workers)
+    study = optuna.create_study(study_name=config.study, storage=storage, load_if_exists=True,
+                                direction="minimize", sampler=_sampler(config), pruner=_pruner(config))
+    study.set_user_attr("metric", config.metric)
+    return study, where
+
+
+def make_model(config: HPOConfig, params: dict[str, Any]):
+    return build_model(config.model, config.model_params | params, seed=config.seed, device=config.device,
+                       progress=False)
+
+
+def _holdout(config: HPOConfig, ds, params: dict[str, Any], trial) -> float:
+    import optuna
+
+    from coffee_ml import training
+
+    def report(epoch: int, val_loss: float) -> None:
+        trial.report(val_loss, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"validation loss {val_loss:.4g} at epoch {epoch}")
+
+    model = make_model(config, params)
+    with training.epoch_reporter(report):
+        model.fit(ds)
+    if hasattr(model, "training_"):
+        trial.set_user_attr("epochs", int(len(model.training_.history)))
+    return float(evaluation.score(model.predict(ds, "val"), [config.metric])[config.metric])
+
+
+def _walk_forward(config: HPOConfig, candles: pd.DataFrame, ds, params: dict[str, Any], trial) -> float:
+    import optuna
+
+    from coffee_ml.backtest.engine import walk_forward
+    from coffee_ml.backtest.folds import plan_folds
+    from coffee_ml.backtest.hooks import PooledCalibration
+    from coffee_ml.features import feature_panel
+    from coffee_ml.forecast import Forecast
+
+    scorer = evaluation.get_scorer(config.metric)
+    test_from = int(ds.splits["test"][0])  # panel rows end before the test windows start
+    panel = feature_panel(candles.iloc[:ds.report.warmup_rows + test_from], config.interval,
+                          window=ds.window, horizon=ds.horizon)
+    val_start = int(ds.splits["val"][0])
+    every = math.ceil((len(panel.features) - val_start) / config.folds)
+    folds = plan_folds(len(panel.features), val_start, every, max(ds.window, ds.horizon))
+    seen: list[Forecast] = []
+    epochs = [0]
+
+    def fold_done(index: int, forecast: Forecast) -> None:
+        seen.append(forecast)
+        value = scorer.loss(float(evaluation.score(Forecast.concat(seen), [config.metric])[config.metric]))
+        trial.report(value, index)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"{config.metric} after fold {index}")
+
+    result = walk_forward(panel, folds, make_model(config, params), hooks=[PooledCalibration()], report=fold_done)
+    if result.folds["epochs"].notna().any():
+        epochs[0] = int(result.folds["epochs"].sum())
+        trial.set_user_attr("epochs", epochs[0])
+    return float(evaluation.score(result.forecast, [config.metric])[config.metric])
+
+
+def remaining_trials(config: HPOConfig, study) -> int:
+    """Trials still to run: `n_trials` less the finished (complete or pruned) ones in storage. A
+    trial left running by a killed process does not count, so resuming runs its share again."""
+    from optuna.trial import TrialState
+
+    return max(0, config.n_trials - len(study.get_trials(deepcopy=False,
+                                                         states=(TrialState.COMPLETE, TrialState.PRUNED))))
+
+
+def optimize(config: HPOConfig, *, quota: int | None = None, workers: int = 1, progress: bool = True,
+             candles: pd.DataFrame | None = None, on_trial: Callable[[Any], None] | None = None):
+    """Run `quota` trials in this process (default: all the study still lacks). Returns the study.
+
+    Several processes on one storage each get a quota from `run_workers`, which splits what
+    remains, so together they run exactly the trials asked for: a shared stop condition
+    (Optuna's MaxTrialsCallback) lets every worker start one more trial when the count is
+    nearly reached."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ds, candles = load_dataset(config, candles)
+    study, _ = open_study(config, workers)
+    scorer = evaluation.get_scorer(config.metric)
+
+    def objective(trial) -> float:
+        params = config.space_.suggest(trial)
+        value = (_holdout(config, ds, params, trial) if config.validation == "holdout"
+                 else _walk_forward(config, candles, ds, params, trial))
+        trial.set_user_attr("value", value)
+        if not np.isfinite(value):
+            raise optuna.TrialPruned(f"{config.metric} is not finite")
+        return scorer.loss(value)
+
+    remaining = remaining_trials(config, study) if quota is None else quota
+    if remaining > 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.n_trials, initial=config.n_trials - remaining, desc=f"hpo {config.study}",
+                   unit="trial", disable=not progress)
+
+        def callback(study, trial) -> None:
+            bar.update(1)
+            if on_trial is not None:
+                on_trial(trial)
+
+        study.optimize(objective, n_trials=remaining, callbacks=[callback], catch=(FloatingPointError,))
+        bar.close()
+    return study
+
+
+def trials_frame(study, metric: str) -> pd.DataFrame:
+    """One row per trial: number, state, the metric's value, parameters, epochs, seconds."""
+    df = study.trials_dataframe(attrs=("number", "state", "params", "user_attrs", "duration"))
+    if df.empty:
+        return df
+    df = df.rename(columns=lambda c: c.removeprefix("params_").removeprefix("user_attrs_"))
+    df["seconds"] = df.pop("duration").dt.total_seconds()
+    df = df.rename(columns={"value": metric})
+    return df.set_index("number")
+
+
+def finish(config: HPOConfig, study, where: str, candles: pd.DataFrame | None = None) -> SearchResult:
+    """Refit the best trial's parameters, score val and (once) test, save to the registry."""
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise RuntimeError(f"study {config.study!r} has no completed trial (all pruned or failed)")
+    best = min(complete, key=lambda t: (t.value, t.number))
+    ds, _ = load_dataset(config, candles)
+    model = make_model(config, best.params).fit(ds)
+    names = list(dict.fromkeys([config.metric, *evaluation.summary_names(model.calibration_.levels)]))
+    val = evaluation.score(model.predict(ds, "val"), names)
+    test = evaluation.score(model.predict(ds, "test"), names)
+    naive = build_model("naive").fit(ds)
+    baseline = {split: evaluation.score(naive.predict(ds, split), names) for split in ("val", "test")}
+    ref = None
+    if config.save:
+        from coffee_ml.models.persistence import save_model
+
+        extra = {"hpo": {"study": config.study, "storage": where, "method": config.method, "metric": config.metric,
+                         "validation": config.validation, "best_trial": best.number,
+                         "best_value": best.user_attrs.get("value"), "trials": len(study.trials),
+                         "params": best.params}}
+        ref = save_model(model, ds, symbol=config.symbol, name=config.model, extra=extra)
+    return SearchResult(config, trials_frame(study, config.metric), dict(best.params),
+                        float(best.user_attrs.get("value", np.nan)), val, test, baseline, ref, where, study)
+
+
+def search(config: HPOConfig, *, progress: bool = True, candles: pd.DataFrame | None = None) -> SearchResult:
+    """`optimize` in this process, then `finish`: what the notebook and `coffee-ml hpo` call."""
+    study = optimize(config, progress=progress, candles=candles)
+    _, where = open_storage(config.storage, config.study, 1)
+    return finish(config, study, where, candles)
