@@ -72,6 +72,22 @@ def test_grid_is_exhaustive_tests_once_and_saves_the_best():
     assert meta["params"]["num_leaves"] == best["num_leaves"]
 
 
+def test_the_model_type_is_searched_with_its_own_parameters():
+    config = hpo.HPOConfig(model="gbm", method="grid", trials=10, **RANGE,
+                           space={"model": ["drift", "gbm"], "num_leaves": [4, 8]},
+                           model_params={"n_estimators": 20, "n_jobs": 1})
+    result = hpo.search(config, progress=False)
+    assert len(result.trials) == 4 and set(result.trials["model"]) == {"drift", "gbm"}
+    # drift has no num_leaves: its two grid points are the same model, and score the same
+    drift = result.trials[result.trials["model"] == "drift"]["mae"]
+    assert drift.nunique() == 1
+    assert result.model_ref.model == result.best_params["model"]
+    with pytest.raises(ValueError, match="space: model 'drift/gbm' has no parameter 'hidden'"):
+        hpo.HPOConfig(space={"model": ["drift", "gbm"], "hidden": [8]}, **RANGE)
+    with pytest.raises(ValueError, match="unknown model 'lstmx'"):
+        hpo.HPOConfig(space={"model": ["lstmx"]}, **RANGE)
+
+
 def test_interrupted_study_resumes_where_it_stopped():
     first = hpo.optimize(_config(method="random", trials=2), progress=False)
     before = [(t.number, t.params) for t in first.trials]

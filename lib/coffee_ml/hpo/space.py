@@ -6,9 +6,13 @@
       epochs: [50, 100, 150]              # the cap for early stopping (the model's max_epochs)
       lr: {low: 1.0e-4, high: 1.0e-2, log: true}   # a range: random and Optuna only
       layers: {low: 1, high: 3}           # whole-number bounds give an integer range
+      model: [lstm, gru, gbm]             # the model type (the cell type) is searched too
 
-Every value is tried on the model before the search starts: an unknown parameter, an empty
-list, a value the model's constructor or network rejects, or a range on a grid search is one
+With `model` in the space, each parameter goes to the models that have it (hidden to lstm and
+gru, num_leaves to gbm) and must belong to at least one of them.
+
+Every value is tried on the models before the search starts: an unknown parameter, an empty
+list, a value a model's constructor or network rejects, or a range on a grid search is one
 clear error naming the parameter.
 """
 
@@ -40,18 +44,31 @@ class SearchSpace:
     model: str
     params: dict[str, list[Any] | Range]
 
+    @property
+    def models(self) -> list[str]:
+        """The model types searched: the space's `model` list, or the one model."""
+        chosen = self.params.get("model")
+        return list(chosen) if isinstance(chosen, list) else [self.model]
+
     @classmethod
     def parse(cls, model: str, space: dict[str, Any] | None) -> "SearchSpace":
-        spec = get_spec(model)
         space = DEFAULT_SPACE if space is None else space
         if not isinstance(space, dict) or not space:
             raise ValueError(f"space for model {model!r} is empty: give at least one parameter with values")
+        models = space.get("model", [model])
+        if not isinstance(models, list) or not models:
+            raise ValueError(f"space.model: expected a non-empty list of model names, got {models!r}")
+        for name in models:
+            get_spec(name)  # unknown model names fail with the list of known ones
+        valid = set().union(*(get_spec(m).estimator._param_names() for m in models))
         parsed: dict[str, list[Any] | Range] = {}
-        valid = set(spec.estimator._param_names())
         for key, values in space.items():
+            if key == "model":
+                parsed["model"] = list(models)
+                continue
             name = ALIASES.get(key, key)
             if name not in valid:
-                raise ValueError(f"space: model {model!r} has no parameter {key!r}; valid: "
+                raise ValueError(f"space: model {'/'.join(models)!r} has no parameter {key!r}; valid: "
                                  f"{', '.join(sorted(valid | {'epochs'}))}")
             if isinstance(values, dict):
                 extra = set(values) - {"low", "high", "log"}
@@ -75,17 +92,29 @@ class SearchSpace:
         return out
 
     def _check_values(self) -> None:
-        """Build the model with each value (and its network, for neural models) so that a bad
-        value fails now, not an hour into the search."""
-        spec = get_spec(self.model)
+        """Build each model that has the parameter with each value (and its network, for neural
+        models) so that a bad value fails now, not an hour into the search."""
         for name, values in self.params.items():
+            if name == "model":
+                continue
             probes = [values.low, values.high] if isinstance(values, Range) else values
-            for v in probes:
-                value = int(v) if isinstance(values, Range) and values.integer else v
-                try:
-                    check_value(spec.build(**{name: value}), name, value)
-                except (ValueError, TypeError, RuntimeError) as exc:
-                    raise ValueError(f"space.{name}: model {self.model!r} rejects {value!r}: {exc}") from None
+            for model in self.models:
+                spec = get_spec(model)
+                if name not in spec.estimator._param_names():
+                    continue
+                for v in probes:
+                    value = int(v) if isinstance(values, Range) and values.integer else v
+                    try:
+                        check_value(spec.build(**{name: value}), name, value)
+                    except (ValueError, TypeError, RuntimeError) as exc:
+                        raise ValueError(f"space.{name}: model {model!r} rejects {value!r}: {exc}") from None
+
+    def for_model(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(model name, its parameters) from one point of the space."""
+        params = dict(params)
+        model = params.pop("model", self.model)
+        names = set(get_spec(model).estimator._param_names())
+        return model, {k: v for k, v in params.items() if k in names}
 
     @property
     def is_grid(self) -> bool:
@@ -105,10 +134,10 @@ class SearchSpace:
 
     @property
     def max_window(self) -> int:
+        """The longest window any trial can ask for (the shared dataset's window)."""
         windows = self.params.get("window")
-        if windows is None:
-            return int(get_spec(self.model).build().window)
-        return int(windows.high if isinstance(windows, Range) else max(windows))
+        searched = [] if windows is None else [int(windows.high if isinstance(windows, Range) else max(windows))]
+        return max([*searched, *(int(get_spec(m).build().window) for m in self.models)])
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """One point of the space from an Optuna trial (any sampler)."""

@@ -78,7 +78,13 @@ class HPOConfig:
         scorer = evaluation.get_scorer(self.metric)  # unknown names fail here, with the list
         scorer.loss(0.5)  # descriptive scorers (no better/worse) cannot be optimised
         self.space_ = SearchSpace.parse(self.model, self.space)
-        get_spec(self.model).check_params(self.model_params)
+        if "model" not in self.space_.params:
+            get_spec(self.model).check_params(self.model_params)
+        else:
+            known = set().union(*(get_spec(m).estimator._param_names() for m in self.space_.models))
+            unknown = sorted(set(self.model_params) - known)
+            if unknown:
+                raise ValueError(f"model_params: none of {', '.join(self.space_.models)} has {', '.join(unknown)}")
         clash = set(self.space_.params) & set(self.model_params)
         if clash:
             raise ValueError(f"{', '.join(sorted(clash))} both searched (space) and fixed (model_params)")
@@ -158,8 +164,10 @@ def open_study(config: HPOConfig, workers: int = 1):
 
 
 def make_model(config: HPOConfig, params: dict[str, Any]):
-    return build_model(config.model, config.model_params | params, seed=config.seed, device=config.device,
-                       progress=False)
+    """The model of one point of the space (its type too, when the space searches `model`);
+    `model_params` are fixed settings of the models that have them."""
+    name, own = config.space_.for_model(config.model_params | params)
+    return build_model(name, own, seed=config.seed, device=config.device, progress=False)
 
 
 def _holdout(config: HPOConfig, ds, params: dict[str, Any], trial) -> float:
@@ -297,7 +305,7 @@ def finish(config: HPOConfig, study, where: str, candles: pd.DataFrame | None = 
                          "validation": config.validation, "best_trial": best.number,
                          "best_value": best.user_attrs.get("value"), "trials": len(study.trials),
                          "params": best.params}}
-        ref = save_model(model, ds, symbol=config.symbol, name=config.model, extra=extra)
+        ref = save_model(model, ds, symbol=config.symbol, name=config.space_.for_model(best.params)[0], extra=extra)
     return SearchResult(config, trials_frame(study, config.metric), dict(best.params),
                         float(best.user_attrs.get("value", np.nan)), val, test, baseline, ref, where, study)
 
