@@ -88,6 +88,17 @@ def test_the_model_type_is_searched_with_its_own_parameters():
         hpo.HPOConfig(space={"model": ["lstmx"]}, **RANGE)
 
 
+def test_a_point_proposed_again_is_not_trained_again(monkeypatch):
+    from coffee_ml.hpo import study as study_module
+
+    fits = []
+    real = study_module._holdout
+    monkeypatch.setattr(study_module, "_holdout", lambda *a: fits.append(1) or real(*a))
+    study = hpo.optimize(_config(method="optuna", trials=3, space={"num_leaves": [4]}), progress=False)
+    assert len(fits) == 1 and [t.user_attrs.get("same_as") for t in study.trials] == [None, 0, 0]
+    assert len({t.value for t in study.trials}) == 1
+
+
 def test_interrupted_study_resumes_where_it_stopped():
     first = hpo.optimize(_config(method="random", trials=2), progress=False)
     before = [(t.number, t.params) for t in first.trials]

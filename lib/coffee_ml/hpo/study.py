@@ -239,6 +239,7 @@ def optimize(config: HPOConfig, *, quota: int | None = None, workers: int = 1, p
     (Optuna's MaxTrialsCallback) lets every worker start one more trial when the count is
     nearly reached."""
     import optuna
+    from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ds, candles = load_dataset(config, candles)
@@ -247,6 +248,15 @@ def optimize(config: HPOConfig, *, quota: int | None = None, workers: int = 1, p
 
     def objective(trial) -> float:
         params = config.space_.suggest(trial)
+        # TPE often proposes a point again in a small categorical space: the same parameters and
+        # seed give the same model, so reuse the finished trial instead of training it twice
+        for old in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            if old.params == trial.params and old.number != trial.number:
+                trial.set_user_attr("same_as", old.number)
+                if old.state == TrialState.PRUNED:
+                    raise optuna.TrialPruned(f"same parameters as pruned trial {old.number}")
+                trial.set_user_attr("value", old.user_attrs["value"])
+                return old.value
         value = (_holdout(config, ds, params, trial) if config.validation == "holdout"
                  else _walk_forward(config, candles, ds, params, trial))
         trial.set_user_attr("value", value)
