@@ -109,6 +109,49 @@ def test_interrupted_study_resumes_where_it_stopped():
     assert len(again.trials) == 4
 
 
+def test_killed_search_resumes_and_reruns_the_interrupted_trial(tmp_path):
+    """A real `coffee-ml hpo` killed while a trial trains; running it again completes the study
+    with exactly the trials asked for, the interrupted one run again with its parameters."""
+    import signal
+    import sys
+
+    params = tmp_path / "hpo.yaml"
+    params.write_text(f"""name: hpo-kill
+parameters: {{symbol: BTCUSDT, interval: 1h, start: "{RANGE['start']}", end: "{RANGE['end']}"}}
+notebooks:
+  - notebook: 05_hpo.ipynb
+    parameters: {{model: lstm_fast, method: grid, trials: 3, save: false,
+                  space: {{hidden: [8, 16, 24], epochs: [30]}}}}
+""")
+    cmd = [sys.executable, "-m", "coffee_ml.cli", "hpo", str(params)]
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = Path(os.environ["COFFEE_ML_OUTPUTS"]) / "hpo" / "BTCUSDT-1h-lstm_fast-grid-mae.db"
+    storage = f"sqlite:///{db}"
+    deadline = time.monotonic() + 120
+    running = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            trials = optuna.load_study(study_name="BTCUSDT-1h-lstm_fast-grid-mae", storage=storage).trials
+        except Exception:  # the file or the study is not there yet
+            trials = []
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+        if running:  # a trial has trained an epoch and goes on
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert running, proc.stderr.read().decode()[-2000:]
+    interrupted = running[0]
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=300).returncode == 0
+    study = optuna.load_study(study_name="BTCUSDT-1h-lstm_fast-grid-mae", storage=storage)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(t.params["hidden"] for t in done) == [8, 16, 24]
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert [t.number for t in failed] == [interrupted.number]
+    assert any(t.user_attrs.get("retry_of") == interrupted.number and t.params == interrupted.params for t in done)
+
+
 def _count_runs(study) -> None:
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == 6 == len(study.trials), [t.state for t in study.trials]

@@ -57,6 +57,10 @@ def open_storage(storage: str | None, study: str, workers: int = 1) -> tuple[Any
             raise ValueError(f"storage URL {redact(url)} holds a password: put the URL in {ENV} and set "
                              "storage: env (parameters are written into every output notebook)")
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}), redact(url)
+        # machines that die mid-trial stop beating: their trials fail after the grace period and
+        # are retried with the same parameters
+        retry = optuna.storages.RetryFailedTrialCallback(max_retry=2)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=60,
+                                          grace_period=180, heartbeat_stale_trial_callback=retry), redact(url)
     except Exception as exc:  # driver errors name neither the study nor the setting
         raise ConnectionError(f"cannot open HPO storage {redact(url)}: {' '.join(str(exc).split())[:300]}") from None

@@ -152,14 +152,25 @@ def _pruner(config: HPOConfig):
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
 
 
-def open_study(config: HPOConfig, workers: int = 1):
-    """Create or resume the study in its storage (see storage.py)."""
+def open_study(config: HPOConfig, workers: int = 1, recover: bool = False):
+    """Create or resume the study in its storage (see storage.py).
+
+    `recover`: trials left running by a killed process are marked failed and queued again with
+    the same parameters, so a resumed search runs them (a grid would otherwise count a failed
+    point as visited). Only for the file storages, which one `coffee-ml hpo` at a time drives;
+    on a database other machines may still be running trials, and Optuna's heartbeat (set in
+    storage.py) fails and retries those whose process stopped beating."""
     import optuna
+    from optuna.trial import TrialState
 
     storage, where = open_storage(config.storage, config.study, workers)
     study = optuna.create_study(study_name=config.study, storage=storage, load_if_exists=True,
                                 direction="minimize", sampler=_sampler(config), pruner=_pruner(config))
     study.set_user_attr("metric", config.metric)
+    if recover and (config.storage or "sqlite") in ("sqlite", "journal"):
+        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            storage.set_trial_state_values(stale._trial_id, state=TrialState.FAIL)
+            study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number}, skip_if_exists=False)
     return study, where
 
 
@@ -223,7 +234,7 @@ def _walk_forward(config: HPOConfig, candles: pd.DataFrame, ds, params: dict[str
 
 def remaining_trials(config: HPOConfig, study) -> int:
     """Trials still to run: `n_trials` less the finished (complete or pruned) ones in storage. A
-    trial left running by a killed process does not count, so resuming runs its share again."""
+    trial of a killed process does not count, so resuming runs it again (see `open_study`)."""
     from optuna.trial import TrialState
 
     return max(0, config.n_trials - len(study.get_trials(deepcopy=False,
@@ -243,7 +254,7 @@ def optimize(config: HPOConfig, *, quota: int | None = None, workers: int = 1, p
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ds, candles = load_dataset(config, candles)
-    study, _ = open_study(config, workers)
+    study, _ = open_study(config, workers, recover=quota is None)
     scorer = evaluation.get_scorer(config.metric)
 
     def objective(trial) -> float:

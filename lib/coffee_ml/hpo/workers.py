@@ -20,7 +20,7 @@ def run_workers(config: HPOConfig, workers: int, progress: bool = True) -> Searc
     the trials it finished stay in the study, and running again resumes."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    study, _ = open_study(config, workers)
+    study, _ = open_study(config, workers, recover=True)
     left = remaining_trials(config, study)
     quotas = [left // workers + (k < left % workers) for k in range(workers)]  # exactly `left` in all
     ctx = mp.get_context("spawn")
