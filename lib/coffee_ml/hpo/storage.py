@@ -59,7 +59,7 @@ def open_storage(storage: str | None, study: str, workers: int = 1) -> tuple[Any
     try:
         # machines that die mid-trial stop beating: their trials fail after the grace period and
         # are retried with the same parameters
-        retry = optuna.storages.RetryFailedTrialCallback(max_retry=2)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=60,
                                           grace_period=180, heartbeat_stale_trial_callback=retry), redact(url)
     except Exception as exc:  # driver errors name neither the study nor the setting
