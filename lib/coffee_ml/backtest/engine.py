@@ -150,6 +150,33 @@ def _fit_fold(estimator: Forecaster, previous: Forecaster | None, ds: FeatureDat
     return estimator.clone().fit(ds)
 
 
+def fold_dataset(panel: FeaturePanel, fold: Fold) -> FeatureDataset:
+    """The fold's dataset: its windows per part and a scaler fitted on its fitting rows only."""
+    splits = fold.ends(panel.ends, panel.window, panel.horizon)
+    if len(splits["train"]) == 0 or len(splits["val"]) < 20:
+        raise ValueError(f"fold {fold.index}: {len(splits['train'])} training and {len(splits['val'])} validation "
+                         "windows; need more history before the test span")
+    return panel.dataset(splits, fold.fit_rows, max(panel.window, panel.horizon),
+                         {"train": fold.fit_rows, "val": fold.val_rows, "test": fold.test_rows})
+
+
+def apply_hooks(hooks: Sequence[FoldHook], forecast: Forecast, fold: Fold, ds: FeatureDataset, model: Forecaster,
+                parts: list[Forecast], part_rows: list[np.ndarray], name: str) -> Forecast:
+    """Each hook (cloned) fitted on what was known before the fold's block, then applied to its
+    forecast: earlier folds' forecasts (`parts`, ending at `part_rows`) whose outcomes were
+    realised by the cut-off, and the dataset with the block's targets hidden."""
+    if not hooks:
+        return forecast
+    realised = [p.select(r + ds.horizon < fold.val_rows[1]) for p, r in zip(parts, part_rows)]
+    past = Forecast.concat(realised) if realised and sum(p.n for p in realised) else None
+    hidden = ds.targets.copy()
+    hidden.iloc[fold.val_rows[1]:] = np.nan
+    context = FoldContext(fold, replace(ds, targets=hidden), model, past, name)
+    for hook in hooks:
+        forecast = hook.clone().fit(context).transform(forecast)
+    return forecast
+
+
 def walk_forward(panel: FeaturePanel, folds: list[Fold], estimator: Forecaster, name: str | None = None, *,
                  warm_start: bool = False, warm_epochs: int = 3, hooks: Sequence[FoldHook] = (),
                  keep_model: bool = False, on_fold: Callable[[], None] | None = None,
@@ -160,28 +187,16 @@ def walk_forward(panel: FeaturePanel, folds: list[Fold], estimator: Forecaster, 
     `on_fold` is called after each fold (a progress bar's update), `report(fold, forecast)` with
     the fold's test forecast (a search scores the running result and may stop here)."""
     name = name or estimator.model_type
-    embargo = max(panel.window, panel.horizon)
     parts, part_rows, info, model, ds = [], [], [], None, None
     t_start = time.perf_counter()
     for fold in folds:
         t0 = time.perf_counter()
-        splits = fold.ends(panel.ends, panel.window, panel.horizon)
-        if len(splits["train"]) == 0 or len(splits["val"]) < 20:
-            raise ValueError(f"fold {fold.index}: {len(splits['train'])} training and {len(splits['val'])} validation "
-                             "windows; need more history before the test span")
-        ds = panel.dataset(splits, fold.fit_rows, embargo,
-                           {"train": fold.fit_rows, "val": fold.val_rows, "test": fold.test_rows})
+        ds = fold_dataset(panel, fold)
+        splits = ds.splits
         model = _fit_fold(estimator, model, ds, warm_start, warm_epochs)
         rows = splits["test"]
         forecast = replace(model.predict(ds, "test", name=name), fold=np.full(len(rows), fold.index))
-        if hooks:
-            realised = [p.select(r + panel.horizon < fold.val_rows[1]) for p, r in zip(parts, part_rows)]
-            past = Forecast.concat(realised) if realised and sum(p.n for p in realised) else None
-            hidden = ds.targets.copy()
-            hidden.iloc[fold.val_rows[1]:] = np.nan
-            context = FoldContext(fold, replace(ds, targets=hidden), model, past, name)
-            for hook in hooks:
-                forecast = hook.clone().fit(context).transform(forecast)
+        forecast = apply_hooks(hooks, forecast, fold, ds, model, parts, part_rows, name)
         parts.append(forecast)
         part_rows.append(rows)
         if report is not None:

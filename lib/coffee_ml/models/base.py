@@ -80,9 +80,18 @@ class Forecaster(ParamsMixin):
         require_fitted(self, self._fitted)
         rows = ds.splits[split] if rows is None else np.asarray(rows, dtype=np.int64)
         actual = ds.y[rows]
-        return self.forecast(self._predict_returns(*contexts(ds, rows)), ds.features.index[rows],
-                             ds.close.to_numpy()[rows], ds.volatility.to_numpy()[rows], ds.interval,
-                             actual=actual if np.isfinite(actual).all() else None, name=name)
+        return self.forecast_windows(*contexts(ds, rows), ds.features.index[rows], ds.close.to_numpy()[rows],
+                                     ds.volatility.to_numpy()[rows], ds.interval,
+                                     actual=actual if np.isfinite(actual).all() else None, name=name)
+
+    def forecast_windows(self, X: np.ndarray, log_close: np.ndarray, origins: "pd.DatetimeIndex",
+                         last_close: np.ndarray, scale: np.ndarray, interval: str,
+                         actual: np.ndarray | None = None, name: str | None = None) -> Forecast:
+        """The `Forecast` of windows (X, log closes) ending at `origins`: the one path from inputs
+        to a forecast that datasets (`predict`) and serving (raw candles) share, so a model that
+        adds to it (an ensemble's vote) behaves the same in backtests and in production."""
+        return self.forecast(self._predict_returns(X, log_close), origins, last_close, scale, interval,
+                             actual=actual, name=name)
 
     def forecast(self, returns: np.ndarray, origins: "pd.DatetimeIndex", last_close: np.ndarray, scale: np.ndarray,
                  interval: str, actual: np.ndarray | None = None, name: str | None = None,

@@ -107,8 +107,8 @@ class LoadedModel:
         X = self.scaler.transform(feats)[None]
         log_close = np.log(candles["close"].to_numpy(dtype=np.float64)[-self.window:])[None]
         scale = causal_volatility(candles["close"], self.interval, self.vol_halflife).to_numpy()[-1:]
-        return self.model.forecast(self.model._predict_returns(X, log_close), feats.index[-1:],
-                                   candles["close"].to_numpy()[-1:], scale, self.interval, name=self.ref.model)
+        return self.model.forecast_windows(X, log_close, feats.index[-1:], candles["close"].to_numpy()[-1:], scale,
+                                           self.interval, name=self.ref.model)
 
 
 def load_model(symbol: str, interval: str, name: str, version: str = "latest", root: Path | None = None,

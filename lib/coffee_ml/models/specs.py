@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from coffee_ml.ensemble.forecaster import EnsembleForecaster
 from coffee_ml.models.base import FineTunable, Forecaster
 from coffee_ml.models.baselines import DriftForecaster, NaiveForecaster
 from coffee_ml.models.gbm import GBMForecaster
@@ -61,6 +62,8 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("hybrid", HybridForecaster, "OLS trend + Holt smoothing on log prices, damped toward no change"),
     ModelSpec("naive", NaiveForecaster, "the price stays (random walk)"),
     ModelSpec("drift", DriftForecaster, "random walk with the recent mean return as drift"),
+    ModelSpec("ensemble", EnsembleForecaster, "members combined by average, weights, vote, regime or a stacked "
+              "ridge on out-of-fold predictions (coffee_ml.ensemble)", {}),
     ModelSpec("gbm", GBMForecaster, "LightGBM per horizon on last-bar features + lagged returns, early-stopped on val "
               "(<= 200 trees, 15 leaves)",
               {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 50, "n_jobs": 2}),
@@ -85,7 +88,7 @@ def build_model(name: str, params: dict[str, Any] | None = None, *, max_epochs: 
     neural models; entries in `params` override them."""
     spec = get_spec(name)
     kwargs = dict(params or {})
-    if spec.neural:
+    if spec.neural or "max_epochs" in spec.estimator._param_names():  # an ensemble passes them to its members
         run = {"device": device, "seed": seed, "progress": progress, **({"max_epochs": max_epochs} if max_epochs else {})}
         kwargs = run | kwargs
     return spec.build(**kwargs)

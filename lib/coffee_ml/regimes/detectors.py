@@ -191,6 +191,37 @@ class HMMRegimes(RegimeDetector):
             probs[ok] = forward_filter(self.log_emission(x), self.startprob_, self.transmat_)
         return pd.DataFrame(probs, index=candles.index, columns=list(REGIMES))
 
+    def predict_windows(self, log_close: np.ndarray) -> np.ndarray:
+        """Filtered state probabilities at the last bar of each window of log closes (n, L),
+        reading that window only: the features are computed inside it (the volatility's EWMA
+        starts at its first return) and the filter runs over its bars, for all windows at once.
+
+        What a model that sees only its input window (an ensemble's regime-adaptive weights, in
+        backtests and in serving alike) can know of the regime; needs L > `window` + 1."""
+        require_fitted(self, ("transmat_",))
+        lc = np.asarray(log_close, dtype=np.float64)
+        n, length = lc.shape
+        if length <= self.window + 1:
+            raise ValueError(f"regime windows need more than {self.window + 1} bars, got {length}")
+        r2 = np.diff(lc, axis=1) ** 2  # (n, L-1)
+        decay = 0.5 ** (1.0 / self.vol_halflife)
+        lags = np.arange(r2.shape[1])
+        weights = np.tril(decay ** (lags[:, None] - lags[None, :]))  # EWMA weights, adjust=True as pandas
+        var = (r2 @ weights.T) / weights.sum(axis=1)
+        sigma = np.sqrt(np.clip(var, 1e-12, None))  # sigma[:, j] belongs to bar j + 1
+        t = np.arange(self.window, length)  # bars with a full trend window inside the window
+        trend = (lc[:, t] - lc[:, t - self.window]) / (sigma[:, t - 1] * np.sqrt(self.window))
+        x = np.stack([trend, np.log(sigma[:, t - 1])], axis=-1)  # (n, T, 2)
+        x = (x - self.mean_) / self.scale_
+        log_b = self.log_emission(x.reshape(-1, 2)).reshape(n, len(t), len(REGIMES))
+        b = np.exp(log_b - log_b.max(axis=2, keepdims=True))
+        alpha = self.startprob_ * b[:, 0]
+        alpha /= alpha.sum(axis=1, keepdims=True)
+        for k in range(1, len(t)):
+            alpha = (alpha @ self.transmat_) * b[:, k]
+            alpha /= alpha.sum(axis=1, keepdims=True)
+        return alpha
+
     def predict(self, candles: pd.DataFrame) -> pd.DataFrame:
         probs = self.predict_proba(candles)
         p = probs.to_numpy()

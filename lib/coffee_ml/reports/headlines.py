@@ -319,3 +319,31 @@ def hpo_headline(result: Any) -> Headline:
         lines.append(f"saved as {records_model_ref(result.model_ref)}")
         items["model_ref"] = result.model_ref
     return Headline(title, tuple(lines), items, tuple(flags))
+
+
+def ensembles_headline(gains: pd.DataFrame, *, symbol: str, interval: str, members: Sequence[str],
+                       claim: tuple[float, float] = (5.0, 15.0)) -> Headline:
+    """06: does ensembling pay? The best strategy's direction accuracy and MAE against the best
+    member's at each step, with DM p-values, and the platform's "+5-15% accuracy" claim checked."""
+    lo, hi = claim
+    best = gains["dir_acc change %"].groupby(level="step").idxmax()
+    lines, items, flags = [], {"symbol": symbol, "interval": interval, "members": list(members)}, []
+    holds = []
+    for step, (strategy, _) in best.items():
+        g = gains.loc[(strategy, step)]
+        lines.append(f"{step}-bar direction: best strategy {strategy} {fmt.percent(g['dir_acc'])} vs best member "
+                     f"{g['best member']} {fmt.percent(g['member dir_acc'])} ({g['dir_acc change %']:+.1f}%, "
+                     f"{p_clause(g['p (direction)'])}); its MAE {g['mae change %']:+.1f}% vs {g['best member (mae)']} "
+                     f"({p_clause(g['p (mae)'])})")
+        items |= {f"best_strategy_{step}": strategy, f"dir_change_pct_{step}": float(g["dir_acc change %"]),
+                  f"dir_p_{step}": float(g["p (direction)"]), f"mae_change_pct_{step}": float(g["mae change %"]),
+                  f"mae_p_{step}": float(g["p (mae)"])}
+        holds.append(g["dir_acc change %"] >= lo and g["p (direction)"] < ALPHA)
+    verdict = "holds" if all(holds) else "does not hold"
+    title = (f"{symbol} {interval} ensembles of {', '.join(members)}: the platform's +{lo:g}-{hi:g}% accuracy from "
+             f"ensembling {verdict} here")
+    worse = gains[(gains["mae change %"] > 0) & (gains["p (mae)"] < ALPHA)]
+    for (strategy, step), _ in worse.iterrows():
+        flags.append(f"{strategy} is significantly worse than the best member on {step}-bar MAE")
+    items["claim_holds"] = all(holds)
+    return Headline(title, tuple(lines), items, tuple(flags))
