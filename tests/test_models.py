@@ -36,7 +36,7 @@ def test_specs_carry_defaults_and_capabilities():
     caps = {name: (s.neural, s.fine_tunable, s.needs_torch) for name, s in SPECS.items()}
     assert caps == {"lstm": (True, True, True), "gru": (True, True, True), "lstm_fast": (True, True, True),
                     "hybrid": (False, False, False), "naive": (False, False, False), "drift": (False, False, False),
-                    "gbm": (False, False, False)}
+                    "gbm": (False, False, False), "ensemble": (False, False, False)}
     with pytest.raises(ValueError, match="unknown model 'transformer'; expected one of lstm, gru"):
         make_model("transformer")
     with pytest.raises(ValueError, match="model 'hybrid' has no parameter 'hiden'; valid: alphas"):
