@@ -1,5 +1,6 @@
-"""What the five ensemble strategies add to the members' walk-forward (BTCUSDT hours, 2024-06 ..
-2025-11, test from 2025-03, blocks of 1,460 bars; members lstm_fast, hybrid, gbm)."""
+"""What the five ensemble strategies add to the members' walk-forward: BTCUSDT hours 2021-01 ..
+2025-11, test from 2024-01 in blocks of 2,190 bars; members lstm_fast (32 hidden, 5 epochs),
+hybrid and gbm (200 trees), the configuration of the README's ensemble findings (minutes)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from coffee_ml.ensemble import STRATEGIES, run_comparison
 
 
 def run() -> list[dict]:
-    candles = load_sample().loc["2024-06-01":]
+    candles = load_sample().loc["2021-01-01":]
     res = run_comparison(candles, "1h", ["lstm_fast", "hybrid", "gbm"], list(STRATEGIES), window=48, horizon=24,
-                         test_start="2025-03-01", retrain_every=1460, max_epochs=5, progress=False,
+                         test_start="2024-01-01", retrain_every=2190, max_epochs=5, progress=False,
                          member_params={"lstm_fast": {"hidden": 32}, "gbm": {"n_estimators": 200}})
     s = res.seconds
     return [{"benchmark": f"members' walk-forward ({len(res.folds)} folds: fits + forecasts)", "measured": s["members"],

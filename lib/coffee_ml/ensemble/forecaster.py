@@ -66,15 +66,16 @@ def _isotonic_map(raw: np.ndarray, hit: np.ndarray) -> tuple[np.ndarray, np.ndar
 class EnsembleForecaster(Forecaster):
     """`members`: model names from the registry of specs (`member_params[name]` overrides their
     defaults; `max_epochs`, `seed`, `device` apply to the neural ones). See the module doc for the
-    strategies, `weights`, `inner_folds`, `ridge_alpha` and `regime_window`."""
+    strategies, `weights`, `inner_folds`, `ridge_alpha`, `regime_window` (bars of trend inside each
+    input window) and `regime_bars` (the training bars the regime HMM is fitted on: the last year)."""
 
     model_type = "ensemble"
     _fitted = (*Forecaster._fitted, "members_")
 
     def __init__(self, members: tuple[str, ...] | list[str] = ("lstm_fast", "hybrid"), strategy: str = "average",
                  weights: list[float] | str | None = None, member_params: dict[str, dict[str, Any]] | None = None,
-                 inner_folds: int = 2, ridge_alpha: float = 1.0, regime_window: int = 24, max_epochs: int | None = None,
-                 seed: int = 0, device: str = "auto", progress: bool = False) -> None:
+                 inner_folds: int = 2, ridge_alpha: float = 1.0, regime_window: int = 24, regime_bars: int = 8760,
+                 max_epochs: int | None = None, seed: int = 0, device: str = "auto", progress: bool = False) -> None:
         self.members = members
         self.strategy = strategy
         self.weights = weights
@@ -82,6 +83,7 @@ class EnsembleForecaster(Forecaster):
         self.inner_folds = inner_folds
         self.ridge_alpha = ridge_alpha
         self.regime_window = regime_window
+        self.regime_bars = regime_bars
         self.max_epochs = max_epochs
         self.seed = seed
         self.device = device
@@ -177,7 +179,8 @@ class EnsembleForecaster(Forecaster):
         if self.strategy == "regime":
             from coffee_ml.regimes import REGIMES, HMMRegimes
 
-            closes = ds.close.iloc[: int(np.max(ds.splits["train"])) + 1].to_frame()
+            end = int(np.max(ds.splits["train"])) + 1  # the regime model reads the last year of training bars
+            closes = ds.close.iloc[max(0, end - self.regime_bars):end].to_frame()
             self.regimes_ = HMMRegimes(window=self.regime_window, interval=ds.interval,
                                        vol_halflife=ds.vol_halflife).fit(closes)
             labels = self.regimes_.predict_windows(self.oof_.log_close).argmax(axis=1)
