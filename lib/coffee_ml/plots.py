@@ -447,3 +447,45 @@ def hpo_figures(study: Any) -> dict[str, Figure]:
             fig.tight_layout()
             out[name] = fig
     return out
+
+
+SEVERITY_COLORS = {"LOW": "#9ca3af", "MEDIUM": "#f59e0b", "HIGH": "#ea580c", "CRITICAL": "#b91c1c"}
+_EVENT_MARKERS = {"pump_dump": "^", "flash_crash": "v", "statistical": "o"}
+
+
+def anomaly_events(candles: pd.DataFrame, events: pd.DataFrame, title: str = "") -> Figure:
+    """Close and volume with each event marked at its start: shape by type (pump ^, crash v,
+    statistical o), colour by severity."""
+    fig, (ax, axv) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot(candles.index, candles["close"], color="k", linewidth=0.7)
+    axv.vlines(candles.index, 0, candles["volume"], color="tab:blue", alpha=0.5, linewidth=0.5)
+    at = candles["close"].reindex(events["start"], method="nearest").to_numpy() if len(events) else []
+    for kind, marker in _EVENT_MARKERS.items():
+        for level, color in SEVERITY_COLORS.items():
+            sel = ((events["type"] == kind) & (events["severity"] == level)).to_numpy() if len(events) else []
+            if np.any(sel):
+                ax.scatter(events["start"][sel], np.asarray(at)[sel], marker=marker, color=color, s=36,
+                           edgecolor="k", linewidth=0.3, label=f"{kind} {level}", zorder=3)
+    if len(events):
+        ax.legend(loc="upper left", fontsize=8, ncol=3)
+    ax.set_ylabel("close")
+    axv.set_ylabel("volume")
+    ax.set_title(title)
+    for a in (ax, axv):
+        a.grid(alpha=0.3)
+    _date_axis(axv)
+    fig.tight_layout()
+    return fig
+
+
+def score_distributions(scores: Mapping[str, pd.Series], title: str = "") -> Figure:
+    """Histogram of each detector's per-bar score (log counts: events are the thin tail)."""
+    fig, axes = plt.subplots(1, len(scores), figsize=(4 * len(scores), 3.2))
+    for ax, (name, s) in zip(np.atleast_1d(axes), scores.items()):
+        ax.hist(s.dropna(), bins=50, color="tab:purple", alpha=0.7)
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("score")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -2,7 +2,7 @@
 
     headlines.py  one call per notebook: `data_headline`, `features_headline`, `training_headline`,
                   `backtest_headline`, `regimes_headline`, `hpo_headline`,
-                  `ensembles_headline` (a `Headline`: `.text`, `.items`, rendered as HTML in notebooks)
+                  `ensembles_headline`, `anomalies_headline` (a `Headline`: `.text`, `.items`, rendered as HTML in notebooks)
     format.py     `table(df)`: numbers by scorer name (percentages, p-values, integers, prices),
                   coverage off nominal shaded, wide tables turned or scrolled
     records.py    `record(run_dir, "02_training", headline=..., leaderboard=...)` into metrics.json,
@@ -18,11 +18,11 @@ from __future__ import annotations
 from coffee_ml.reports import format
 from coffee_ml.reports.format import table
 from coffee_ml.reports.headlines import (
-    Headline, backtest_headline, data_headline, ensembles_headline, features_headline, hpo_headline,
+    Headline, anomalies_headline, backtest_headline, data_headline, ensembles_headline, features_headline, hpo_headline,
     regimes_headline,
     training_headline,
 )
 from coffee_ml.reports.records import data_range, display_path, model_ref, read_records, record
 
-__all__ = ["Headline", "backtest_headline", "data_headline", "data_range", "display_path", "ensembles_headline", "features_headline",
+__all__ = ["Headline", "anomalies_headline", "backtest_headline", "data_headline", "data_range", "display_path", "ensembles_headline", "features_headline",
            "format", "hpo_headline", "model_ref", "read_records", "record", "regimes_headline", "table", "training_headline"]

@@ -347,3 +347,37 @@ def ensembles_headline(gains: pd.DataFrame, *, symbol: str, interval: str, membe
         flags.append(f"{strategy} is significantly worse than the best member on {step}-bar MAE")
     items["claim_holds"] = all(holds)
     return Headline(title, tuple(lines), items, tuple(flags))
+
+
+def anomalies_headline(events: pd.DataFrame, crash_table: pd.DataFrame, *, symbol: str, interval: str,
+                       start: Any, end: Any, sources: Sequence[str] = ()) -> Headline:
+    """07: how many events of each type and severity, the strongest ones, and whether the
+    flash-crash score foresees drawdowns better than trailing volatility does."""
+    title = f"{symbol} {interval} anomalies {_day(pd.Timestamp(start))} to {_day(pd.Timestamp(end))}: " \
+            f"{_plural(len(events), 'event')}"
+    counts = events.groupby(["type", "severity"]).size() if len(events) else pd.Series(dtype=int)
+    lines = []
+    items: dict[str, Any] = {"symbol": symbol, "interval": interval, "events": len(events)}
+    for kind in ("pump_dump", "flash_crash", "statistical"):
+        if kind in counts.index.get_level_values(0):
+            c = counts[kind]
+            lines.append(f"{kind}: " + ", ".join(f"{int(c[s])} {s}" for s in ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+                                                  if s in c.index))
+            items[f"{kind}_events"] = int(c.sum())
+    if len(events):
+        top = events.loc[events["score"].idxmax()]
+        lines.append(f"strongest: {top['type']} at {top['start']:%Y-%m-%d %H:%M}, score {top['score']:.0f} "
+                     f"({top['severity']}{'' if top['final'] else ', provisional'})")
+    flags = []
+    if len(crash_table):
+        row = crash_table.iloc[-1]
+        lines.append(f"flash-crash score >= {crash_table.index[-1]:g}: precision {fmt.percent(row['precision'])} "
+                     f"vs {fmt.percent(row['vol_precision'])} for the same share of highest-volatility bars "
+                     f"(base rate {fmt.percent(row['base_rate'])})")
+        items |= {"crash_precision": float(row["precision"]), "vol_precision": float(row["vol_precision"]),
+                  "crash_base_rate": float(row["base_rate"])}
+        if not row["precision"] > row["vol_precision"]:
+            flags.append("the flash-crash score does not foresee drawdowns better than trailing volatility")
+    if sources:
+        items["sources"] = list(sources)
+    return Headline(title, tuple(lines), items, tuple(flags))

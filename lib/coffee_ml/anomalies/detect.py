@@ -1,0 +1,90 @@
+"""Events from the three detectors over a span of candles: what the platform lists and researchers study."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coffee_ml.anomalies.flash_crash import crash_risk
+from coffee_ml.anomalies.isolation import isolation_scores
+from coffee_ml.anomalies.pump_dump import pump_scores, severity
+
+PUMP_PARTS = ("volume_pts", "price_pts", "rapidity_pts", "sustain_pts")
+CRASH_PARTS = ("liquidation", "order_flow", "depth", "cascade")
+EVENT_COLUMNS = ["start", "end", "type", "score", "severity", "parts", "final", "max_score"]
+
+
+def _runs(flag: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True."""
+    edges = np.diff(np.concatenate([[0], flag.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1))
+
+
+def _events(kind: str, frame: pd.DataFrame, flag: np.ndarray, parts: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One event per run of flagged bars, described by its highest-scoring bar."""
+    out = []
+    score = frame["score"].to_numpy()
+    for lo, hi in _runs(flag):
+        peak = lo + int(np.nanargmax(score[lo:hi + 1]))
+        row = frame.iloc[peak]
+        out.append({"start": frame.index[lo], "end": frame.index[hi], "type": kind, "score": float(row["score"]),
+                    "severity": severity([row["score"]])[0],
+                    "parts": {p: round(float(row[p]), 1) for p in parts if p in frame and pd.notna(row[p])},
+                    "final": bool(row.get("final", True)), "max_score": float(row.get("max_score", row["score"]))})
+    return out
+
+
+def find_events(candles: pd.DataFrame, interval: str, *, pump_threshold: float = 40.0, crash_threshold: float = 85.0,
+                move_bars: int = 12, min_rise: float = 0.02, baseline_bars: int = 168, dump_bars: int = 24, rank_bars: int = 720,
+                contamination: float = 0.01, train_bars: int = 4320, refit_every: int = 2160,
+                book: pd.DataFrame | None = None, report_from: Any = None) -> pd.DataFrame:
+    """All events of `candles` (bars before `report_from` serve as history only).
+
+    pump_dump: runs of bars whose final parts (volume + price + rapidity) reach `pump_threshold`;
+    flash_crash: runs with risk >= `crash_threshold`; statistical: runs the Isolation Forest flags."""
+    pump = pump_scores(candles, move_bars, baseline_bars, dump_bars, min_rise)
+    crash = crash_risk(candles, interval, rank_bars=rank_bars, book=book)
+    iso = isolation_scores(candles, interval, train_bars=train_bars, refit_every=refit_every,
+                           contamination=contamination)
+    keep = np.ones(len(candles), dtype=bool) if report_from is None else \
+        np.asarray(candles.index >= pd.Timestamp(report_from))
+    known = pump[["volume_pts", "price_pts", "rapidity_pts"]].fillna(0).sum(axis=1).to_numpy()
+    events = (_events("pump_dump", pump, keep & (known >= pump_threshold), PUMP_PARTS)
+              + _events("flash_crash", crash, keep & (crash["score"].to_numpy() >= crash_threshold), CRASH_PARTS)
+              + _events("statistical", iso, keep & iso["anomaly"].to_numpy(), ()))
+    table = pd.DataFrame(events, columns=EVENT_COLUMNS).sort_values(["start", "type"], ignore_index=True)
+    table.attrs["sources"] = crash.attrs["sources"]
+    return table
+
+
+def load_window(symbol: str, interval: str = "1h", days: float | None = 30, start: Any = None, end: Any = None,
+                backend: str = "auto", history_bars: int = 5000) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """(candles, first reported bar): the last `days` days of stored candles (or [start, end)),
+    with `history_bars` earlier bars in front as the detectors' trailing history."""
+    from coffee_ml.data import open_store
+    from coffee_ml.data.schema import interval_seconds
+    from coffee_ml.data.store import to_utc
+
+    store = open_store(backend)
+    if start is None:
+        if days is None or days <= 0:
+            raise ValueError(f"days must be > 0 (or give start), got {days}")
+        last = store.load_last(symbol, interval, 1, end)
+        if last.empty:
+            raise ValueError(f"no {symbol} {interval} candles stored (see `coffee-ml data list`)")
+        start = last.index[-1] - pd.Timedelta(days=days)
+    first = to_utc(start)
+    candles = store.load_candles(symbol, interval, first - pd.Timedelta(seconds=interval_seconds(interval) * history_bars),
+                                 end)
+    if candles.empty or candles.index[-1] < first:
+        raise ValueError(f"no {symbol} {interval} candles in [{start}, {end})")
+    return candles, first
+
+
+def detect(symbol: str, interval: str = "1h", days: float | None = 30, start: Any = None, end: Any = None,
+           backend: str = "auto", history_bars: int = 5000, **thresholds: Any) -> pd.DataFrame:
+    """Events of the last `days` days of stored candles (or of [start, end) for research)."""
+    candles, first = load_window(symbol, interval, days, start, end, backend, history_bars)
+    return find_events(candles, interval, report_from=first, **thresholds)
