@@ -57,8 +57,9 @@ def bench_overhead(ds) -> list[dict]:
 
 
 def _samples_per_s(ds, cell: str, batch: int, threads: int | None = None, bf16: bool = False,
-                   n_batches: int = 8) -> float:
-    """Training samples per second of the full net (forward, backward, step) on the CPU."""
+                   n_batches: int = 8, compile: bool = False, mkldnn: bool = True) -> float:
+    """Training samples per second of the full net (forward, backward, step) on the CPU; the
+    first step (warm-up, and compilation with `compile`) is not timed."""
     batches = list(itertools.islice(iter(ds.loader("train", batch_size=batch)), n_batches + 1))
     before = torch.get_num_threads()
     if threads:
@@ -67,11 +68,12 @@ def _samples_per_s(ds, cell: str, batch: int, threads: int | None = None, bf16: 
         torch.manual_seed(0)
         net = SequenceNet(cell, ds.X.shape[1], 128, 2, 0.2, ds.horizon).train()
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        forward = torch.compile(net) if compile else net
 
         def step(x, y) -> None:
             opt.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = nn.functional.mse_loss(net(x).float(), y)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), torch.backends.mkldnn.flags(enabled=mkldnn):
+                loss = nn.functional.mse_loss(forward(x).float(), y)
             loss.backward()
             opt.step()
 
@@ -86,7 +88,7 @@ def _samples_per_s(ds, cell: str, batch: int, threads: int | None = None, bf16: 
 
 def bench_throughput(ds) -> list[dict]:
     """Samples/s of the full LSTM and GRU at batch 64 and 256, and what CPU options change: one
-    thread instead of all, bf16 autocast (on CPUs without bf16 units it is emulated and slower)."""
+    thread instead of all, bf16 autocast, oneDNN off, torch.compile."""
     rows = []
     for cell in ("lstm", "gru"):
         for batch in (64, 256):
@@ -96,6 +98,15 @@ def bench_throughput(ds) -> list[dict]:
     rows.append({"benchmark": "  LSTM batch 256, 1 thread fp32", "measured": _samples_per_s(ds, "lstm", 256, threads=1),
                  "unit": "samples/s", "target": "(report)"})
     rows.append({"benchmark": "  LSTM batch 256, bf16 autocast", "measured": _samples_per_s(ds, "lstm", 256, bf16=True),
+                 "unit": "samples/s", "target": "(report)"})
+    rows.append({"benchmark": "  LSTM batch 256, oneDNN (mkldnn) off", "measured":
+                 _samples_per_s(ds, "lstm", 256, mkldnn=False), "unit": "samples/s", "target": "(report)"})
+    try:
+        compiled = _samples_per_s(ds, "lstm", 256, compile=True)
+    except Exception as exc:  # inductor needs a C++ toolchain; report why it could not run
+        print(f"torch.compile failed: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
+        compiled = float("nan")
+    rows.append({"benchmark": "  LSTM batch 256, torch.compile (inductor)", "measured": compiled,
                  "unit": "samples/s", "target": "(report)"})
     return rows
 
