@@ -141,3 +141,35 @@ def test_gains_table_and_the_claim_in_the_headline(ds, fitted):
     head = reports.ensembles_headline(table, symbol="BTCUSDT", interval="1h", members=MEMBERS)
     assert "+5-15% accuracy from ensembling" in head.title and len(head.lines) == 2
     assert head.items["claim_holds"] == ("does not hold" not in head.title)
+
+
+def test_registered_versions_are_members_and_may_not_look_ahead(ds, candles, tmp_path):
+    """A saved gbm fitted on 2024-06..2024-11 joins an ensemble on 2025 data: its predictions are
+    the saved model's on its own features and scaler; on data it was trained on it is refused."""
+    from coffee_ml.models.persistence import load_model, save_model
+
+    early = build_dataset(load_sample().loc["2024-06-01":"2024-11-30"], "1h", window=48, horizon=24)
+    gbm = make_model("gbm", n_estimators=20, n_jobs=1).fit(early)
+    save_model(gbm, early, symbol="BTCUSDT")
+    model = make_model("ensemble", members=["registry:gbm@v0001", "hybrid"], strategy="stacking",
+                       symbol="BTCUSDT").fit(ds)
+    member = model.members_[0]
+    rows = ds.splits["test"]
+    own = early.scaler.transform(ds.features[early.feature_names])
+    X = np.lib.stride_tricks.sliding_window_view(own, ds.window, axis=0)[rows - ds.window + 1].transpose(0, 2, 1)
+    _, lc = contexts(ds, rows)
+    np.testing.assert_allclose(member._predict_returns(contexts(ds, rows)[0], lc), gbm._predict_returns(X, lc),
+                               rtol=1e-9, atol=1e-12)
+    assert (model.oof_.seen < model.oof_.rows).all()
+    # saved and loaded, the ensemble reloads its registered member from the registry
+    save_model(model, ds, symbol="BTCUSDT", name="ensemble_registered")
+    loaded = load_model("BTCUSDT", "1h", "ensemble_registered")
+    np.testing.assert_array_equal(loaded.model.predict(ds, "test").returns, model.predict(ds, "test").returns)
+    overlapping = build_dataset(load_sample().loc["2024-08-01":"2025-01-31"], "1h", window=48, horizon=24)
+    # its training ended before this dataset's validation, but the stack's inner folds validate on
+    # bars it was fitted on
+    with pytest.raises(ValueError, match=r"was fitted on bars up to .* it would look ahead"):
+        make_model("ensemble", members=["registry:gbm@v0001", "hybrid"], strategy="stacking",
+                   symbol="BTCUSDT").fit(overlapping)
+    with pytest.raises(ValueError, match="give the ensemble's symbol"):
+        make_model("ensemble", members=["registry:gbm", "hybrid"]).fit(ds)

@@ -2,6 +2,7 @@
 
     forecaster.py  `EnsembleForecaster`: a Forecaster like any other (fit, predict, calibrate,
                    walk-forward, registry, serving); out-of-fold member predictions for the combiners
+    registered.py  saved registry versions as members, refused where they would look ahead
     comparison.py  `compare(...)`: members and every strategy on identical walk-forward folds, the
                    members fitted once per fold and shared by all strategies
 """

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from coffee_ml.ensemble.registered import RegisteredMember, is_registered, parse
 from coffee_ml.features import FeatureDataset
 from coffee_ml.models.base import Forecaster, contexts
 
@@ -65,7 +66,9 @@ def _isotonic_map(raw: np.ndarray, hit: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 class EnsembleForecaster(Forecaster):
     """`members`: model names from the registry of specs (`member_params[name]` overrides their
-    defaults; `max_epochs`, `seed`, `device` apply to the neural ones). See the module doc for the
+    defaults; `max_epochs`, `seed`, `device` apply to the neural ones) or saved versions of
+    `symbol`, "registry:<model>[@<version>]" (see registered.py: loaded, never refitted, and
+    refused where they were trained on bars the ensemble validates or tests on). See the module doc for the
     strategies, `weights`, `inner_folds`, `ridge_alpha`, `regime_window` (bars of trend inside each
     input window) and `regime_bars` (the training bars the regime HMM is fitted on: the last year)."""
 
@@ -75,7 +78,8 @@ class EnsembleForecaster(Forecaster):
     def __init__(self, members: tuple[str, ...] | list[str] = ("lstm_fast", "hybrid"), strategy: str = "average",
                  weights: list[float] | str | None = None, member_params: dict[str, dict[str, Any]] | None = None,
                  inner_folds: int = 2, ridge_alpha: float = 1.0, regime_window: int = 24, regime_bars: int = 8760,
-                 max_epochs: int | None = None, seed: int = 0, device: str = "auto", progress: bool = False) -> None:
+                 max_epochs: int | None = None, seed: int = 0, device: str = "auto", progress: bool = False,
+                 symbol: str | None = None) -> None:
         self.members = members
         self.strategy = strategy
         self.weights = weights
@@ -88,6 +92,7 @@ class EnsembleForecaster(Forecaster):
         self.seed = seed
         self.device = device
         self.progress = progress
+        self.symbol = symbol
 
     # ------------------------------------------------------------------ members
     def _check(self) -> None:
@@ -98,7 +103,11 @@ class EnsembleForecaster(Forecaster):
         if len(self.members) < 2:
             raise ValueError(f"an ensemble needs at least two members, got {list(self.members)}")
         for name in self.members:
-            if get_spec(name).estimator is type(self):
+            if is_registered(name):
+                parse(name)
+                if not self.symbol:
+                    raise ValueError(f"member {name!r} is a registry version: give the ensemble's symbol")
+            elif get_spec(name).estimator is type(self):
                 raise ValueError("an ensemble cannot be a member of an ensemble")
         unknown = set(self.member_params or {}) - set(self.members)
         if unknown:
@@ -115,12 +124,16 @@ class EnsembleForecaster(Forecaster):
     def window(self) -> int:  # type: ignore[override]
         from coffee_ml.models.specs import get_spec
 
-        return max(int(get_spec(m).build(**(self.member_params or {}).get(m, {})).window) for m in self.members)
+        if hasattr(self, "members_"):
+            return max(int(m.window) for m in self.members_)
+        return max((int(get_spec(m).build(**(self.member_params or {}).get(m, {})).window) for m in self.members
+                    if not is_registered(m)), default=1)  # a registered member checks its own window
 
     def _new_members(self) -> list[Forecaster]:
         from coffee_ml.models.specs import build_model
 
-        return [build_model(m, (self.member_params or {}).get(m), max_epochs=self.max_epochs, seed=self.seed,
+        return [RegisteredMember(m, self.symbol or "") if is_registered(m) else
+                build_model(m, (self.member_params or {}).get(m), max_epochs=self.max_epochs, seed=self.seed,
                             device=self.device, progress=self.progress) for m in self.members]
 
     @property
@@ -288,7 +301,8 @@ class EnsembleForecaster(Forecaster):
         from coffee_ml.regimes import HMMRegimes
 
         super().restore(state, tensors)
-        classes = {spec.estimator.__name__: spec.estimator for spec in SPECS.values()}
+        classes = {spec.estimator.__name__: spec.estimator for spec in SPECS.values()} | {
+            RegisteredMember.__name__: RegisteredMember}
         self.members_ = []
         for k, entry in enumerate(state["members"]):
             prefix = f"member{k}."
