@@ -16,9 +16,9 @@ import pytest
 from coffee_ml.data import load_sample
 from coffee_ml.estimator import NotFittedError
 from coffee_ml.features import build_dataset
-from coffee_ml.forecast import Forecast
 from coffee_ml.models import GBMForecaster, contexts, get_spec, make_model
 from coffee_ml.models.persistence import load_model, save_model
+from forecasts import assert_same_forecast, scramble_after
 
 GROUPS = ["price", "trend", "volatility"]
 H = 6
@@ -41,18 +41,6 @@ def model(ds) -> GBMForecaster:
 
 def boosters(m: GBMForecaster) -> list[str]:
     return m.fitted_state()["boosters"]
-
-
-def assert_same_forecast(a: Forecast, b: Forecast) -> None:
-    """Bit-identical: returns, every interval (adaptive and constant), confidence, scale."""
-    assert a.origins.equals(b.origins) and a.levels == b.levels
-    np.testing.assert_array_equal(a.returns, b.returns)
-    for level in a.levels:
-        for constant in (False, True):
-            for x, y in zip(a.bounds(level, constant=constant), b.bounds(level, constant=constant)):
-                np.testing.assert_array_equal(x, y)
-    for name in ("confidence", "scale", "base_rate", "up_share", "last_close"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 
 
 def test_spec_defaults_are_quickstart_sized_and_params_are_checked():
@@ -133,18 +121,6 @@ def test_deterministic_with_a_seed(ds, model):
     np.testing.assert_array_equal(again.predict(ds, "test").returns, model.predict(ds, "test").returns)
     other = make_model("gbm", seed=1).fit(ds)  # feature_fraction 0.8 samples columns by the seed
     assert boosters(other) != boosters(model)
-
-
-def scramble_after(candles: pd.DataFrame, cut_time: pd.Timestamp) -> pd.DataFrame:
-    """Every candle after `cut_time` multiplied by random factors (prices consistently per bar)."""
-    rng = np.random.default_rng(0)
-    out = candles.copy()
-    late = out.index > cut_time
-    factor = rng.uniform(0.5, 2.0, late.sum())
-    for col in ("open", "high", "low", "close"):
-        out.loc[late, col] *= factor
-    out.loc[late, ["volume", "quote_volume"]] *= rng.uniform(0.1, 10, (late.sum(), 1))
-    return out
 
 
 def test_forecasts_never_read_past_their_origin(candles, ds, model):

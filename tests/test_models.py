@@ -13,6 +13,7 @@ from coffee_ml.data import load_sample
 from coffee_ml.estimator import NotFittedError
 from coffee_ml.features import build_dataset
 from coffee_ml.models import SPECS, Calibration, DriftForecaster, HybridForecaster, NaiveForecaster, get_spec, make_model
+from forecasts import scramble_after
 
 TINY = {"window": 30, "hidden": 8, "layers": 1, "max_epochs": 2, "batch_size": 128, "progress": False}
 
@@ -107,13 +108,7 @@ def test_forecasts_never_read_past_their_origin(candles, ds, name):
     rows = ds.splits["val"]
     cut = int(rows[len(rows) // 2])
     cut_time = ds.features.index[cut]
-    rng = np.random.default_rng(0)
-    scrambled = candles.copy()
-    late = scrambled.index > cut_time
-    factor = rng.uniform(0.5, 2.0, late.sum())
-    for col in ("open", "high", "low", "close"):
-        scrambled.loc[late, col] *= factor
-    scrambled.loc[late, ["volume", "quote_volume"]] *= rng.uniform(0.1, 10, (late.sum(), 1))
+    scrambled = scramble_after(candles, cut_time)
     again = build_dataset(scrambled, "1h", groups=["price", "trend", "volatility"], window=30, horizon=6)
     np.testing.assert_array_equal(again.scaler.scale_, ds.scaler.scale_)  # cut is after the train rows
     before, after = model.predict(ds, rows=rows[rows <= cut]), model.predict(again, rows=rows[rows <= cut])

@@ -17,6 +17,7 @@ from coffee_ml.features import build_dataset
 from coffee_ml.forecast import Forecast
 from coffee_ml.models import make_model
 from coffee_ml.models.persistence import load_model, save_model
+from forecasts import assert_same_forecast
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +27,6 @@ def trained():
     lstm = make_model("lstm", window=24, hidden=8, layers=1, max_epochs=2, progress=False).fit(ds)
     hybrid = make_model("hybrid", window=24).fit(ds)
     return candles, ds, lstm, hybrid
-
-
-def assert_same_forecast(a: Forecast, b: Forecast) -> None:
-    """Bit-identical forecasts: returns, every interval (adaptive and constant), confidence and
-    what the direction is judged by."""
-    assert a.levels == b.levels == (0.8, 0.95)
-    assert a.origins.equals(b.origins)
-    np.testing.assert_array_equal(a.returns, b.returns)
-    for level in a.levels:
-        for constant in (False, True):
-            for x, y in zip(a.bounds(level, constant=constant), b.bounds(level, constant=constant)):
-                np.testing.assert_array_equal(x, y)
-    for name in ("confidence", "scale", "base_rate", "up_share", "last_close"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 
 
 def test_saved_model_reloads_to_identical_predictions(trained, tmp_path):
