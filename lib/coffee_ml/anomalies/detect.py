@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,14 +37,24 @@ def _events(kind: str, frame: pd.DataFrame, flag: np.ndarray, parts: tuple[str, 
     return out
 
 
-def find_events(candles: pd.DataFrame, interval: str, *, pump_threshold: float = 40.0, crash_threshold: float = 85.0,
-                move_bars: int = 12, min_rise: float = 0.02, baseline_bars: int = 168, dump_bars: int = 24, rank_bars: int = 720,
-                contamination: float = 0.01, train_bars: int = 4320, refit_every: int = 2160,
-                book: pd.DataFrame | None = None, report_from: Any = None) -> pd.DataFrame:
-    """All events of `candles` (bars before `report_from` serve as history only).
+@dataclass(frozen=True)
+class Scan:
+    """Per-bar scores of the three detectors over the candles, and the events from them."""
 
-    pump_dump: runs of bars whose final parts (volume + price + rapidity) reach `pump_threshold`;
-    flash_crash: runs with risk >= `crash_threshold`; statistical: runs the Isolation Forest flags."""
+    pump: pd.DataFrame
+    crash: pd.DataFrame
+    isolation: pd.DataFrame
+    events: pd.DataFrame
+
+
+def scan(candles: pd.DataFrame, interval: str, *, pump_threshold: float = 40.0, crash_threshold: float = 85.0,
+         move_bars: int = 12, min_rise: float = 0.02, baseline_bars: int = 168, dump_bars: int = 24,
+         rank_bars: int = 720, contamination: float = 0.01, train_bars: int = 4320, refit_every: int = 2160,
+         book: pd.DataFrame | None = None, report_from: Any = None) -> Scan:
+    """Every detector once over `candles`; events only from `report_from` on (earlier bars serve
+    as history). pump_dump: runs of bars whose final parts (volume + price + rapidity) reach
+    `pump_threshold`; flash_crash: runs with risk >= `crash_threshold`; statistical: runs the
+    Isolation Forest flags."""
     pump = pump_scores(candles, move_bars, baseline_bars, dump_bars, min_rise)
     crash = crash_risk(candles, interval, rank_bars=rank_bars, book=book)
     iso = isolation_scores(candles, interval, train_bars=train_bars, refit_every=refit_every,
@@ -56,7 +67,12 @@ def find_events(candles: pd.DataFrame, interval: str, *, pump_threshold: float =
               + _events("statistical", iso, keep & iso["anomaly"].to_numpy(), ()))
     table = pd.DataFrame(events, columns=EVENT_COLUMNS).sort_values(["start", "type"], ignore_index=True)
     table.attrs["sources"] = crash.attrs["sources"]
-    return table
+    return Scan(pump, crash, iso, table)
+
+
+def find_events(candles: pd.DataFrame, interval: str, **settings: Any) -> pd.DataFrame:
+    """The events of `scan` (same settings)."""
+    return scan(candles, interval, **settings).events
 
 
 def load_window(symbol: str, interval: str = "1h", days: float | None = 30, start: Any = None, end: Any = None,

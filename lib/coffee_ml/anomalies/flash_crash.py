@@ -90,8 +90,9 @@ def crash_forecast_table(risk: pd.DataFrame, candles: pd.DataFrame, interval: st
     """Does a high score precede large drawdowns? For "drawdown >= `drop` within `bars` bars": per
     score threshold the alert rate, precision and recall, next to a trailing-volatility baseline
     that raises the same share of alerts (its top bars by causal volatility), and the base rate."""
-    target = future_drawdown(candles, bars) >= drop
-    valid = risk["score"].notna() & future_drawdown(candles, bars).notna()
+    drawdown = future_drawdown(candles, bars)
+    target = drawdown >= drop
+    valid = risk["score"].notna() & drawdown.notna()
     valid.iloc[-bars:] = False  # the last bars have no complete future
     y, score = target[valid].to_numpy(), risk["score"][valid].to_numpy()
     vol = causal_volatility(candles["close"], interval)[valid].to_numpy()

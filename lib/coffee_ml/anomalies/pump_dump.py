@@ -36,14 +36,13 @@ def severity(score: np.ndarray | pd.Series) -> np.ndarray:
     return np.select([s <= 25, s <= 50, s <= 75], ["LOW", "MEDIUM", "HIGH"], "CRITICAL")
 
 
-def _trailing_extreme(x: np.ndarray, n: int, fn) -> tuple[np.ndarray, np.ndarray]:
-    """Over the last n values ending at each t (fewer at the start): the extreme and how many bars
+def _trailing_low(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Over the last n values ending at each t (fewer at the start): the lowest and how many bars
     back it lies (0 = at t; the most recent of equal values, so a rise off a flat base counts
     from the last bar of the base)."""
-    padded = np.concatenate([np.full(n - 1, np.nan), x])
+    padded = np.concatenate([np.full(n - 1, np.inf), x])
     win = sliding_window_view(padded, n)[:, ::-1]  # (len(x), n), first column is t
-    filled = np.where(np.isnan(win), np.inf if fn is np.nanargmin else -np.inf, win)
-    back = fn(filled, axis=1)
+    back = win.argmin(axis=1)
     return win[np.arange(len(x)), back], back
 
 
@@ -59,7 +58,7 @@ def pump_scores(candles: pd.DataFrame, move_bars: int = 12, baseline_bars: int =
     close = candles["close"].to_numpy(dtype=float)
     volume = candles["volume"].to_numpy(dtype=float)
     n = len(close)
-    low, back = _trailing_extreme(close, move_bars, np.nanargmin)
+    low, back = _trailing_low(close, move_bars)
     rise = close / low - 1.0
     k = np.maximum(back, 1)  # bars the rise took (at least one)
     # mean volume over the move (bars t-k+1 .. t) from cumulative sums

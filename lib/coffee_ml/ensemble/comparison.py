@@ -24,7 +24,7 @@ import pandas as pd
 from coffee_ml.backtest.engine import apply_hooks, fold_dataset
 from coffee_ml.backtest.folds import Fold
 from coffee_ml.backtest.hooks import FoldHook, PooledCalibration
-from coffee_ml.ensemble.forecaster import NEEDS_OOF, EnsembleForecaster, OutOfFold
+from coffee_ml.ensemble.forecaster import EnsembleForecaster, OutOfFold
 from coffee_ml.features import FeaturePanel
 from coffee_ml.forecast import Forecast
 from coffee_ml.models.base import contexts
@@ -77,7 +77,7 @@ def compare(panel: FeaturePanel, folds: Sequence[Fold], members: Sequence[str], 
                                                 else None) for s in strategies}
     for e in ensembles.values():
         e._check()
-    need_oof = any(e.needs_oof for e in ensembles.values()) or any(s in NEEDS_OOF for s in strategies)
+    need_oof = any(e.needs_oof for e in ensembles.values())
     names = [*members, *strategies]
     parts: dict[str, list[Forecast]] = {n: [] for n in names}
     part_rows: list[np.ndarray] = []

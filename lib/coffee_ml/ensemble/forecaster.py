@@ -31,6 +31,7 @@ import numpy as np
 from coffee_ml.ensemble.registered import RegisteredMember, is_registered, parse
 from coffee_ml.features import FeatureDataset
 from coffee_ml.models.base import Forecaster, contexts
+from coffee_ml.models.calibration import LEVELS
 
 STRATEGIES = ("average", "weighted", "voting", "regime", "stacking")
 NEEDS_OOF = ("regime", "stacking")  # and "weighted" with inverse-error weights
@@ -212,9 +213,15 @@ class EnsembleForecaster(Forecaster):
                 coefs.append(fit.coef_)
                 intercepts.append(fit.intercept_ * self._scale(h))
             self.stack_coef_, self.stack_intercept_ = np.asarray(coefs), np.asarray(intercepts)
+
+    def calibrate(self, ds: FeatureDataset, split: str = "val", levels: tuple[float, ...] = LEVELS
+                  ) -> "EnsembleForecaster":
+        """Intervals and confidence as any model's; a vote then maps its raw score (which starts
+        from that confidence) to hit rates on the same split."""
+        super().calibrate(ds, split, levels)
         if self.strategy == "voting":
-            self.calibrate(ds, "val")  # the raw vote score below starts from this calibration
-            self.vote_map_ = self._fit_vote_map(ds)
+            self.vote_map_ = self._fit_vote_map(ds, split)
+        return self
 
     def _scale(self, h: int) -> float:
         """Ridge on returns in units of their out-of-fold spread, so one alpha fits every step."""
@@ -252,8 +259,8 @@ class EnsembleForecaster(Forecaster):
     def _predict_returns(self, X: np.ndarray, log_close: np.ndarray) -> np.ndarray:
         return self._combine(self._member_returns(X, log_close), log_close)[0]
 
-    def _fit_vote_map(self, ds: FeatureDataset) -> tuple[np.ndarray, np.ndarray]:
-        rows = ds.splits["val"]
+    def _fit_vote_map(self, ds: FeatureDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = ds.splits[split]
         X, lc = contexts(ds, rows)
         returns, unanimous = self._combine(self._member_returns(X, lc), lc)
         raw = self._raw_vote(returns, ds.volatility.to_numpy()[rows], unanimous)

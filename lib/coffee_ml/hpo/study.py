@@ -216,7 +216,6 @@ def _walk_forward(config: HPOConfig, candles: pd.DataFrame, ds, params: dict[str
     every = math.ceil((len(panel.features) - val_start) / config.folds)
     folds = plan_folds(len(panel.features), val_start, every, max(ds.window, ds.horizon))
     seen: list[Forecast] = []
-    epochs = [0]
 
     def fold_done(index: int, forecast: Forecast) -> None:
         seen.append(forecast)
@@ -227,8 +226,7 @@ def _walk_forward(config: HPOConfig, candles: pd.DataFrame, ds, params: dict[str
 
     result = walk_forward(panel, folds, make_model(config, params), hooks=[PooledCalibration()], report=fold_done)
     if result.folds["epochs"].notna().any():
-        epochs[0] = int(result.folds["epochs"].sum())
-        trial.set_user_attr("epochs", epochs[0])
+        trial.set_user_attr("epochs", int(result.folds["epochs"].sum()))
     return float(evaluation.score(result.forecast, [config.metric])[config.metric])
 
 

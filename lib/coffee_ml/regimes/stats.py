@@ -23,8 +23,9 @@ def forward_outcomes(close: pd.Series, h: int) -> pd.DataFrame:
     """Per bar t: the log return from t to t+h, and the realised volatility of the h one-bar
     returns after t (RMS). NaN where t+h is past the data. These read the future on purpose:
     they are what the label at t is judged against, never an input."""
-    r = np.log(close.astype("float64")).diff()
-    fwd = np.log(close.astype("float64")).shift(-h) - np.log(close.astype("float64"))
+    log_close = np.log(close.astype("float64"))
+    r = log_close.diff()
+    fwd = log_close.shift(-h) - log_close
     sq = (r * r).rolling(h).sum().shift(-h)
     return pd.DataFrame({"fwd_return": fwd, "fwd_vol": np.sqrt(sq / h)}, index=close.index)
 
