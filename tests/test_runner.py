@@ -15,10 +15,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from coffee_ml import config, runner
+from coffee_ml import batch, config, runner
 from coffee_ml.reports.records import read_records
 
-PARAMS_FILES = sorted(config.PARAMS_DIR.glob("*.yaml"))
+PARAMS_FILES = [p for p in sorted(config.PARAMS_DIR.glob("*.yaml")) if not batch.is_batch(p)]  # batches: test_batch
 NOTEBOOKS = sorted(config.NOTEBOOKS_DIR.glob("*.ipynb"))
 
 

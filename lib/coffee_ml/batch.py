@@ -1,0 +1,295 @@
+"""Batch runs: several params files (one per symbol, say) run side by side in their own processes.
+
+A batch file lists params files under `runs`, each with optional overrides:
+
+    name: majors
+    jobs: 2                      # parallel processes (default 1); `--jobs` overrides
+    runs:
+      - params: btc_1h.yaml      # relative to the batch file's folder
+      - params: eth_1h.yaml
+        parameters: {epochs: 10} # like `-p epochs=10`, for this entry only
+
+Every entry is checked before any process starts (a typo should not surface an hour in). Each
+then runs as a normal `runner.run` in a spawned process, so it leaves its own run folder, and the
+store and the model registry are shared through their own locks and atomic writes. A failing
+entry stops only itself. `outputs/batches/<id>/` holds `batch.json` (each entry's status, run,
+error and failing cell), a log per entry (every progress line of its run) and `index.html`,
+rewritten as entries start and finish.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from coffee_ml import config, runner
+from coffee_ml.runner import ParamsError, Progress
+
+BATCH_JSON = "batch.json"
+LOGS = "logs"
+# Thread pools of numpy/torch in the kernels: each process gets its share of the cores, since
+# N processes each starting one thread per core run slower than one process alone.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_BATCH_KEYS = {"name", "jobs", "runs"}
+_ENTRY_KEYS = {"params", "parameters"}
+_UNSAFE = re.compile(r"[^\w.-]+")  # in a label (a params file's `name`), for its log's file name
+_POLL_SECONDS = 0.25  # how often the parent relays new log lines while entries run
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One run of a batch, checked: its params file and the overrides it runs with."""
+
+    label: str  # unique in the batch: the params file's name, numbered when repeated
+    params: str  # as written in the batch file
+    path: Path  # the params file
+    overrides: dict[str, Any]  # the entry's `parameters`, then the command line's `-p`
+    symbol: str | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    name: str
+    source: Path
+    jobs: int | None
+    entries: list[Entry]
+
+
+def is_batch(path: str | Path) -> bool:
+    """A batch file has a top-level `runs` list (a params file has `notebooks`); a file that
+    cannot be read is left to the params loader to report."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(doc, dict) and "runs" in doc
+
+
+def load_batch(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Batch:
+    """Parse and check a batch file and every params file it names, with their overrides
+    (`overrides`, from `-p`, apply to every entry after its own). Raises one ParamsError
+    listing every problem, each naming the batch file and the entry."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError:
+        raise ParamsError(f"{path}: batch file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list) or not doc["runs"]:
+        raise ParamsError(f"{path}: expected a mapping with a non-empty 'runs' list")
+    problems = _unknown_keys(str(path), doc, _BATCH_KEYS)
+    jobs = doc.get("jobs")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        problems.append(f"{path}: jobs must be a whole number >= 1, got {jobs!r}")
+    checked = [_check_entry(path, i, raw, overrides or {}) for i, raw in enumerate(doc["runs"], 1)]
+    problems += [c for c in checked if isinstance(c, str)]
+    if problems:
+        raise ParamsError("; ".join(problems))
+    entries = [replace(e, label=label) for e, label in zip(checked, _unique([e.label for e in checked]))]
+    return Batch(str(doc.get("name") or path.stem), path, jobs, entries)
+
+
+def _unknown_keys(where: str, mapping: dict[Any, Any], allowed: set[str]) -> list[str]:
+    """A typo'd key (`job: 2`) would otherwise be ignored without a word."""
+    unknown = sorted(map(str, set(mapping) - allowed))
+    return [f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(allowed))})"] if unknown else []
+
+
+def _check_entry(batch: Path, i: int, raw: Any, cli: Mapping[str, Any]) -> Entry | str:
+    """The entry, checked as `coffee-ml run` checks a params file and its `-p` (labelled with
+    the run's name), or the problem with it, prefixed with where it is."""
+    where = f"{batch}: runs[{i}]"
+    if not isinstance(raw, dict) or not isinstance(raw.get("params"), str):
+        return f"{where} must be a mapping with 'params: <file>.yaml'"
+    if unknown := _unknown_keys(where, raw, _ENTRY_KEYS):
+        return unknown[0]
+    own = raw.get("parameters") or {}
+    if not isinstance(own, dict):
+        return f"{where}: 'parameters' must be a mapping"
+    merged = {**runner._plain(own), **cli}
+    try:
+        spec = runner.load_params(batch.parent / raw["params"])
+        problems = runner.check_spec(spec)
+        if problems:
+            raise ParamsError("; ".join(problems))
+        spec = runner.apply_overrides(spec, merged)
+    except ParamsError as exc:
+        return f"{where} ({raw['params']}): {exc}"
+    return Entry(spec.name, raw["params"], batch.parent / raw["params"], merged, _symbol(spec))
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Labels that tell repeated params files apart: btc_1h, btc_1h-2, ..."""
+    seen: Counter[str] = Counter()
+    out = []
+    for name in names:
+        seen[name] += 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return out
+
+
+def _symbol(spec: runner.RunSpec) -> str | None:
+    return next((str(s.parameters["symbol"]) for s in spec.steps if "symbol" in s.parameters), None)
+
+
+def _run_entry(params: str, overrides: dict[str, Any], outputs: str, log: str, threads: int) -> dict[str, Any]:
+    """One entry, in its own process: the run with every progress line in `log`; never raises
+    for a failed run, so that the parent gets the failure as data."""
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, str(threads))  # the kernels inherit it; a user's setting wins
+    t0 = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as out:
+        def say(line: str) -> None:
+            out.write(line + "\n")
+            out.flush()
+
+        try:
+            index = runner.run(params, outputs=Path(outputs), overrides=overrides, progress=say)
+            result: dict[str, Any] = {"status": "ok", "index": str(index)}
+        except runner.RunFailed as exc:
+            cell = exc.entry.get("cell")
+            result = {"status": "failed", "index": str(exc.index), "error": exc.entry.get("error"),
+                      "notebook": exc.entry.get("notebook"),
+                      "cell": {k: cell[k] for k in ("number", "of", "source")} if cell else None}
+        except Exception as exc:  # noqa: BLE001 - any error is this entry's, reported with it
+            result = {"status": "failed", "index": None, "error": f"{type(exc).__name__}: {exc}"}
+            say(f"failed: {result['error']}")
+            if not isinstance(exc, ParamsError):  # a params problem is its message; anything else may be a bug
+                out.write(traceback.format_exc())
+    return {**result, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+class _Tail:
+    """New complete lines of a log that another process appends to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def lines(self) -> list[str]:
+        if not self.path.is_file():
+            return []
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        return data[:end].decode("utf-8", errors="replace").splitlines()
+
+
+def _record(entry: Entry, log: Path, batch_dir: Path) -> dict[str, Any]:
+    return {"label": entry.label, "symbol": entry.symbol, "params": entry.params, "overrides": entry.overrides,
+            "status": "pending", "run_id": None, "run_index": None,
+            "log": log.relative_to(batch_dir).as_posix(), "error": None, "notebook": None, "cell": None,
+            "seconds": None}
+
+
+def _finish(record: dict[str, Any], future: Future[dict[str, Any]], batch_dir: Path) -> None:
+    """Copy an entry's outcome into its record; a worker that died (killed, out of memory)
+    fails only its own entries."""
+    try:
+        result = future.result()
+    except Exception as exc:  # noqa: BLE001 - the process, not the run, failed
+        result = {"status": "failed", "index": None, "error": f"worker process failed: {type(exc).__name__}: {exc}"}
+    index = Path(result.pop("index")) if result.get("index") else None
+    record.update(result, run_id=index.parent.name if index else None,
+                  run_index=Path(os.path.relpath(index, batch_dir)).as_posix() if index else None)
+
+
+def run_batch(path: str | Path, jobs: int | None = None, outputs: Path | None = None,
+              progress: Progress | None = None, overrides: Mapping[str, Any] | None = None) -> Path:
+    """Run every entry of a batch file in `jobs` processes (default: the file's `jobs`, else 1);
+    return the batch's index.html. `overrides` (`-p`) apply to every entry. Raises RuntimeError
+    naming the failed entries once all have finished and the index is written."""
+    from coffee_ml.reports.batch import write_batch_index
+    from coffee_ml.reports.records import write_atomic
+
+    batch = load_batch(path, overrides)
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    processes = min(jobs or batch.jobs or 1, len(batch.entries))
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    say = progress or (lambda line: None)
+    outputs = outputs or config.outputs_dir()
+    batch_id, batch_dir = runner._new_run_dir(outputs / "batches", batch.name)
+    (batch_dir / LOGS).mkdir()
+    logs = [batch_dir / LOGS / f"{n:02d}-{_UNSAFE.sub('-', e.label)}.log" for n, e in enumerate(batch.entries, 1)]
+    state: dict[str, Any] = {
+        "batch_id": batch_id, "name": batch.name, "batch_file": runner._relative_to_project(batch.source),
+        "jobs": processes, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished": None,
+        "status": "running", "total_seconds": None,
+        "entries": [_record(e, log, batch_dir) for e, log in zip(batch.entries, logs)],
+    }
+
+    def publish() -> Path:
+        write_atomic(batch_dir / BATCH_JSON, json.dumps(state, indent=2, default=str))
+        return write_batch_index(batch_dir)
+
+    index = publish()
+    say(f"batch {batch_id}: {len(batch.entries)} run(s) in {processes} process(es), {threads} thread(s) each")
+    t0 = time.perf_counter()
+    try:
+        _execute(batch, processes, threads, outputs, logs, state["entries"], batch_dir, publish, say)
+    except KeyboardInterrupt:
+        state["status"] = "interrupted"
+        raise
+    finally:
+        for record in state["entries"]:
+            if record["status"] in ("pending", "running"):
+                record["status"] = "interrupted"
+        failed = [r["label"] for r in state["entries"] if r["status"] != "ok"]
+        if state["status"] == "running":
+            state["status"] = "failed" if failed else "ok"
+        state["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        state["total_seconds"] = round(time.perf_counter() - t0, 3)
+        publish()
+    say(f"batch {batch_id} {state['status']} in {runner._clock(state['total_seconds'])}: "
+        f"{len(batch.entries) - len(failed)} ok, {len(failed)} failed")
+    if failed:
+        raise RuntimeError(f"batch {batch.name}: {len(failed)} of {len(batch.entries)} run(s) failed "
+                           f"({', '.join(failed)}) (see {index})")
+    return index
+
+
+def _execute(batch: Batch, processes: int, threads: int, outputs: Path, logs: list[Path],
+             records: list[dict[str, Any]], batch_dir: Path, publish: Callable[[], Path], say: Progress) -> None:
+    """Submit every entry, relay the lines of their logs (prefixed with the label) and update the
+    records and the index as each entry starts (its log appears) and finishes."""
+    tails = [_Tail(log) for log in logs]
+
+    def relay() -> None:
+        started = [r for r, t in zip(records, tails) if r["status"] == "pending" and t.path.is_file()]
+        for record in started:
+            record["status"] = "running"
+        if started:
+            publish()
+        for record, tail in zip(records, tails):
+            for line in tail.lines():
+                say(f"[{record['label']}] {line}")
+
+    spawn = multiprocessing.get_context("spawn")  # no fork of a parent holding threads or a store
+    with ProcessPoolExecutor(max_workers=processes, mp_context=spawn) as pool:
+        futures = {pool.submit(_run_entry, str(e.path), e.overrides, str(outputs), str(log), threads): n
+                   for n, (e, log) in enumerate(zip(batch.entries, logs))}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+            relay()
+            for future in done:
+                _finish(records[futures[future]], future, batch_dir)
+                publish()
+    relay()
