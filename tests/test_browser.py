@@ -1,10 +1,10 @@
 """The quickstart pipeline's pages as a reviewer sees them, in a real browser.
 
 Runs params/quickstart.yaml through the runner into a temporary outputs folder, then opens
-outputs/index.html, the run's index.html and every HTML report in headless Chromium (Debian's
+outputs/index.html, the run's index.html and summary.html and every HTML report in headless Chromium (Debian's
 chromium driven through its chromedriver, offline) and checks that every image loads (natural
 width > 0) and each report shows as many images as its notebook has, every local link resolves to
-a file, and the console logs no error. A screenshot of each page goes to
+a file, the console logs no error, and the summary shows its headline and leaderboard. A screenshot of each page goes to
 <run>/screenshots/<page>.png so people can look at what the test saw.
 """
 
@@ -22,6 +22,7 @@ import nbformat
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 from coffee_ml import config, runner
 
@@ -150,3 +151,18 @@ def test_every_page_loads_in_a_real_browser(browser, quickstart_run):
         problems += _check_page(browser, page, shots / f"{name}.png", expected)
     print(f"{len(pages)} pages checked in {time.perf_counter() - t0:.1f}s; screenshots in {shots}")
     assert not problems, "\n".join(problems)
+
+
+def test_summary_shows_its_headline_and_leaderboard(browser, quickstart_run):
+    """summary.html, the page a reviewer opens first: the headline and a leaderboard with the naive
+    row and every scoring notebook of the run, on screen (its links and console: the test above)."""
+    browser.get((quickstart_run / "summary.html").as_uri())
+    headline = browser.find_element(By.CSS_SELECTOR, "p.headline")
+    board = browser.find_element(By.CSS_SELECTOR, "table.leaderboard")
+    assert headline.is_displayed() and "naive" in headline.text, headline.text
+    assert board.is_displayed()
+    rows = [row.text for row in board.find_elements(By.TAG_NAME, "tr")]
+    assert any("naive baseline" in row for row in rows), rows
+    stages = [n["stage"] for n in json.loads((quickstart_run / "manifest.json").read_text())["notebooks"]]
+    for stage in {"02_training", "03_backtesting", "05_hpo", "06_ensembles"} & set(stages):
+        assert board.find_element(By.LINK_TEXT, stage).is_displayed()

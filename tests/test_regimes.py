@@ -156,6 +156,19 @@ def test_agreement_counts_every_bar():
     assert table.to_numpy().sum() == 4 and summary["agree"] == 0.75
 
 
+def test_regime_now_is_the_last_labelled_bar_and_its_spell():
+    from coffee_ml.regimes.history import regime_now
+
+    index = pd.date_range("2025-01-01", periods=6, freq="h", tz="UTC")
+    labels = pd.DataFrame({"regime": ["BULL", "BEAR", "BEAR", "SIDEWAYS", "SIDEWAYS", None],
+                           "confidence": [0.5, 0.6, 0.7, 0.8, 0.7234, np.nan]}, index=index)
+    assert regime_now(labels, "rules") == {"method": "rules", "regime": "SIDEWAYS", "confidence": 72.3,
+                                           "since": index[3], "since_bound": False, "as_of": index[4]}
+    assert regime_now(labels.iloc[3:], "hmm")["since_bound"]  # held through every labelled bar
+    with pytest.raises(ValueError, match="no labelled bar"):
+        regime_now(labels.iloc[5:], "rules")
+
+
 @pytest.mark.parametrize("method", ["rules", "hmm"])
 def test_current_regime_for_the_sidebar(method):
     now = rg.current_regime("BTCUSDT", "1h", method, history_bars=3000)

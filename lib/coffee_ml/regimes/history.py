@@ -1,4 +1,4 @@
-"""Regime labels over history, fitted per walk-forward fold, and the current regime for the sidebar."""
+"""Regime labels over history, fitted per walk-forward fold, and the current regime (the sidebar, the run records)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,23 @@ def spell_start(regimes: pd.Series) -> pd.Timestamp:
     return regimes.index[changed[-1] + 1 if len(changed) else 0]
 
 
+def regime_now(labels: pd.DataFrame, method: str) -> dict[str, Any]:
+    """The regime of the last labelled bar, its confidence (0-100%) and since when it has held,
+    from any label history (a detector's `predict` or `label_history`): one definition for the
+    trading sidebar and the run records, so both say the same thing about the same labels.
+
+    `since` is the first bar of the current spell among `labels`; `since_bound` says the regime
+    held through all of them (it may have begun earlier).
+    """
+    lab = labels.dropna(subset=["regime"])
+    if lab.empty:
+        raise ValueError(f"no labelled bar among {len(labels)} {method} labels")
+    since = spell_start(lab["regime"])
+    return {"method": method, "regime": str(lab["regime"].iloc[-1]),
+            "confidence": round(100 * float(lab["confidence"].iloc[-1]), 1), "since": since,
+            "since_bound": bool(since == lab.index[0]), "as_of": lab.index[-1]}
+
+
 def current_regime(symbol: str, interval: str = "1h", method: str = "rules", *, backend: str = "auto",
                    history_bars: int = 8760, **params: Any) -> dict[str, Any]:
     """What the trading sidebar shows: the regime of the newest bar, its confidence (0-100%), and
@@ -60,7 +77,4 @@ def current_regime(symbol: str, interval: str = "1h", method: str = "rules", *, 
     labels = detector.predict(candles).dropna(subset=["regime"])
     if labels.empty:
         raise ValueError(f"{len(candles)} {symbol} {interval} candles are too few for {method} regimes")
-    since = spell_start(labels["regime"])
-    return {"symbol": symbol, "interval": interval, "method": method, "regime": labels["regime"].iloc[-1],
-            "confidence": round(100 * float(labels["confidence"].iloc[-1]), 1), "since": since,
-            "since_bound": bool(since == labels.index[0]), "as_of": labels.index[-1]}
+    return {"symbol": symbol, "interval": interval, **regime_now(labels, method)}

@@ -231,10 +231,15 @@ def _results(records: dict[str, Any]) -> str:
 
 
 def write_run_index(run_dir: str | Path) -> Path:
-    """(Re)write `<run_dir>/index.html` from the run's manifest.json and metrics.json."""
+    """(Re)write `<run_dir>/index.html`, and the summary page it links to first, from the run's
+    manifest.json and metrics.json."""
+    from coffee_ml.reports.summary import summary_headline, write_run_summary  # builds on this module
+
     run_dir = Path(run_dir)
     manifest = _read_json(run_dir / "manifest.json")
     records, problem = _records(run_dir)
+    summary = (f"<p class='headline'><b>{_link(write_run_summary(run_dir).name, 'Summary')}</b>: "
+               f"{_e(summary_headline(manifest, records) or 'nothing recorded yet')}</p>")
     run_id = manifest.get("run_id", run_dir.name)
     back = _link("../../index.html", "all runs") + " · " if run_dir.parent.name == "runs" else ""
     source = manifest.get("params_file")
@@ -246,7 +251,7 @@ def write_run_index(run_dir: str | Path) -> Path:
             f"started {_e(_time(manifest.get('started', '?')))} UTC · "
             f"{_duration(manifest.get('total_seconds'))} · commit {_commit(manifest.get('git', {}))}"
             + (f" · params <code>{_e(source)}</code>" if source else "") + "</p>"
-            + _data_ranges(records)
+            + summary + _data_ranges(records)
             + f"<h2>Notebooks</h2>{_notebook_rows(manifest, records)}"
             + f"<h2>Parameters</h2>{_parameters(manifest)}"
             + problem + _results(records))
@@ -266,8 +271,9 @@ def _run_row(run_dir: Path) -> tuple[str, str]:
             text = f"failed: {entry['error'].splitlines()[0]}"
         if text:
             headlines.append(f"<div><b>{_e(stage)}</b>: {_e(text)}</div>")
-    reports = " · ".join(_link(prefix + e["html"], _stage(e))
-                       for e in manifest.get("notebooks", []) if e.get("html"))
+    summary = [_link(prefix + "summary.html", "summary")] if (run_dir / "summary.html").is_file() else []
+    reports = " · ".join(summary + [_link(prefix + e["html"], _stage(e))
+                                    for e in manifest.get("notebooks", []) if e.get("html")])
     started = manifest.get("started", "")
     row = (f"<tr><td>{_link(prefix + 'index.html', run_dir.name)}<br><small>{_e(_time(started))} UTC</small></td>"
            f"<td>{_e(manifest.get('name', ''))}</td><td>{_status(manifest.get('status', 'unknown'))}</td>"
