@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import platform
 import subprocess
 import sys
 from importlib import metadata
 from typing import Any
+
+import pandas as pd
 
 from coffee_ml import config
 
@@ -38,3 +43,28 @@ def package_versions() -> dict[str, str | None]:
 def environment() -> dict[str, Any]:
     return {"git": git_state(), "packages": package_versions(), "python": sys.version.split()[0],
             "platform": platform.platform()}
+
+
+READS_ENV = "COFFEE_ML_READS_FILE"  # set by the runner for each notebook's kernel
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of a frame's index and values (pandas' vectorised row hashes): equal only for the
+    same rows with the same numbers, so a rerun can tell whether its data changed."""
+    rows = pd.util.hash_pandas_object(frame, index=True).to_numpy()
+    columns = ",".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items())
+    return hashlib.sha256(columns.encode() + rows.tobytes()).hexdigest()
+
+
+def record_read(how: str, symbol: str, interval: str, start: Any, end: Any, frame: pd.DataFrame) -> None:
+    """Append what a store read returned to the run's reads file, when a runner kernel has one:
+    the query (symbol, interval, bounds), the bars it got and their fingerprint."""
+    path = os.environ.get(READS_ENV)
+    if not path:
+        return
+    entry = {"how": how, "symbol": symbol, "interval": interval,
+             "start": None if start is None else str(start), "end": None if end is None else str(end),
+             "rows": len(frame), "first": frame.index[0].isoformat() if len(frame) else None,
+             "last": frame.index[-1].isoformat() if len(frame) else None, "sha256": fingerprint(frame)}
+    with open(path, "a", encoding="utf-8") as fh:  # one short line per read: appends do not interleave
+        fh.write(json.dumps(entry) + "\n")

@@ -5,6 +5,10 @@ A version is `weights.pt` (a plain tensor state dict, read back with `weights_on
 calibration, git commit, package versions, the weights' SHA-256). Nothing is pickled, so loading
 a file never runs code. A version is written in a temporary folder and renamed into place, so a
 crash leaves either the whole version or nothing. `production` is a pointer file replaced atomically.
+
+Each model keeps its own `production` pointer, and each symbol and interval one `production.json`
+naming the model or ensemble that serves it (what `coffee-ml predict` and the trading sidebar
+use), with when and why it was promoted.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from coffee_ml import config
 
 FORMAT = "coffee-ml-model/1"
 WEIGHTS, METADATA, PRODUCTION, LAST_VERSION = "weights.pt", "metadata.json", "production", ".last_version"
+SERVING = "production.json"  # per symbol and interval: the model serving it
 _VERSION = re.compile(r"^v(\d{4,})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -194,13 +199,59 @@ def list_models(root: Path | None = None) -> pd.DataFrame:
                                        "horizon", "test_mae", "naive_mae"])
 
 
-def promote(ref: ModelRef) -> None:
-    """Mark a version as production (atomic replace of the pointer file)."""
+def _replace_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def promote(ref: ModelRef, reason: str | None = None) -> None:
+    """Mark a version as production: of its model, and as the model serving its symbol and interval
+    (both pointers replaced atomically; `reason` is kept for whoever asks why)."""
     read(ref)  # never promote a version that would not load
-    pointer = ref.path.parent / PRODUCTION
-    tmp = pointer.with_name(f".{PRODUCTION}.{os.getpid()}")
-    tmp.write_text(ref.version + "\n")
-    os.replace(tmp, pointer)
+    _replace_text(ref.path.parent / PRODUCTION, ref.version + "\n")
+    serving = {"model": ref.model, "version": ref.version, "reason": reason,
+               "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    _replace_text(ref.path.parent.parent / SERVING, json.dumps(serving, indent=2) + "\n")
+
+
+def _serving_folder(symbol: str, interval: str, root: Path | None) -> Path:
+    return (root or models_dir()) / _check_name("symbol", symbol) / _check_name("interval", interval)
+
+
+def promotion(symbol: str, interval: str, root: Path | None = None) -> dict[str, Any]:
+    """Which model serves `symbol` `interval`, since when and why ({} when never promoted here)."""
+    pointer = _serving_folder(symbol, interval, root) / SERVING
+    if not pointer.is_file():
+        return {}
+    try:
+        record = json.loads(pointer.read_text())
+        if not isinstance(record, dict) or not {"model", "version"} <= record.keys():
+            raise ValueError
+        return record
+    except ValueError:
+        raise RegistryError(f"{pointer}: corrupted; promote a version again "
+                            f"(coffee-ml models promote {symbol} {interval} MODEL VERSION)") from None
+
+
+def production(symbol: str, interval: str, root: Path | None = None) -> ModelRef:
+    """The model or ensemble serving `symbol` `interval` (what `coffee-ml predict` forecasts with).
+
+    Registries written before symbol-level promotion have only per-model pointers: one of them is
+    unambiguous and is used; several are an error that says how to choose.
+    """
+    record = promotion(symbol, interval, root)
+    if record:
+        return resolve(symbol, interval, record["model"], record["version"], root)
+    folder = _serving_folder(symbol, interval, root)
+    models = sorted(p.parent.name for p in folder.glob(f"*/{PRODUCTION}")) if folder.is_dir() else []
+    if len(models) == 1:
+        return resolve(symbol, interval, models[0], "production", root)
+    if models:
+        raise RegistryError(f"{symbol} {interval}: several models have a production version ({', '.join(models)}); "
+                            f"promote the one to serve: coffee-ml models promote {symbol} {interval} MODEL VERSION")
+    raise RegistryError(f"no production model for {symbol} {interval} in {root or models_dir()}: run the quickstart "
+                        f"(make run) or promote one: coffee-ml models promote {symbol} {interval} MODEL VERSION")
 
 
 def delete(ref: ModelRef) -> None:

@@ -44,6 +44,16 @@ class ParamsError(ValueError):
     """A params file (or override) that cannot be run as written."""
 
 
+class RunFailed(RuntimeError):
+    """A notebook of a run failed: its reports, manifest and indexes are written; `index` is the
+    run's index.html and `entry` the failed notebook's manifest entry (error, failing cell)."""
+
+    def __init__(self, message: str, index: Path, entry: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.index = index
+        self.entry = entry
+
+
 @dataclass(frozen=True)
 class Step:
     notebook: str
@@ -59,6 +69,7 @@ class RunSpec:
     source: Path | None = None  # the params file; None for a run built on the command line
     document: dict[str, Any] = field(default_factory=dict)  # the params as written, for the manifest
     overrides: dict[str, Any] = field(default_factory=dict)
+    rerun_of: str | None = None  # the run whose manifest this spec re-executes
 
     @property
     def label(self) -> str:
@@ -202,6 +213,25 @@ def check_spec(spec: RunSpec, notebooks_dir: Path | None = None) -> list[str]:
     return problems
 
 
+def check_data(spec: RunSpec) -> None:
+    """Fail before any kernel starts when a symbol the run names has no candles in the store at all
+    (a missing range within stored data is the notebook's to report, with the coverage it finds)."""
+    wanted = {(str(s.parameters["symbol"]), str(s.parameters.get("backend") or "auto")) for s in spec.steps
+              if s.parameters.get("symbol")}
+    if not wanted:
+        return
+    from coffee_ml.data import open_store
+
+    for backend in sorted({b for _, b in wanted}):
+        stored = open_store(backend).list_symbols()
+        have = set(stored["symbol"])
+        for symbol in sorted(sym for sym, b in wanted if b == backend and sym not in have):
+            listing = ", ".join(f"{r.symbol} {r.interval}" for r in stored.itertuples()) or "nothing"
+            raise ParamsError(f"{spec.label}: no {symbol} candles in the store (it holds {listing}); import them "
+                              f"first, e.g. coffee-ml import ../shared/data/{symbol}-1h.parquet --symbol {symbol} "
+                              "--interval 1h")
+
+
 def artifact_path(run_dir: str | Path | None, name: str) -> Path:
     """Where a notebook saves an output file: its run folder under `coffee-ml run`, else
     outputs/scratch/ for interactive sessions."""
@@ -236,7 +266,7 @@ def _relative_to_project(path: Path) -> str:
 @contextmanager
 def _kernel_env(run_id: str) -> Iterator[None]:
     """Environment the run's kernels inherit (papermill starts them with this process's env)."""
-    saved = {k: os.environ.get(k) for k in (RUN_ID_ENV, "MPLBACKEND")}
+    saved = {k: os.environ.get(k) for k in (RUN_ID_ENV, "MPLBACKEND", provenance.READS_ENV)}
     os.environ[RUN_ID_ENV] = run_id
     os.environ["MPLBACKEND"] = INLINE_BACKEND
     try:
@@ -319,6 +349,15 @@ def _failure(exc: BaseException, executed: Path, scrub: Callable[[str], str]) ->
     return out
 
 
+def _data_read(reads: Path) -> list[dict[str, Any]]:
+    """The store reads a notebook made, each once (a notebook may load the same range twice)."""
+    if not reads.exists():
+        return []
+    unique = {line: None for line in reads.read_text().splitlines() if line.strip()}
+    reads.unlink()
+    return [json.loads(line) for line in unique]
+
+
 def _files(run_dir: Path) -> dict[str, int]:
     return {p.relative_to(run_dir).as_posix(): p.stat().st_mtime_ns
             for p in run_dir.rglob("*") if p.is_file() and not p.name.startswith(".")}
@@ -344,6 +383,8 @@ def _execute(step: Step, entry: dict[str, Any], notebooks_dir: Path, run_dir: Pa
     if RUN_DIR_PARAM in declared_parameters(source):
         params[RUN_DIR_PARAM] = str(run_dir)
     before = _files(run_dir)
+    reads = run_dir / f".reads-{source.stem}.jsonl"
+    os.environ[provenance.READS_ENV] = str(reads)  # the kernel starts with this environment
     t0 = time.perf_counter()
 
     def on_cell(i: int, total: int, section: str) -> None:
@@ -359,12 +400,14 @@ def _execute(step: Step, entry: dict[str, Any], notebooks_dir: Path, run_dir: Pa
     except Exception as exc:  # any failure goes into the manifest; the caller skips later notebooks
         entry.update(status="failed", **_failure(exc, executed, export.path_scrubber(run_dir)))
     entry["seconds"] = round(time.perf_counter() - t0, 3)
+    entry["data"] = _data_read(reads)
     if executed.exists():
         nbformat.write(export.scrub_notebook(nbformat.read(executed, as_version=4), run_dir), executed)
         pages = export.export_reports(executed, run_dir)
         entry.update(title=pages["title"], output=executed.name, html=pages["reviewer"].name,
                      code_html=pages["code"].name)
-    own = {entry.get(k) for k in ("output", "html", "code_html")} | {"manifest.json", "index.html", "metrics.json"}
+    own = {entry.get(k) for k in ("output", "html", "code_html")} | {"manifest.json", "index.html", "summary.html",
+                                                                     "metrics.json"}
     entry["files"] = _stage_files(before, _files(run_dir), own)
 
 
@@ -399,13 +442,14 @@ def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | N
     problems = check_spec(spec, notebooks_dir)
     if problems:
         raise ParamsError("; ".join(problems))
+    check_data(spec)
     say = progress or (lambda line: None)
     outputs = outputs or config.outputs_dir()
     run_id, run_dir = _new_run_dir(outputs / "runs", spec.name)
     manifest: dict[str, Any] = {
         "run_id": run_id, "name": spec.name,
         "params_file": _relative_to_project(spec.source) if spec.source else None,
-        "params": spec.document, "overrides": spec.overrides,
+        "params": spec.document, "overrides": spec.overrides, **({"rerun_of": spec.rerun_of} if spec.rerun_of else {}),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished": None,
         "status": "running", "total_seconds": None, **provenance.environment(),
         "notebooks": [{"notebook": s.notebook, "stage": Path(s.notebook).stem, "parameters": s.parameters,
@@ -436,6 +480,10 @@ def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | N
                 failure = entry if entry["status"] == "failed" else None
                 say(f"  {step.notebook} {entry['status']} in {_clock(entry['seconds'])}"
                     + (f": {entry['error'].splitlines()[0]}" if failure else ""))
+                if failure and "cell" in failure:
+                    cell = failure["cell"]
+                    say(f"  failing cell {cell['number']}/{cell['of']}:\n"
+                        + "\n".join(f"    | {line}" for line in cell["source"].splitlines()))
                 publish()
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
@@ -456,6 +504,6 @@ def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | N
     say(f"run {run_id} {manifest['status']} in {_clock(manifest['total_seconds'])}")
     if failure:
         where = f" (cell {failure['cell']['number']}/{failure['cell']['of']})" if "cell" in failure else ""
-        raise RuntimeError(f"run failed in {failure['notebook']}{where}: {failure['error'].splitlines()[0]} "
-                           f"(see {index})")
+        raise RunFailed(f"run failed in {failure['notebook']}{where}: {failure['error'].splitlines()[0]} "
+                        f"(see {index})", index, failure)
     return index

@@ -3,14 +3,37 @@
 `predict(symbol, interval, model, version)` loads a registry version, reads from the store only
 the candles that version needs (window + feature look-back + burn-in, not the whole history) and
 returns a `Forecast` for the next H bars: prices, intervals per level, confidence.
+
+`Predictor` is the hand-off to trading: the symbol's production model or ensemble
+(`registry.production`), the predicted path with its interval and confidence, the model's version
+and training date, and the current regime. It refuses stale data (saying how stale) and stays
+warm: the model is loaded once (again only when another version is promoted) and each call reads
+only the candles newer than those it holds, recomputing only when a new bar has closed.
+`sidebar()` keeps one warm `Predictor` per symbol, interval and backend in the process.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from coffee_ml.forecast import Forecast
-from coffee_ml.models.persistence import load_model
+import numpy as np
+import pandas as pd
+
+from coffee_ml.data.schema import interval_timedelta
+from coffee_ml.forecast import Forecast, level_tag
+from coffee_ml.models.persistence import LoadedModel, load_model
+
+REGIME_METHOD = "rules"  # the sidebar's regime: deterministic and instant (HMM regimes need an EM fit)
+REGIME_BARS = 500  # trend window (168) + ADX warm-up, with room: the rules read nothing older
+STALE_BARS = 2  # default limit on the newest closed candle's age, in bars
+
+
+class StaleDataError(ValueError):
+    """The newest stored candle is older than the limit: a forecast from it would mislead."""
 
 
 def predict(symbol: str, interval: str, model: str, version: str = "production", *, backend: str = "auto",
@@ -23,3 +46,175 @@ def predict(symbol: str, interval: str, model: str, version: str = "production",
     if candles.empty:
         raise ValueError(f"no {symbol} {interval} candles in the store to forecast from")
     return loaded.predict(candles)
+
+
+def _age(delta: pd.Timedelta) -> str:
+    """A duration as people say it: '3 h 20 min', '361 days 14 h'."""
+    minutes = int(delta.total_seconds() // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    parts = [f"{days} days" if days else "", f"{hours} h" if hours else "", f"{mins} min" if mins and not days else ""]
+    return " ".join(p for p in parts if p) or "0 min"
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """One answer for the sidebar: the forecast path and where it came from."""
+
+    symbol: str
+    interval: str
+    model: str
+    version: str
+    trained_at: str
+    promoted: dict[str, Any]
+    as_of: pd.Timestamp  # open time of the newest candle the forecast reads
+    last_close: float
+    level: float
+    path: pd.DataFrame  # step, timestamp, price, lower, upper, confidence (%), up
+    regime: dict[str, Any]
+    data_age: pd.Timedelta
+    snapshot: bool  # the bundled sample: a frozen history, judged as of its own end
+
+    def to_json(self) -> dict[str, Any]:
+        """The platform's response shape (timestamps ISO 8601 UTC, confidences in %)."""
+        rows = [{"timestamp": t.isoformat(), "price": p, "lower": lo, "upper": hi, "confidence": c}
+                for t, p, lo, hi, c in self.path[["timestamp", "price", "lower", "upper", "confidence"]]
+                .itertuples(index=False)]
+        return {"predictions": rows, "model": self.model, "version": self.version, "trained_at": self.trained_at,
+                "regime": {"name": self.regime["regime"], "confidence": self.regime["confidence"]}}
+
+    def text(self) -> str:
+        """What the sidebar shows, as lines: the horizon's price, interval, confidence, model, regime."""
+        last = self.path.iloc[-1]
+        move = last["price"] / self.last_close - 1
+        side = "up" if last["up"] else "down"
+        data = ("the bundled sample, a frozen history: as of its last candle" if self.snapshot
+                else f"newest candle closed {_age(self.data_age)} ago")
+        return "\n".join([
+            f"{self.symbol} {self.interval} · {int(last['step'])} bars ahead ({last['timestamp']:%Y-%m-%d %H:%M} UTC)",
+            f"  predicted price  {last['price']:,.2f}  ({move:+.2%} from {self.last_close:,.2f})",
+            f"  {self.level:.0%} interval    {last['lower']:,.2f} .. {last['upper']:,.2f}",
+            f"  confidence       {last['confidence']:.1f}% that the price goes {side}",
+            f"  model            {self.model} {self.version}, trained {self.trained_at[:16].replace('T', ' ')} UTC",
+            f"  market regime    {self.regime['regime']} ({self.regime['confidence']:.1f}% confidence, "
+            f"{self.regime['method']}, since {self.regime['since']:%Y-%m-%d %H:%M})",
+            f"  data             {self.symbol} {self.interval} up to {self.as_of:%Y-%m-%d %H:%M} UTC ({data})",
+        ])
+
+
+class Predictor:
+    """The production forecast of one symbol and interval, kept warm between calls.
+
+    `max_age`: the oldest the newest closed candle may be (default `STALE_BARS` bars) before
+    `predict` refuses with how stale the data are. Candles of the bundled sample, and nothing
+    newer, are a frozen history: they are forecast as of their own end, and the answer says so.
+    """
+
+    def __init__(self, symbol: str, interval: str, *, backend: str = "auto", level: float = 0.8,
+                 max_age: str | pd.Timedelta | None = None, root: Path | None = None) -> None:
+        self.symbol = symbol
+        self.interval = interval
+        self.backend = backend
+        self.level = level
+        self.max_age = max_age
+        self.root = root
+        self._step = interval_timedelta(interval)
+        self._limit = pd.Timedelta(max_age) if max_age is not None else STALE_BARS * self._step
+        self.loaded_: LoadedModel | None = None
+        self.store_: Any = None
+        self.sample_end_: pd.Timestamp | None | bool = False  # False: not asked yet
+        self.candles_: pd.DataFrame | None = None
+        self.answer_: tuple[Any, ...] | None = None  # (model path, newest bar) -> forecast, regime
+
+    def _model(self) -> LoadedModel:
+        from coffee_ml import registry
+
+        ref = registry.production(self.symbol, self.interval, self.root)
+        if self.loaded_ is None or self.loaded_.ref.path != ref.path:
+            self.loaded_ = load_model(ref.symbol, ref.interval, ref.model, ref.version, root=self.root)
+        return self.loaded_
+
+    def _candles(self, bars: int) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+        """The newest `bars` candles: on a warm predictor only those after the ones it holds are read."""
+        from coffee_ml.data import open_store
+
+        if self.store_ is None:
+            self.store_ = open_store(self.backend)
+        store = self.store_
+        with store.backend.session():
+            if self.candles_ is None or self.candles_.empty:
+                fresh = store.load_last(self.symbol, self.interval, bars)
+                self.candles_ = fresh
+            else:
+                newer = store.load_candles(self.symbol, self.interval, start=self.candles_.index[-1] + self._step)
+                if len(newer):
+                    self.candles_ = pd.concat([self.candles_, newer]).iloc[-bars:]
+            if self.sample_end_ is False:  # loaded with the store, never changes: asked once
+                self.sample_end_ = store.sample_end(self.symbol, self.interval)
+        if self.candles_.empty:
+            raise ValueError(f"no {self.symbol} {self.interval} candles in the store to forecast from "
+                             "(see `coffee-ml data list`)")
+        return self.candles_, self.sample_end_
+
+    def predict(self, horizon: int | None = None, now: pd.Timestamp | None = None) -> Prediction:
+        """The forecast for the next `horizon` bars (default: the model's horizon)."""
+        loaded = self._model()
+        bars = max(loaded.history_bars, REGIME_BARS)
+        candles, sample_end = self._candles(bars)
+        newest = candles.index[-1]
+        now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+        age = max(now - (newest + self._step), pd.Timedelta(0))
+        snapshot = sample_end is not None and newest == sample_end
+        if not snapshot and age > self._limit:
+            raise StaleDataError(f"{self.symbol} {self.interval} data are stale: the newest candle "
+                                 f"({newest:%Y-%m-%d %H:%M} UTC) closed {_age(age)} ago, over the limit of "
+                                 f"{_age(self._limit)}; import newer candles (coffee-ml import) or raise --max-age")
+        key = (loaded.ref.path, newest)
+        if self.answer_ is None or self.answer_[0] != key:
+            self.answer_ = (key, loaded.predict(candles), self._regime(candles))
+        _, forecast, regime = self.answer_
+        full = forecast.horizon
+        horizon = full if horizon is None else horizon
+        if not 1 <= horizon <= full:
+            raise ValueError(f"--horizon {horizon}: {loaded.ref.model} {loaded.ref.version} forecasts 1..{full} "
+                             f"bars of {self.interval}")
+        meta = loaded.metadata
+        from coffee_ml import registry
+
+        return Prediction(self.symbol, self.interval, loaded.ref.model, loaded.ref.version, str(meta["trained_at"]),
+                          registry.promotion(self.symbol, self.interval, self.root), newest,
+                          float(forecast.last_close[0]), self.level, self._path(forecast, horizon), regime, age,
+                          snapshot)
+
+    def _path(self, forecast: Forecast, horizon: int) -> pd.DataFrame:
+        if self.level not in forecast.levels:
+            raise ValueError(f"{forecast.model} has intervals at {', '.join(map(str, forecast.levels))}, "
+                             f"not at level {self.level}")
+        frame = forecast.to_frame().iloc[:horizon]
+        tag = level_tag(self.level)
+        confidence = forecast.confidence[0, :horizon]
+        return pd.DataFrame({
+            "step": frame["step"].to_numpy(), "timestamp": pd.DatetimeIndex(frame["time"]),
+            "price": frame["price"].to_numpy().round(2), "lower": frame[f"lower_{tag}"].to_numpy().round(2),
+            "upper": frame[f"upper_{tag}"].to_numpy().round(2),
+            "confidence": np.where(np.isfinite(confidence), np.round(100 * confidence, 1), math.nan),
+            "up": forecast.returns[0, :horizon] > 0})
+
+    def _regime(self, candles: pd.DataFrame) -> dict[str, Any]:
+        from coffee_ml.regimes.detectors import make_detector
+        from coffee_ml.regimes.history import regime_now
+
+        labels = make_detector(REGIME_METHOD, interval=self.interval).fit(candles).predict(candles)
+        return regime_now(labels, REGIME_METHOD)
+
+
+@lru_cache(maxsize=32)
+def _predictor(symbol: str, interval: str, backend: str, level: float, max_age: pd.Timedelta | None,
+               root: Path | None) -> Predictor:
+    return Predictor(symbol, interval, backend=backend, level=level, max_age=max_age, root=root)
+
+
+def sidebar(symbol: str, interval: str, horizon: int | None = None, *, backend: str = "auto", level: float = 0.8,
+            max_age: pd.Timedelta | None = None, root: Path | None = None) -> Prediction:
+    """The production forecast for the trading sidebar, from a warm `Predictor` kept per process."""
+    return _predictor(symbol, interval, backend, level, max_age, root).predict(horizon)

@@ -15,7 +15,10 @@ entry is there, so an interrupted first use is retried.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import os
-import secrets
-import time
-
-from coffee_ml import config
+from coffee_ml import config, provenance
 from coffee_ml.data.backends import Backend, EmbeddedBackend, ServerBackend
 from coffee_ml.data.schema import CANDLE_COLUMNS, OPTIONAL_COLUMNS, interval_seconds, validate_candles
 
@@ -197,8 +196,10 @@ class CandleStore:
         """Candles in [start, end) indexed by UTC `open_time`; bars with no trading are absent."""
         cols = ", ".join(CANDLE_COLUMNS)
         sql = f"SELECT {cols} FROM {self.table} FINAL WHERE {_RANGE} ORDER BY open_time"
-        return _candle_frame(self.backend.query_df(sql, self._range_params(symbol, interval, start, end)),
-                             CANDLE_COLUMNS[1:])
+        frame = _candle_frame(self.backend.query_df(sql, self._range_params(symbol, interval, start, end)),
+                              CANDLE_COLUMNS[1:])
+        provenance.record_read("range", symbol, interval, start, end, frame)
+        return frame
 
     def load_last(self, symbol: str, interval: str, bars: int, end=None) -> pd.DataFrame:
         """The last `bars` candles before `end` (default: the newest), oldest first: what a forecast
@@ -209,7 +210,9 @@ class CandleStore:
         sql = (f"SELECT * FROM (SELECT {cols} FROM {self.table} FINAL WHERE {_RANGE} "
                "ORDER BY open_time DESC LIMIT {bars:UInt32}) ORDER BY open_time")
         params = self._range_params(symbol, interval, None, end) | {"bars": int(bars)}
-        return _candle_frame(self.backend.query_df(sql, params), CANDLE_COLUMNS[1:])
+        frame = _candle_frame(self.backend.query_df(sql, params), CANDLE_COLUMNS[1:])
+        provenance.record_read(f"last {bars}", symbol, interval, None, end, frame)
+        return frame
 
     def resample(self, symbol: str, source_interval: str, interval: str, start=None, end=None,
                  complete_only: bool = False) -> pd.DataFrame:
@@ -233,7 +236,9 @@ class CandleStore:
             ORDER BY bucket"""
         params = self._range_params(symbol, source_interval, start, end) | {"step": dst, "expected": dst // src}
         df = self.backend.query_df(sql, params).rename(columns={"bucket": "open_time"})
-        return _candle_frame(df, (*CANDLE_COLUMNS[1:], "bars"))
+        frame = _candle_frame(df, (*CANDLE_COLUMNS[1:], "bars"))
+        provenance.record_read(f"resampled to {interval}", symbol, source_interval, start, end, frame)
+        return frame
 
     def list_symbols(self) -> pd.DataFrame:
         """Coverage per (symbol, interval): first and last candle, rows, and bars missing in between."""
@@ -360,6 +365,14 @@ class CandleStore:
             if col in df:
                 df[col] = pd.to_datetime(df[col], utc=True)
         return df
+
+    def sample_end(self, symbol: str, interval: str) -> pd.Timestamp | None:
+        """The last bar of the bundled sample if it was loaded for `symbol` `interval`, else None:
+        candles that end there are a frozen snapshot, not a live feed falling behind."""
+        sql = (f"SELECT max(last) AS last FROM {self.backend.database}.{LOG} WHERE source = {{source:String}} "
+               "AND symbol = {symbol:String} AND interval = {interval:String} HAVING count() > 0")
+        found = self.backend.query_df(sql, {"source": SAMPLE_SOURCE, "symbol": symbol, "interval": interval})
+        return to_utc(found["last"].iloc[0]) if len(found) else None
 
     def check(self) -> pd.DataFrame:
         """Verify every part of the candle table against its checksums (ClickHouse's CHECK TABLE).

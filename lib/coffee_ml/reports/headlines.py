@@ -381,3 +381,28 @@ def anomalies_headline(events: pd.DataFrame, crash_table: pd.DataFrame, *, symbo
     if sources:
         items["sources"] = list(sources)
     return Headline(title, tuple(lines), items, tuple(flags))
+
+
+def production_headline(choice: Any, answer: Any, monitor: Any = None) -> Headline:
+    """08: which version serves the symbol and why, what it forecasts now, and whether it has
+    held up since training (the monitor's verdict: the signal to retrain)."""
+    ref = choice.ref
+    last = answer.path.iloc[-1]
+    title = f"{answer.symbol} {answer.interval} production: {ref.model} {ref.version}"
+    lines = [f"{'promoted' if choice.promoted else 'would promote'}: {choice.reason}",
+             f"forecast {int(last['step'])} bars ahead: {last['price']:,.2f} "
+             f"({last['price'] / answer.last_close - 1:+.2%}), {answer.level:.0%} interval {last['lower']:,.2f}.."
+             f"{last['upper']:,.2f}, confidence {last['confidence']:.1f}%",
+             f"regime {answer.regime['regime']} ({answer.regime['confidence']:.1f}% confidence)"]
+    items: dict[str, Any] = {"model": ref.model, "version": ref.version, "metric": choice.metric,
+                             "val_score": choice.score, "price": float(last["price"]),
+                             "regime": answer.regime["regime"]}
+    flags = []
+    if choice.metric == "skill" and not choice.score > 0:
+        flags.append("no candidate beat the naive forecast on validation")
+    if monitor is not None:
+        lines.append(f"since training: {monitor.verdict}")
+        items["degraded"] = bool(monitor.degraded)
+        if monitor.degraded:
+            flags.append("the production model has degraded since training: retrain")
+    return Headline(title, tuple(lines), items, tuple(flags))
