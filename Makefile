@@ -36,8 +36,11 @@ test: setup
 bench: setup
 	$(BIN)/python tests/benchmarks/run_all.py
 
+# The project's environment is the kernel: its kernel specs come first on JUPYTER_PATH, so a
+# `python3` kernel installed for another Python (~/.local/share/jupyter) cannot take over.
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	JUPYTER_PATH=$(abspath $(VENV))/share/jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH} \
+		$(BIN)/jupyter lab --notebook-dir=notebooks
 
 clean-outputs:
 	rm -rf outputs/runs outputs/store

@@ -8,6 +8,7 @@ import html
 import json
 import os
 import re
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -280,3 +281,23 @@ def test_params_files_cannot_leak_credentials_or_run_foreign_notebooks(tmp_path,
     twice = runner.load_params(_params(tmp_path, "notebooks: [a.ipynb, a.ipynb]\n"))
     assert any("listed twice" in p for p in runner.check_spec(twice, nbdir))
     assert runner.parse_overrides(["start=2024-06-01"]) == {"start": "2024-06-01"}  # not a date object
+
+
+def test_kernels_run_this_environment_even_with_a_user_python3_kernel(tmp_path, monkeypatch):
+    """A `python3` kernel spec a user installed for another Python (user data dir, preferred over
+    the environment's with JUPYTER_PREFER_ENV_PATH=0) would win the lookup; the runner (and
+    `make lab`) put this environment's kernel specs first."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    other = tmp_path / "kernels" / "python3"
+    other.mkdir(parents=True)
+    (other / "kernel.json").write_text(json.dumps({"argv": ["/usr/bin/false", "-f", "{connection_file}"],
+                                                   "display_name": "someone else's Python", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "0")
+    monkeypatch.delenv("JUPYTER_PATH", raising=False)
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == "/usr/bin/false"  # the hijack
+    with runner._kernel_env("run-x"):
+        spec = KernelSpecManager().get_kernel_spec("python3")
+    assert spec.argv[0] in {"python", "python3", sys.executable}  # jupyter_client runs "python" as sys.executable
+    assert Path(spec.resource_dir).resolve().is_relative_to(Path(sys.prefix).resolve())

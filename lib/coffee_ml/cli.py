@@ -69,9 +69,50 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "predict":
             backend_opt(q)
 
-    run = sub.add_parser("run", help="run the notebooks of a params file with papermill")
-    run.add_argument("params", help="params/<name>.yaml")
+    mon = msub.add_parser("monitor", help="score the production model since its training; exit 3 when degraded",
+                          description="Replays the model serving SYMBOL (or --model at --version) at every bar after "
+                                      "its training data, scores the realised forecasts against naive, the majority "
+                                      "sign and the nominal coverage, overall and over a rolling window, and applies "
+                                      "the degradation rule of coffee_ml.monitor.monitor to the latest window. Exit "
+                                      "code: 0 OK (or not enough data yet), 3 degraded (retrain), 1 error, so a cron "
+                                      "job can act on it.")
+    mon.add_argument("symbol")
+    mon.add_argument("--interval", required=True)
+    mon.add_argument("--model", help="registry name (default: the model or ensemble serving the symbol)")
+    mon.add_argument("--version", default="production", help="vNNNN, latest or production (with --model)")
+    mon.add_argument("--window", type=_positive, help="origins per rolling window (default: 30 days of bars)")
+    mon.add_argument("--threshold", type=float, default=0.02,
+                     help="MAE skill points the model may lose below its save-time skill (or below 0) (default 0.02)")
+    mon.add_argument("--json", action="store_true", help="print the report as JSON")
+    backend_opt(mon)
+
+    pr = sub.add_parser("predict", help="the production forecast the trading sidebar shows",
+                        description="Forecasts the next bars from the registry's production model or ensemble "
+                                    "of SYMBOL and INTERVAL (coffee-ml models promote): the price at the horizon, "
+                                    "its interval, the confidence that the direction is right, the model version "
+                                    "and training date, and the current market regime. Refuses stale data.")
+    pr.add_argument("symbol")
+    pr.add_argument("--interval", required=True, help="bar interval, e.g. 1h")
+    pr.add_argument("--horizon", type=_positive, help="bars ahead (default: the model's horizon)")
+    pr.add_argument("--level", type=float, default=0.8, help="interval level (default 0.8)")
+    pr.add_argument("--max-age", help="oldest the newest closed candle may be, e.g. 3h, 90min (default 2 bars)")
+    pr.add_argument("--json", action="store_true", help="the platform's response shape as JSON")
+    backend_opt(pr)
+
+    run = sub.add_parser("run", help="run the notebooks of a params file with papermill, or a batch of them")
+    run.add_argument("params", help="params/<name>.yaml, or a batch file (a 'runs' list of params files)")
+    run.add_argument("--jobs", type=_positive,
+                     help="batch files only: entries run in this many processes (default: the file's jobs, else 1)")
     param_opt(run)
+
+    rr = sub.add_parser("rerun", help="re-execute a run from its manifest and compare the results",
+                        description="Runs the notebooks of RUN_ID again with the parameters its manifest recorded "
+                                    "(a notebook that read up to the newest candle reads up to the same bar), into "
+                                    "a new run folder, then compares the data each notebook read (fingerprints) "
+                                    "and every number the notebooks recorded. Exits 1 when the rerun fails, or "
+                                    "when, without -p and on unchanged data, the numbers differ.")
+    rr.add_argument("run_id", help="a run id (outputs/runs/<id>) or a run folder")
+    param_opt(rr)
 
     hp = sub.add_parser("hpo", help="hyperparameter search of a params file's 05_hpo.ipynb entry",
                         description="Runs the search that notebooks/05_hpo.ipynb would run with the params file's "
@@ -103,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+DEGRADED = 3  # `models monitor`: the production model needs retraining
+
+
 def _positive(text: str) -> int:
     """argparse type: a whole number >= 1 (so a bad value fails before any kernel starts)."""
     try:
@@ -124,21 +168,34 @@ def _mapping(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _dispatch(args: argparse.Namespace) -> None:
+def _dispatch(args: argparse.Namespace) -> int | None:
+    """Carry out a command; a non-zero return is its exit status (errors raise instead)."""
     if args.command == "run":
-        from coffee_ml import runner
+        from coffee_ml import batch, runner
 
-        print(runner.run(args.params, overrides=runner.parse_overrides(args.param), progress=_progress))
+        overrides = runner.parse_overrides(args.param)
+        if batch.is_batch(args.params):
+            print(batch.run_batch(args.params, jobs=args.jobs, overrides=overrides, progress=_progress))
+        elif args.jobs is not None:
+            raise ValueError(f"{args.params}: --jobs is for batch files (a 'runs' list of params files); "
+                             "a params file's notebooks run one after another")
+        else:
+            print(runner.run(args.params, overrides=overrides, progress=_progress))
         return
     if args.command == "backtest":
         _backtest(args)
+        return
+    if args.command == "predict":
+        _predict(args)
+        return
+    if args.command == "rerun":
+        _rerun(args)
         return
     if args.command == "hpo":
         _hpo(args)
         return
     if args.command == "models":
-        _models(args)
-        return
+        return _models(args)
     from coffee_ml.data import open_store
 
     store = open_store(args.backend)
@@ -201,6 +258,34 @@ def _hpo(args: argparse.Namespace) -> None:
     print(reports.hpo_headline(result).text)
 
 
+def _rerun(args: argparse.Namespace) -> None:
+    from coffee_ml import rerun, runner
+
+    overrides = runner.parse_overrides(args.param)
+    result = rerun.rerun(args.run_id, overrides, progress=_progress)
+    print(result.summary())
+    print(result.index)
+    if result.failed or (not result.reproduced and not overrides and not result.data_changes):
+        raise RuntimeError(result.failed or f"rerun {result.rerun_id} did not reproduce {result.run_id} on "
+                                            "unchanged data")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    import json
+
+    import pandas as pd
+
+    from coffee_ml import serving
+
+    try:
+        max_age = pd.Timedelta(args.max_age) if args.max_age else None
+    except ValueError:
+        raise ValueError(f"--max-age {args.max_age!r}: expected a duration such as 3h or 90min") from None
+    answer = serving.sidebar(args.symbol, args.interval, args.horizon, backend=args.backend, level=args.level,
+                             max_age=max_age)
+    print(json.dumps(answer.to_json(), indent=2) if args.json else answer.text())
+
+
 def _progress(line: str) -> None:
     """Runner progress goes to stderr, so stdout carries only the result (the index path)."""
     print(line, file=sys.stderr, flush=True)
@@ -251,7 +336,7 @@ def _backtest_summary(run_dir: Path) -> list[str]:
     return lines or ["(the notebook recorded no summary; see the report)"]
 
 
-def _models(args: argparse.Namespace) -> None:
+def _models(args: argparse.Namespace) -> int | None:
     import json
 
     from coffee_ml import registry
@@ -260,6 +345,18 @@ def _models(args: argparse.Namespace) -> None:
         table = registry.list_models()
         print(table.to_string(index=False) if len(table) else f"no models in {registry.models_dir()}")
         return
+    if args.models_command == "monitor":
+        from coffee_ml import monitor
+
+        report = monitor.monitor(args.symbol, args.interval, model=args.model, version=args.version,
+                                 window=args.window, threshold=args.threshold, backend=args.backend)
+        if args.json:
+            print(json.dumps(report.to_dict(), indent=2))
+        else:
+            print(report.verdict)
+            print(report.table().to_string(float_format="{:.4g}".format, na_rep=""))
+            print(report.rolling.tail(5).to_string(float_format="{:.4f}".format, na_rep=""))
+        return DEGRADED if report.degraded else 0  # after the report: the exit code is what a cron job reads
     ref = registry.resolve(args.symbol, args.interval, args.model, args.version)
     if args.models_command == "show":
         _, meta = registry.read(ref)
@@ -269,8 +366,9 @@ def _models(args: argparse.Namespace) -> None:
         from coffee_ml.models.persistence import load_model
 
         load_model(ref.symbol, ref.interval, ref.model, ref.version)  # never promote what would not load
-        registry.promote(ref)
-        print(f"{ref.symbol}/{ref.interval}/{ref.model}: {ref.version} is now production")
+        registry.promote(ref, reason="promoted by hand (coffee-ml models promote)")
+        print(f"{ref.symbol}/{ref.interval}/{ref.model}: {ref.version} is now production, and serves "
+              f"{ref.symbol} {ref.interval} (coffee-ml predict)")
     elif args.models_command == "delete":
         registry.delete(ref)
         print(f"deleted {ref.symbol}/{ref.interval}/{ref.model}/{ref.version}")
@@ -286,8 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
-            _dispatch(args)
-            code = 0
+            code = _dispatch(args) or 0
         except (ValueError, FileNotFoundError, RuntimeError, ConnectionError, OSError) as exc:
             print(f"coffee-ml: error: {' '.join(str(exc).split())}", file=sys.stderr)
             code = 1

@@ -7,8 +7,9 @@ Forecast figures take a `coffee_ml.forecast.Forecast` (or a frame from its `to_f
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
@@ -19,6 +20,9 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from coffee_ml import evaluation
 from coffee_ml.forecast import Forecast
+
+if TYPE_CHECKING:
+    from coffee_ml.monitor import MonitorReport
 
 
 def candles_volume(candles: pd.DataFrame, title: str = "", max_bars: int = 400) -> Figure:
@@ -487,5 +491,72 @@ def score_distributions(scores: Mapping[str, pd.Series], title: str = "") -> Fig
         ax.set_title(name)
         ax.set_xlabel("score")
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def monitor_chart(report: "MonitorReport") -> Figure:
+    """A production model since its training (`coffee_ml.monitor.monitor`), one rolling window
+    per point: MAE skill vs naive with zero, the save-time skill and the degradation floor;
+    direction accuracy next to the majority sign's; coverage per level against its nominal level
+    and the tolerated shortfall. The verdict is the title."""
+    fig, axes = plt.subplots(3, 1, figsize=(12, 8), sharex=True, layout="constrained")
+    rolling = report.rolling
+    ax_skill, ax_dir, ax_cov = axes
+    ax_skill.axhline(0, color="k", linewidth=0.8, label="naive (0)")
+    ax_skill.axhline(report.floor, color="tab:red", linestyle="--", linewidth=1,
+                     label=f"floor {report.floor:+.3f}: max(save-time skill, 0) - {report.threshold:g}; "
+                           "degraded when significantly below")
+    if np.isfinite(saved := report.reference.get("skill", np.nan)):
+        ax_skill.axhline(saved, color="tab:green", linestyle=":", linewidth=1,
+                         label=f"at save ({report.reference_split}) {saved:+.3f}")
+    ax_skill.plot(rolling.index, rolling["skill"], color="tab:blue", linewidth=1.2, label="model")
+    ax_skill.set_ylabel("MAE skill vs naive")
+    ax_dir.axhline(0.5, color="k", linewidth=0.8)
+    ax_dir.plot(rolling.index, rolling["dir_base"], color="0.5", linewidth=1, label="majority sign")
+    ax_dir.plot(rolling.index, rolling["dir_acc"], color="tab:blue", linewidth=1.2, label="model")
+    ax_dir.set_ylabel("direction accuracy")
+    ax_dir.yaxis.set_major_formatter(PercentFormatter(1))
+    coverage = [c for c in rolling.columns if c.startswith("coverage_")]
+    for color, col in zip(("tab:blue", "tab:purple", "tab:orange"), coverage):
+        nominal = float(col.split("_")[1]) / 100
+        ax_cov.axhline(nominal, color=color, linestyle="--", linewidth=0.8)
+        ax_cov.axhline(nominal - report.coverage_tolerance, color=color, linestyle=":", linewidth=0.8)
+        ax_cov.plot(rolling.index, rolling[col], color=color, linewidth=1.2,
+                    label=f"{col.split('_')[1]}% (nominal dashed, -{report.coverage_tolerance * 100:g} pp dotted)")
+    ax_cov.set_ylabel("interval coverage")
+    ax_cov.yaxis.set_major_formatter(PercentFormatter(1))
+    if rolling.empty:
+        ax_skill.text(0.5, 0.5, "insufficient data: no full rolling window yet", transform=ax_skill.transAxes,
+                      ha="center", va="center")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    _date_axis(ax_cov)
+    ref = report.ref
+    fig.suptitle(f"{ref.symbol} {ref.interval} {ref.model} {ref.version}: rolling {report.window} origins since "
+                 f"{report.trained_through:%Y-%m-%d %H:%M}\n{textwrap.fill(report.verdict, 150)}", fontsize=10)
+    return fig
+
+
+def sidebar_forecast(candles: pd.DataFrame, answer: Any, bars: int = 168) -> Figure:
+    """The sidebar's forecast in context: the last `bars` closes, then the predicted path with its
+    interval, the horizon's price marked (a `serving.Prediction`)."""
+    path, close = answer.path, candles["close"].iloc[-bars:]
+    fig, ax = plt.subplots(figsize=(12, 4))
+    ax.plot(close.index, close, color="k", linewidth=0.9, label="close")
+    ax.fill_between(path["timestamp"], path["lower"], path["upper"], color="tab:orange", alpha=0.25, linewidth=0,
+                    label=f"{answer.level:.0%} interval")
+    ax.plot(path["timestamp"], path["price"], color="tab:orange", linewidth=1.2, label="forecast")
+    last = path.iloc[-1]
+    ax.scatter([last["timestamp"]], [last["price"]], color="tab:orange", zorder=3)
+    ax.annotate(f"{last['price']:,.0f}  ({last['confidence']:.0f}% {'up' if last['up'] else 'down'})",
+                (last["timestamp"], last["price"]), xytext=(6, 0), textcoords="offset points", va="center", fontsize=9)
+    ax.set_title(f"{answer.symbol} {answer.interval}: {answer.model} {answer.version}, regime "
+                 f"{answer.regime['regime']} ({answer.regime['confidence']:.0f}%)", fontsize=10)
+    ax.set_ylabel("price")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    _date_axis(ax)
     fig.tight_layout()
     return fig

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -263,12 +264,20 @@ def _relative_to_project(path: Path) -> str:
         return Path(path).name
 
 
+def kernel_path() -> str:
+    """JUPYTER_PATH with this environment's kernel specs first: its `python3` kernel (ipykernel's,
+    which runs this interpreter) then wins over one a user installed for another Python."""
+    return os.pathsep.join([str(Path(sys.prefix) / "share" / "jupyter"),
+                            *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))])
+
+
 @contextmanager
 def _kernel_env(run_id: str) -> Iterator[None]:
     """Environment the run's kernels inherit (papermill starts them with this process's env)."""
-    saved = {k: os.environ.get(k) for k in (RUN_ID_ENV, "MPLBACKEND", provenance.READS_ENV)}
+    saved = {k: os.environ.get(k) for k in (RUN_ID_ENV, "MPLBACKEND", provenance.READS_ENV, "JUPYTER_PATH")}
     os.environ[RUN_ID_ENV] = run_id
     os.environ["MPLBACKEND"] = INLINE_BACKEND
+    os.environ["JUPYTER_PATH"] = kernel_path()
     try:
         yield
     finally:

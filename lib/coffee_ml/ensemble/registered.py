@@ -17,10 +17,8 @@ import re
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from coffee_ml.features import FeatureDataset
-from coffee_ml.data.schema import interval_timedelta
 from coffee_ml.models.base import Forecaster
 
 PREFIX = "registry:"
@@ -58,13 +56,6 @@ class RegisteredMember(Forecaster):
     def window_for(self, interval: str) -> int:
         return int(self._metadata(interval)[1]["window"])
 
-    @staticmethod
-    def trained_until(meta: dict[str, Any], interval: str) -> pd.Timestamp:
-        """The last bar any of the version's training or validation targets read."""
-        splits = meta["data_range"]["splits"]
-        last = max(pd.Timestamp(splits[k][1]) for k in ("train", "val") if k in splits)
-        return last + int(meta["horizon"]) * interval_timedelta(interval)
-
     def fit(self, ds: FeatureDataset) -> "RegisteredMember":
         """Load and check (see the module doc), then calibrate on the dataset's validation part."""
         self._describe(ds)
@@ -73,12 +64,12 @@ class RegisteredMember(Forecaster):
         return self
 
     def _fit(self, ds: FeatureDataset) -> None:
-        from coffee_ml.models.persistence import load_model
+        from coffee_ml.models.persistence import load_model, trained_through
 
         if not self.symbol:
             raise ValueError(f"registry member {self.ref!r} needs the ensemble's symbol")
         ref, meta = self._metadata(ds.interval)
-        until = self.trained_until(meta, ds.interval)
+        until = trained_through(meta)
         first = ds.end_times("val")[0]
         if until >= first:
             raise ValueError(f"registry member {self.ref} ({ref.version}) was fitted on bars up to {until}, but this "

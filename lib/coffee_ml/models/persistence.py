@@ -18,7 +18,10 @@ import pandas as pd
 
 from coffee_ml import evaluation, provenance, registry
 from coffee_ml.data.schema import interval_timedelta
-from coffee_ml.features import FEATURES, FeatureDataset, FeatureScaler, compute_features
+from coffee_ml.features import (
+    FEATURES, FeatureDataset, FeatureScaler, compute_features, forward_log_returns, run_bounds, sliding_windows,
+    valid_window_ends,
+)
 from coffee_ml.features.volatility import DEFAULT_HALFLIFE, causal_volatility
 from coffee_ml.forecast import Forecast
 from coffee_ml.models.base import Forecaster
@@ -32,6 +35,16 @@ VOLATILITY_BURN_IN = 40  # halflives before the window: the EWMA's start then we
 def registry_scores(forecast: Forecast) -> dict[str, float]:
     """What a registry version records per split: the leaderboard's scorers without trading."""
     return evaluation.score(forecast, evaluation.summary_names(forecast.levels, trading=False))
+
+
+def trained_through(meta: dict[str, Any]) -> pd.Timestamp:
+    """The last bar any of a saved version's training or validation targets read: its last
+    validation (else training) window end plus `horizon` bars. Validation fits the calibration (and
+    stops neural training early), so only forecasts whose targets all lie after this bar are out of
+    sample: what an ensemble member and production monitoring both need to know."""
+    splits = meta["data_range"]["splits"]
+    last = max(pd.Timestamp(splits[k][1]) for k in ("train", "val") if k in splits)
+    return last + int(meta["horizon"]) * interval_timedelta(meta["data_interval"])
 
 
 def _table(df: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -83,6 +96,11 @@ class LoadedModel:
         return self.window + max(FEATURES[name].lookback for name in self.feature_names)
 
     @property
+    def trained_through(self) -> pd.Timestamp:
+        """The last bar the version's training and validation read (see `trained_through`)."""
+        return trained_through(self.metadata)
+
+    @property
     def history_bars(self) -> int:
         """Bars to load: the look-back plus a burn-in for EMA-type features and the volatility."""
         return self.lookback + int(VOLATILITY_BURN_IN * max(self.vol_halflife, 30))
@@ -109,6 +127,39 @@ class LoadedModel:
         scale = causal_volatility(candles["close"], self.interval, self.vol_halflife).to_numpy()[-1:]
         return self.model.forecast_windows(X, log_close, feats.index[-1:], candles["close"].to_numpy()[-1:], scale,
                                            self.interval, name=self.ref.model)
+
+    def predict_history(self, candles: pd.DataFrame, start: str | pd.Timestamp | None = None) -> Forecast:
+        """What `predict` would have said at every origin (bar) of `candles` from `start` on, with
+        the realised returns in `actual`: the replay that monitoring scores.
+
+        One vectorised pass: features, the saved scaler and the volatility computed once over the
+        whole frame, windows gathered from a zero-copy sliding view. Every input of the forecast at
+        bar t is causal (bars <= t), so it equals `predict(candles.loc[:t])` to float noise and
+        never reads a later bar. As in training and in `predict`, an origin is skipped when its last
+        `lookback` bars are not consecutive (a gap) or its window has a non-finite feature; pass
+        `history_bars` candles before `start` so the first origins have their burn-in. `actual` is
+        NaN on the rows whose next H bars are not all stored yet (or cross a gap).
+        """
+        index = candles.index
+        X = self.scaler.transform(compute_features(candles, features=self.feature_names))
+        # as in training: the window and the features' look-back before it are consecutive bars
+        ends = valid_window_ends(*run_bounds(index, self.interval), self.window, 0, self.lookback - self.window)
+        nonfinite = np.r_[0, np.cumsum(~np.isfinite(X).all(axis=1))]  # non-finite rows before each row
+        origins = ends[nonfinite[ends + 1] == nonfinite[ends + 1 - self.window]]
+        if start is not None:
+            start = pd.Timestamp(start)
+            origins = origins[index[origins] >= (start.tz_localize("UTC") if start.tzinfo is None else start)]
+        if not len(origins):
+            raise ValueError(f"no origin in {len(candles)} candles{f' from {start}' if start is not None else ''} has "
+                             f"{self.lookback} consecutive {self.interval} bars (window {self.window} + feature "
+                             "look-back) with finite features")
+        first = origins - (self.window - 1)
+        close = candles["close"].to_numpy(dtype=np.float64)
+        log_close = sliding_windows(np.log(close)[:, None], self.window)[first, :, 0]
+        scale = causal_volatility(candles["close"], self.interval, self.vol_halflife).to_numpy()[origins]
+        actual = forward_log_returns(candles["close"], self.model.horizon_, self.interval).to_numpy()[origins]
+        return self.model.forecast_windows(sliding_windows(X, self.window)[first], log_close, index[origins],
+                                           close[origins], scale, self.interval, actual=actual, name=self.ref.model)
 
 
 def load_model(symbol: str, interval: str, name: str, version: str = "latest", root: Path | None = None,
