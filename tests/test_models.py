@@ -188,12 +188,12 @@ def test_no_direction_skill_gives_the_base_rate_not_extremes():
 def test_output_scale_comes_from_training_targets_only(ds):
     model = make_model("lstm", **{**TINY, "max_epochs": 1}).fit(ds)
     expected = ds.y[ds.splits["train"]].std(axis=0)
-    np.testing.assert_allclose(model.net_.output_scale.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(model.net_.output_scale.cpu().numpy(), expected, rtol=1e-6)
     poisoned_y = ds.targets.copy()
     later = np.concatenate([ds.splits["val"], ds.splits["test"]])
     poisoned_y.iloc[later] = 5.0
     poisoned = dataclasses.replace(ds, targets=poisoned_y)
     again = make_model("lstm", **{**TINY, "max_epochs": 1}).fit(poisoned)
-    np.testing.assert_array_equal(again.net_.output_scale.numpy(), model.net_.output_scale.numpy())
+    np.testing.assert_array_equal(again.net_.output_scale.cpu().numpy(), model.net_.output_scale.cpu().numpy())
     np.testing.assert_array_equal(again.up_share_, model.up_share_)  # the direction baseline: train rows only
     assert "output_scale" in model.tensors()  # saved with the weights

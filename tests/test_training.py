@@ -44,7 +44,8 @@ def test_early_stopping_restores_the_best_epoch():
     y = x.sum(dim=1, keepdim=True)
     train_b, val_b = _batches(x, y), _batches(x, -y)
     module = nn.Linear(4, 1)
-    result = train(module, train_b, val_b, TrainConfig(lr=0.05, max_epochs=50, patience=3, progress=False))
+    result = train(module, train_b, val_b, TrainConfig(lr=0.05, max_epochs=50, patience=3, progress=False,
+                                                                device="cpu"))  # compared with CPU tensors below
     h = result.history
     assert result.stopped_early and len(h) == result.best_epoch + 3
     assert result.best_val_loss == h["val_loss"].min() < h["val_loss"].iloc[-1]
@@ -131,6 +132,6 @@ def test_fine_tuning_keeps_the_starting_weights_when_they_validate_better():
         module.bias.zero_()
     start = [p.detach().clone() for p in module.parameters()]
     result = train(module, _batches(x, y), _batches(x, -y),
-                   TrainConfig(lr=0.05, max_epochs=3, patience=5, keep_initial=True, progress=False))
+                   TrainConfig(lr=0.05, max_epochs=3, patience=5, keep_initial=True, progress=False, device="cpu"))
     assert result.best_epoch == 0 and result.best_val_loss == pytest.approx(0.0, abs=1e-12)
     assert all(torch.equal(a, b) for a, b in zip(start, module.parameters()))
