@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from coffee_ml import batch, config, runner
 from coffee_ml.cli import main
+from coffee_ml.reports.index import write_outputs_index
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # tests/fixtures/ETHUSDC-1h-first500.parquet spans 2018-12-15 03:00 .. 2019-01-04 22:00
@@ -55,12 +57,15 @@ def test_symbols_run_in_parallel_processes(tmp_path):
     assert manifests[0]["started"] <= manifests[1]["finished"] and manifests[1]["started"] <= manifests[0]["finished"]
     assert all(e["run_index"] == f"../../runs/{e['run_id']}/index.html" for e in entries)
     assert {e["run_index"] for e in entries} | {e["log"] for e in entries} <= set(_links(index))
+    assert all(isinstance(e["pid"], int) for e in entries)
     for e in entries:
         log = (index.parent / e["log"]).read_text()
-        assert log.startswith("[1/1] 00_data.ipynb\n") and f"run {e['run_id']} ok in" in log
+        assert log.startswith(f"run {e['run_id']} started\n[1/1] 00_data.ipynb\n") and f"run {e['run_id']} ok in" in log
         assert any(line.startswith(f"[{e['label']}] run {e['run_id']} ok in") for line in lines)
     assert lines[0].startswith(f"batch {index.parent.name}: 2 run(s) in 2 process(es)")
     assert lines[-1].startswith(f"batch {index.parent.name} ok in ") and lines[-1].endswith("2 ok, 0 failed")
+    outputs_page = (config.outputs_dir() / "index.html").read_text()  # rewritten once the batch finished
+    assert f"batches/{index.parent.name}/index.html" in outputs_page and "2 <span class=\"status ok\">" in outputs_page
 
 
 def test_a_failing_entry_stops_only_itself(capsys, tmp_path):
@@ -158,6 +163,8 @@ def test_each_process_gets_its_share_of_threads_and_reports_every_failure(tmp_pa
 
     def fake_run(params, outputs, overrides, progress):
         seen.update({var: os.environ.get(var) for var in batch.THREAD_VARS}, overrides=overrides)
+        if params == "fails.yaml":  # as the runner does before its first line
+            monkeypatch.setenv(runner.RUN_ID_ENV, "r1")
         progress("[1/1] 00_data.ipynb")
         raise failure if params == "fails.yaml" else KeyError("boom")
 
@@ -167,8 +174,58 @@ def test_each_process_gets_its_share_of_threads_and_reports_every_failure(tmp_pa
     assert result == {"status": "failed", "index": str(failure.index), "error": "ValueError: x",
                       "notebook": "00_data.ipynb", "cell": {"number": 5, "of": 8, "source": "y"},
                       "seconds": result["seconds"]}
-    assert (tmp_path / "a.log").read_text() == "[1/1] 00_data.ipynb\n"
+    assert (tmp_path / "a.log").read_text() == "run r1 started\n[1/1] 00_data.ipynb\n"
+    # the run id still in the environment (a calling kernel's, say) does not name the next entry's run
     result = batch._run_entry("other.yaml", {}, str(tmp_path), str(tmp_path / "b.log"), 3)
     assert result["status"] == "failed" and result["index"] is None and result["error"] == "KeyError: 'boom'"
     log = (tmp_path / "b.log").read_text()
     assert log.startswith("[1/1] 00_data.ipynb\nfailed: KeyError: 'boom'\nTraceback")
+
+
+def test_a_killed_entry_process_fails_only_its_entry(tmp_path):
+    """btc-2's process is killed (as the out-of-memory killer would) once it names its run; btc,
+    running beside it, finishes ok, and btc-2's record keeps the run folder it had started."""
+    path = _files(tmp_path, btc=BTC, batch="name: majors\njobs: 2\nruns:\n  - params: btc.yaml\n  - params: btc.yaml\n")
+    killed: list[int] = []
+
+    def progress(line: str) -> None:
+        if line.startswith("[btc-2] run ") and line.endswith(" started"):
+            state = json.loads(next((config.outputs_dir() / "batches").glob(f"*/{batch.BATCH_JSON}")).read_text())
+            killed.append(state["entries"][1]["pid"])
+            os.kill(killed[0], signal.SIGKILL)
+
+    with pytest.raises(RuntimeError, match=r"batch majors: 1 of 2 run\(s\) failed \(btc-2\)"):
+        batch.run_batch(path, progress=progress)
+    index = next((config.outputs_dir() / "batches").iterdir()) / "index.html"
+    state = _state(index)
+    ok, dead = state["entries"]
+    assert len(killed) == 1 and dead["pid"] == killed[0] and state["status"] == "failed"
+    assert (ok["status"], dead["status"]) == ("ok", "failed") and ok["error"] is None
+    assert dead["error"] == "entry process killed by SIGKILL before its run finished (see its log)"
+    assert dead["run_id"] and dead["run_index"] == f"../../runs/{dead['run_id']}/index.html" != ok["run_index"]
+    assert (index.parent / dead["log"]).read_text().startswith(f"run {dead['run_id']} started\n")
+    page = index.read_text()
+    assert "killed by SIGKILL" in page and page.count("status failed") == 2  # batch, btc-2
+    assert {ok["run_index"], dead["run_index"]} <= set(_links(index))
+
+
+def test_outputs_index_lists_batches_newest_first(tmp_path):
+    outputs = tmp_path / "outputs"
+    for batch_id, started, status, entries in [
+            ("20250101-000000-old-aaaa", "2025-01-01T00:00:00+00:00", "ok", ["ok"]),
+            ("20250102-000000-new-bbbb", "2025-01-02T00:00:00+00:00", "failed", ["ok", "failed", "ok"])]:
+        folder = outputs / "batches" / batch_id
+        folder.mkdir(parents=True)
+        (folder / batch.BATCH_JSON).write_text(json.dumps({"batch_id": batch_id, "name": batch_id, "status": status,
+                                                           "started": started, "total_seconds": 61,
+                                                           "entries": [{"status": s} for s in entries]}))
+        (folder / "index.html").write_text("<html></html>")
+    (outputs / "batches" / "20250103-000000-empty-cccc").mkdir()  # no batch.json: not listed
+    page = write_outputs_index(outputs).read_text()
+    assert page.index("<h2>Batches</h2>") < page.index("20250102-000000-new-bbbb") < page.index(
+        "20250101-000000-old-aaaa") < page.index("<h2>Runs</h2>") and "empty" not in page
+    assert '2 <span class="status ok">ok</span> · 1 <span class="status failed">failed</span>' in page
+    assert "1 min 1 s" in page and "no runs yet" in page
+    assert _links(outputs / "index.html") == ["batches/20250102-000000-new-bbbb/index.html",
+                                              "batches/20250101-000000-old-aaaa/index.html"]
+    assert "Batches" not in write_outputs_index(tmp_path / "none").read_text()

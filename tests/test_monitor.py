@@ -129,13 +129,13 @@ def test_monitor_scores_the_production_model_since_training(saved):
         row = report.rolling.iloc[end - report.window + 1]
         assert row.rename({"dir_base": "dir_base_called"}).to_dict() == pytest.approx(part, rel=1e-9)
     assert report.latest["skill"] == pytest.approx(report.rolling["skill"].iloc[-1], rel=1e-9)
-    # an honest model: quiet, with the floor from its save-time test skill
+    # an honest model: quiet, with the floor from its save-time validation skill (before the monitored bars)
     assert report.status == "ok" and not report.degraded and report.reasons == []
-    assert report.verdict.startswith("OK: gbm v0001")
-    assert report.floor == pytest.approx(max(loaded.metadata["metrics"]["test"]["skill"], 0) - monitor.THRESHOLD)
+    assert report.verdict.startswith("OK") and "gbm v0001" in report.verdict
+    assert report.floor == pytest.approx(max(loaded.metadata["metrics"]["val"]["skill"], 0) - monitor.THRESHOLD)
     table = report.table()
     assert table.loc["mae", "baseline"] == report.summary["naive_mae"] and table.loc["coverage_80", "baseline"] == 0.8
-    assert table.loc["skill", "at_save_test"] == loaded.metadata["metrics"]["test"]["skill"]
+    assert table.loc["skill", "at_save_val"] == loaded.metadata["metrics"]["val"]["skill"]
     fig = plots.monitor_chart(report)
     assert isinstance(fig, Figure) and len(fig.axes) == 3
 
@@ -183,7 +183,7 @@ def test_cli_exit_codes_and_json(saved, capsys, monkeypatch):
     args = ["models", "monitor", SYMBOL, "--interval", INTERVAL, "--backend", "embedded"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.startswith("OK: gbm v0001") and "since_training" in out and "coverage_80" in out
+    assert out.startswith("OK") and "gbm v0001" in out and "since_training" in out and "coverage_80" in out
     assert main([*args, "--json", "--window", "200"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["status"] == "ok" and body["degraded"] is False and body["window"] == 200
@@ -191,5 +191,9 @@ def test_cli_exit_codes_and_json(saved, capsys, monkeypatch):
     # exit code 3: a cron job retrains
     assert main([*args, "--model", "drift", "--version", "latest", "--json"]) == 3
     assert json.loads(capsys.readouterr().out)["degraded"] is True
-    assert main([*args, "--threshold", "-1"]) == 3
-    assert capsys.readouterr().out.startswith("DEGRADED: retrain gbm v0001")
+    for bad in ("-1", "1.5"):  # a negative margin would call every model degraded
+        with pytest.raises(SystemExit):
+            main([*args, "--threshold", bad])
+        assert "expected a number with 0 <= x < 1" in capsys.readouterr().err
+    assert main([*args, "--version", "v0001"]) == 1  # a version without its model: refused, not ignored
+    assert "--version v0001 needs --model" in capsys.readouterr().err

@@ -97,18 +97,23 @@ def test_sidebar_answer_is_the_production_forecast(fitted):
     np.testing.assert_allclose(answer.path["upper"], hi[0].round(2))
     np.testing.assert_allclose(answer.path["confidence"], (100 * forecast.confidence[0]).round(1))
     body = answer.to_json()
-    assert set(body) == {"predictions", "model", "version", "trained_at", "regime"}
+    assert {"predictions", "model", "version", "trained_at", "regime"} <= set(body)
+    assert (body["as_of"], body["snapshot"], body["level"]) == ("2025-11-30T23:00:00+00:00", True, 0.8)
     assert set(body["predictions"][0]) == {"timestamp", "price", "lower", "upper", "confidence"}
     assert len(body["predictions"]) == HORIZON and body["version"] == "v0001" and body["model"] == "hybrid"
     assert body["regime"]["name"] in {"BULL", "BEAR", "SIDEWAYS"} and 0 <= body["regime"]["confidence"] <= 100
-    json.dumps(body)  # plain JSON types only
+    json.dumps(body, allow_nan=False)  # plain JSON types only
     assert answer.snapshot  # the bundled sample is a frozen history: no staleness error a year on
     assert "bundled sample" in answer.text() and f"{HORIZON} bars ahead" in answer.text()
     assert len(serving.Predictor(SYMBOL, INTERVAL, level=0.95).predict(2).path) == 2
     with pytest.raises(ValueError, match=f"--horizon 7: hybrid v0001 forecasts 1..{HORIZON} bars"):
         serving.Predictor(SYMBOL, INTERVAL).predict(7)
-    with pytest.raises(ValueError, match="not at level 0.5"):
+    with pytest.raises(ValueError, match="--level 0.5: hybrid has intervals at 0.8, 0.95 only"):
         serving.Predictor(SYMBOL, INTERVAL, level=0.5).predict()
+    as_of = serving.Predictor(SYMBOL, INTERVAL, end="2025-11-01").predict()  # a research run's as-of date
+    assert as_of.as_of == pd.Timestamp("2025-10-31 23:00", tz="UTC")
+    np.testing.assert_allclose(as_of.path["price"], serving.predict(SYMBOL, INTERVAL, "hybrid", end="2025-11-01")
+                               .prices[0].round(2))
 
 
 def test_stale_live_data_are_refused_with_their_age(fitted, tmp_path, monkeypatch):
@@ -126,6 +131,9 @@ def test_stale_live_data_are_refused_with_their_age(fitted, tmp_path, monkeypatc
         predictor.predict(now=closed + pd.Timedelta(days=3, hours=5))
     relaxed = serving.Predictor(FEED, INTERVAL, max_age=pd.Timedelta(days=4))
     assert relaxed.predict(now=closed + pd.Timedelta(days=3, hours=5)).as_of == candles.index[-1]
+    # the newest candle is still open half an hour before it closes: the forecast reads the one before
+    early = serving.Predictor(FEED, INTERVAL).predict(now=closed - pd.Timedelta(minutes=30))
+    assert early.as_of == candles.index[-2]
 
 
 def test_warm_predictor_follows_new_candles_and_promotions(fitted, tmp_path, monkeypatch):
@@ -159,5 +167,9 @@ def test_cli_predict(fitted, capsys):
     assert main(["predict", SYMBOL, "--interval", INTERVAL]) == 0
     out = capsys.readouterr().out
     assert "predicted price" in out and "80% interval" in out and "market regime" in out and "hybrid v0001" in out
-    assert main(["predict", SYMBOL, "--interval", INTERVAL, "--max-age", "soon"]) == 1
-    assert "--max-age 'soon': expected a duration" in capsys.readouterr().err
+    for bad in ("soon", "3", "-2h"):
+        assert main(["predict", SYMBOL, "--interval", INTERVAL, f"--max-age={bad}"]) == 1
+        assert f"--max-age '{bad}': expected a positive duration with a unit" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", SYMBOL, "--interval", INTERVAL, "--level", "2"])
+    assert "expected a number with 0 < x < 1 such as 0.8" in capsys.readouterr().err

@@ -142,7 +142,7 @@ def test_headline_names_the_best_model_that_beats_naive(tmp_path):
     records["03_backtesting"]["leaderboard"]["gbm"] = _scores(0.031, 0.004, -2.9)
     records["03_backtesting"]["leaderboard"]["drift"] = _scores(0.05, 0.3, -1.0)  # better skill, not significant
     page = _page(_run_dir(tmp_path, [_entry(s) for s in STAGES], records))
-    assert "best model gbm, 03_backtesting: skill +3.1% vs naive, DM p = 4.0e-03" in page
+    assert "beats naive: gbm, 03_backtesting: skill +3.1% vs naive, DM p = 4.0e-03" in page
     assert "<td>gbm</td><td style='white-space: nowrap'>beats naive</td>" in page
     assert "<td>drift</td><td style='white-space: nowrap'>no difference</td>" in page
 

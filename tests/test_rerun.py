@@ -75,6 +75,16 @@ def test_rerun_reproduces_and_ignores_newer_candles(outputs, first_run):
     assert manifest["notebooks"][0]["parameters"]["end"] == "2025-12-01T00:00:00+00:00"  # pinned
 
 
+def test_a_rerun_never_promotes_and_needs_numbers_to_reproduce(first_run):
+    _, run_dir = first_run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["notebooks"].append({"notebook": "08_production.ipynb", "parameters": {"promote": True}})
+    spec = rerun.spec_from_manifest(manifest)
+    assert spec.steps[-1].parameters["promote"] is False  # checking a run must not change production
+    nothing = rerun.Reproduction("a", "b", run_dir / "index.html", compared=0)
+    assert not nothing.reproduced and "nothing to compare" in nothing.summary()
+
+
 def test_rerun_names_changed_data_and_overrides(outputs, first_run, capsys):
     _, run_dir = first_run
     store = open_store()
@@ -102,7 +112,7 @@ def test_compare_records_tolerates_round_off_not_changes():
 def test_a_symbol_without_data_fails_before_any_kernel(tmp_path):
     (tmp_path / "eth.yaml").write_text(PARAMS.replace("BTCUSDT", "ETHUSDC"))
     with pytest.raises(runner.ParamsError, match=r"no ETHUSDC candles in the store \(it holds BTCUSDT 1h\); "
-                                                 r"import them first, e\.g\. coffee-ml import "
-                                                 r"\.\./shared/data/ETHUSDC-1h\.parquet"):
+                                                 r"import them first, e\.g\. coffee-ml import <files> --symbol "
+                                                 r"ETHUSDC --interval 1h \(\.\./shared/data/ETHUSDC-1h\.parquet"):
         runner.run(tmp_path / "eth.yaml")
     assert not (tmp_path / "outputs" / "runs").exists()

@@ -10,24 +10,29 @@ A batch file lists params files under `runs`, each with optional overrides:
         parameters: {epochs: 10} # like `-p epochs=10`, for this entry only
 
 Every entry is checked before any process starts (a typo should not surface an hour in). Each
-then runs as a normal `runner.run` in a spawned process, so it leaves its own run folder, and the
-store and the model registry are shared through their own locks and atomic writes. A failing
-entry stops only itself. `outputs/batches/<id>/` holds `batch.json` (each entry's status, run,
-error and failing cell), a log per entry (every progress line of its run) and `index.html`,
-rewritten as entries start and finish.
+then runs as a normal `runner.run` in a process of its own (`python -m coffee_ml.batch`, in a
+session of its own), at most `jobs` at a time, so it leaves its own run folder, and the store and
+the model registry are shared through their own locks and atomic writes. A failing entry stops
+only itself, and so does an entry whose process dies (killed, out of memory): not a process pool,
+which breaks, and fails every entry, when one of its workers dies. `outputs/batches/<id>/` holds
+`batch.json` (each entry's status, process, run, error and failing cell), a log per entry (every
+progress line of its run, and its process's output) and `index.html`, rewritten as entries
+start, name their run and finish.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import multiprocessing
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +51,9 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _BATCH_KEYS = {"name", "jobs", "runs"}
 _ENTRY_KEYS = {"params", "parameters"}
 _UNSAFE = re.compile(r"[^\w.-]+")  # in a label (a params file's `name`), for its log's file name
-_POLL_SECONDS = 0.25  # how often the parent relays new log lines while entries run
+_POLL_SECONDS = 0.25  # how often the parent relays new log lines and looks for exited entries
+_GRACE_SECONDS = 5.0  # for interrupted entries to record themselves, before their process groups are killed
+_RUN_STARTED = re.compile(r"run (\S+) started")  # an entry's first line once its run folder exists
 
 
 @dataclass(frozen=True)
@@ -147,13 +154,22 @@ def _symbol(spec: runner.RunSpec) -> str | None:
 
 
 def _run_entry(params: str, overrides: dict[str, Any], outputs: str, log: str, threads: int) -> dict[str, Any]:
-    """One entry, in its own process: the run with every progress line in `log`; never raises
-    for a failed run, so that the parent gets the failure as data."""
+    """One entry, in its own process: the run with every progress line in `log`, first naming
+    its run (`run <id> started`, so that the parent can link the run folder of an entry that is
+    later killed); never raises for a failed run, so that the parent gets the failure as data."""
     for var in THREAD_VARS:
         os.environ.setdefault(var, str(threads))  # the kernels inherit it; a user's setting wins
+    os.environ.pop(runner.RUN_ID_ENV, None)  # one inherited from a calling kernel is not this entry's run
     t0 = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as out:
+    with open(log, "a", encoding="utf-8") as out:  # appended: the parent created it as the process's stderr
+        named = False
+
         def say(line: str) -> None:
+            nonlocal named
+            # the runner sets the run id for its kernels before its first progress line
+            if not named and (run_id := os.environ.get(runner.RUN_ID_ENV)):
+                named = True
+                out.write(f"run {run_id} started\n")
             out.write(line + "\n")
             out.flush()
 
@@ -171,6 +187,75 @@ def _run_entry(params: str, overrides: dict[str, Any], outputs: str, log: str, t
             if not isinstance(exc, ParamsError):  # a params problem is its message; anything else may be a bug
                 out.write(traceback.format_exc())
     return {**result, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _main(job: str) -> None:
+    """The process of one entry (`python -m coffee_ml.batch JOB`, JOB the JSON that `_start`
+    writes): its outcome goes to a file that is there whole or not at all, so the parent can tell
+    a finished entry, failed or not, from a process that died (killed, out of memory)."""
+    from coffee_ml.reports.records import write_atomic
+
+    args = json.loads(job)
+    result = _run_entry(args["params"], args["overrides"], args["outputs"], args["log"], args["threads"])
+    write_atomic(Path(args["result"]), json.dumps(result, default=str))
+
+
+def _result_path(log: Path) -> Path:
+    return log.with_suffix(".json")
+
+
+def _start(entry: Entry, outputs: Path, log: Path, threads: int) -> subprocess.Popen[bytes]:
+    """Start one entry's process in a session of its own: its process group (the runner and
+    whatever it starts in it) can then be signalled as one, and a Ctrl-C in the terminal reaches
+    only the parent, which passes it on (`_stop`). Its stdout and stderr (a traceback, a warning)
+    go to its log."""
+    job = json.dumps({"params": str(entry.path), "overrides": entry.overrides, "outputs": str(outputs),
+                      "log": str(log), "threads": threads, "result": str(_result_path(log))})
+    with open(log, "ab") as out:  # O_APPEND, as the child's own handle: neither overwrites the other
+        return subprocess.Popen([sys.executable, "-m", "coffee_ml.batch", job], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signal the entry's process group (its session, see `_start`). The kernels are not in it
+    (jupyter_client starts each in a session of its own) but they exit once their parent is gone
+    (ipykernel's parent poller)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # group gone; (macOS) only a zombie left
+        os.killpg(process.pid, sig)
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop running entries when the parent is interrupted or fails: pass Ctrl-C on to each
+    process group, so that each run records itself as interrupted and papermill shuts its kernel
+    down, then kill whatever is left after `_GRACE_SECONDS` (at once on a second Ctrl-C)."""
+    for process in processes:
+        _signal_group(process, signal.SIGINT)
+    deadline = time.monotonic() + _GRACE_SECONDS
+    try:
+        for process in processes:
+            process.wait(max(0.0, deadline - time.monotonic()))
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        pass
+    for process in processes:
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+def _outcome(code: int, result: Path) -> dict[str, Any]:
+    """What an exited entry process left: its result file, else (it died before writing it) a
+    failure naming the signal or the exit code."""
+    try:
+        return json.loads(result.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    if code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    else:
+        how = f"exited with code {code}"
+    return {"status": "failed", "index": None, "error": f"entry process {how} before its run finished (see its log)"}
 
 
 class _Tail:
@@ -193,21 +278,21 @@ class _Tail:
 
 def _record(entry: Entry, log: Path, batch_dir: Path) -> dict[str, Any]:
     return {"label": entry.label, "symbol": entry.symbol, "params": entry.params, "overrides": entry.overrides,
-            "status": "pending", "run_id": None, "run_index": None,
+            "status": "pending", "pid": None, "run_id": None, "run_index": None,
             "log": log.relative_to(batch_dir).as_posix(), "error": None, "notebook": None, "cell": None,
             "seconds": None}
 
 
-def _finish(record: dict[str, Any], future: Future[dict[str, Any]], batch_dir: Path) -> None:
-    """Copy an entry's outcome into its record; a worker that died (killed, out of memory)
-    fails only its own entries."""
-    try:
-        result = future.result()
-    except Exception as exc:  # noqa: BLE001 - the process, not the run, failed
-        result = {"status": "failed", "index": None, "error": f"worker process failed: {type(exc).__name__}: {exc}"}
-    index = Path(result.pop("index")) if result.get("index") else None
-    record.update(result, run_id=index.parent.name if index else None,
-                  run_index=Path(os.path.relpath(index, batch_dir)).as_posix() if index else None)
+def _link_run(record: dict[str, Any], index: Path, batch_dir: Path) -> None:
+    record.update(run_id=index.parent.name, run_index=Path(os.path.relpath(index, batch_dir)).as_posix())
+
+
+def _finish(record: dict[str, Any], result: dict[str, Any], batch_dir: Path) -> None:
+    """Copy an entry's outcome into its record; a process that died keeps the run its log named."""
+    index = result.pop("index", None)
+    record.update(result)
+    if index:
+        _link_run(record, Path(index), batch_dir)
 
 
 def run_batch(path: str | Path, jobs: int | None = None, outputs: Path | None = None,
@@ -216,6 +301,7 @@ def run_batch(path: str | Path, jobs: int | None = None, outputs: Path | None = 
     return the batch's index.html. `overrides` (`-p`) apply to every entry. Raises RuntimeError
     naming the failed entries once all have finished and the index is written."""
     from coffee_ml.reports.batch import write_batch_index
+    from coffee_ml.reports.index import write_outputs_index
     from coffee_ml.reports.records import write_atomic
 
     batch = load_batch(path, overrides)
@@ -257,6 +343,7 @@ def run_batch(path: str | Path, jobs: int | None = None, outputs: Path | None = 
         state["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         state["total_seconds"] = round(time.perf_counter() - t0, 3)
         publish()
+        write_outputs_index(outputs)  # its list of batches
     say(f"batch {batch_id} {state['status']} in {runner._clock(state['total_seconds'])}: "
         f"{len(batch.entries) - len(failed)} ok, {len(failed)} failed")
     if failed:
@@ -267,29 +354,50 @@ def run_batch(path: str | Path, jobs: int | None = None, outputs: Path | None = 
 
 def _execute(batch: Batch, processes: int, threads: int, outputs: Path, logs: list[Path],
              records: list[dict[str, Any]], batch_dir: Path, publish: Callable[[], Path], say: Progress) -> None:
-    """Submit every entry, relay the lines of their logs (prefixed with the label) and update the
-    records and the index as each entry starts (its log appears) and finishes."""
+    """Run every entry in a process of its own, at most `processes` at a time; relay the lines of
+    their logs (prefixed with the label) and update the records and the index as each entry
+    starts, names its run and exits. A process that dies fails only its own entry; if the parent
+    is interrupted or fails here, the running entries are stopped (`_stop`) before it propagates."""
     tails = [_Tail(log) for log in logs]
+    waiting = list(range(len(batch.entries)))
+    running: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
 
-    def relay() -> None:
-        started = [r for r, t in zip(records, tails) if r["status"] == "pending" and t.path.is_file()]
-        for record in started:
-            record["status"] = "running"
-        if started:
-            publish()
+    def relay() -> bool:
+        """Say each new line; True when a line named an entry's run folder."""
+        named = False
         for record, tail in zip(records, tails):
             for line in tail.lines():
+                if record["run_id"] is None and (started := _RUN_STARTED.fullmatch(line)):
+                    _link_run(record, outputs / "runs" / started[1] / "index.html", batch_dir)
+                    named = True
                 say(f"[{record['label']}] {line}")
+        return named
 
-    spawn = multiprocessing.get_context("spawn")  # no fork of a parent holding threads or a store
-    with ProcessPoolExecutor(max_workers=processes, mp_context=spawn) as pool:
-        futures = {pool.submit(_run_entry, str(e.path), e.overrides, str(outputs), str(log), threads): n
-                   for n, (e, log) in enumerate(zip(batch.entries, logs))}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
-            relay()
-            for future in done:
-                _finish(records[futures[future]], future, batch_dir)
+    try:
+        while waiting or running:
+            started = False
+            while waiting and len(running) < processes:
+                n = waiting.pop(0)
+                process = _start(batch.entries[n], outputs, logs[n], threads)
+                running[n] = (process, time.perf_counter())
+                records[n].update(status="running", pid=process.pid)
+                started = True
+            if started:  # before any of its lines is relayed: batch.json names the entry's process
                 publish()
-    relay()
+            time.sleep(_POLL_SECONDS)
+            exited = [n for n, (process, _) in running.items() if process.poll() is not None]
+            named = relay()  # after the poll: an exited entry's last lines come before its outcome
+            for n in exited:
+                process, t0 = running.pop(n)
+                _signal_group(process, signal.SIGKILL)  # what it left behind: a killed entry cannot clean up
+                result = _outcome(process.returncode, _result_path(logs[n]))
+                _finish(records[n], {"seconds": round(time.perf_counter() - t0, 3), **result}, batch_dir)
+            if named or exited:
+                publish()
+    except BaseException:
+        _stop([process for process, _ in running.values()])
+        raise
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -81,8 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     mon.add_argument("--model", help="registry name (default: the model or ensemble serving the symbol)")
     mon.add_argument("--version", default="production", help="vNNNN, latest or production (with --model)")
     mon.add_argument("--window", type=_positive, help="origins per rolling window (default: 30 days of bars)")
-    mon.add_argument("--threshold", type=float, default=0.02,
-                     help="MAE skill points the model may lose below its save-time skill (or below 0) (default 0.02)")
+    mon.add_argument("--threshold", type=_share(True, "0.02"),
+                     help="MAE skill the model may lose below its save-time validation skill (or below 0), "
+                          "0 <= x < 1 (default: coffee_ml.monitor.THRESHOLD, 0.02)")
     mon.add_argument("--json", action="store_true", help="print the report as JSON")
     backend_opt(mon)
 
@@ -94,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("symbol")
     pr.add_argument("--interval", required=True, help="bar interval, e.g. 1h")
     pr.add_argument("--horizon", type=_positive, help="bars ahead (default: the model's horizon)")
-    pr.add_argument("--level", type=float, default=0.8, help="interval level (default 0.8)")
+    pr.add_argument("--level", type=_share(False, "0.8"), default=0.8, help="interval level (default 0.8)")
     pr.add_argument("--max-age", help="oldest the newest closed candle may be, e.g. 3h, 90min (default 2 bars)")
     pr.add_argument("--json", action="store_true", help="the platform's response shape as JSON")
     backend_opt(pr)
@@ -147,6 +148,21 @@ def _parser() -> argparse.ArgumentParser:
 DEGRADED = 3  # `models monitor`: the production model needs retraining
 
 
+def _share(low_inclusive: bool, example: str) -> Callable[[str], float]:
+    """argparse type: a number in [0, 1) (`low_inclusive`) or (0, 1), so that a bad value fails
+    with what was expected before anything loads."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not ((0 <= value) if low_inclusive else (0 < value)) or not value < 1:
+            raise argparse.ArgumentTypeError(f"expected a number with 0 {'<=' if low_inclusive else '<'} x < 1 "
+                                             f"such as {example}, got {text!r}")
+        return value
+    return parse
+
+
 def _positive(text: str) -> int:
     """argparse type: a whole number >= 1 (so a bad value fails before any kernel starts)."""
     try:
@@ -174,6 +190,8 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from coffee_ml import batch, runner
 
         overrides = runner.parse_overrides(args.param)
+        if not Path(args.params).is_file():
+            raise FileNotFoundError(f"{args.params}: params file not found")
         if batch.is_batch(args.params):
             print(batch.run_batch(args.params, jobs=args.jobs, overrides=overrides, progress=_progress))
         elif args.jobs is not None:
@@ -265,7 +283,7 @@ def _rerun(args: argparse.Namespace) -> None:
     result = rerun.rerun(args.run_id, overrides, progress=_progress)
     print(result.summary())
     print(result.index)
-    if result.failed or (not result.reproduced and not overrides and not result.data_changes):
+    if result.failed or (result.differing and not overrides and not result.data_changes):
         raise RuntimeError(result.failed or f"rerun {result.rerun_id} did not reproduce {result.run_id} on "
                                             "unchanged data")
 
@@ -277,13 +295,18 @@ def _predict(args: argparse.Namespace) -> None:
 
     from coffee_ml import serving
 
-    try:
-        max_age = pd.Timedelta(args.max_age) if args.max_age else None
-    except ValueError:
-        raise ValueError(f"--max-age {args.max_age!r}: expected a duration such as 3h or 90min") from None
+    max_age = None
+    if args.max_age:
+        try:
+            max_age = pd.Timedelta(args.max_age) if not args.max_age.strip().isdigit() else None
+        except ValueError:
+            pass
+        if max_age is None or max_age <= pd.Timedelta(0):
+            raise ValueError(f"--max-age {args.max_age!r}: expected a positive duration with a unit, such as 3h "
+                             "or 90min")
     answer = serving.sidebar(args.symbol, args.interval, args.horizon, backend=args.backend, level=args.level,
                              max_age=max_age)
-    print(json.dumps(answer.to_json(), indent=2) if args.json else answer.text())
+    print(json.dumps(answer.to_json(), indent=2, allow_nan=False) if args.json else answer.text())
 
 
 def _progress(line: str) -> None:
@@ -348,8 +371,12 @@ def _models(args: argparse.Namespace) -> int | None:
     if args.models_command == "monitor":
         from coffee_ml import monitor
 
+        if args.version != "production" and not args.model:
+            raise ValueError(f"--version {args.version} needs --model: without it the model serving "
+                             f"{args.symbol} {args.interval} is monitored")
+        options = {"threshold": args.threshold} if args.threshold is not None else {}
         report = monitor.monitor(args.symbol, args.interval, model=args.model, version=args.version,
-                                 window=args.window, threshold=args.threshold, backend=args.backend)
+                                 window=args.window, backend=args.backend, **options)
         if args.json:
             print(json.dumps(report.to_dict(), indent=2))
         else:

@@ -131,9 +131,20 @@ def _direction(scores: pd.Series) -> str:
 
 
 def _reference(meta: dict[str, Any]) -> tuple[str, pd.Series]:
+    """The save-time scores the floor is anchored on: validation's, the last split before the
+    monitored origins (those begin right after validation, so they hold the test split: anchoring
+    on test would compare the model with itself)."""
     metrics = meta.get("metrics") or {}
-    split = "test" if metrics.get("test") else "val"
+    split = "val" if metrics.get("val") else "test"
     return split, pd.Series(metrics.get(split) or {}, dtype=float)
+
+
+def _watch(latest: pd.Series, floor: float, levels: tuple[float, ...], tolerance: float) -> list[str]:
+    """Limits the latest window's point estimates break without the evidence to call it degraded."""
+    notes = [f"skill {latest['skill']:+.3f} under the floor {floor:+.3f}"] if latest["skill"] < floor else []
+    notes += [f"{level_tag(lv)}% coverage {latest[f'coverage_{level_tag(lv)}']:.1%} under {lv - tolerance:.0%}"
+              for lv in levels if latest[f"coverage_{level_tag(lv)}"] < lv - tolerance]
+    return notes
 
 
 def degradation(f: Forecast, window: int, floor: float, coverage_tolerance: float = COVERAGE_TOLERANCE,
@@ -176,7 +187,7 @@ def monitor(symbol: str, interval: str, *, model: str | None = None, version: st
 
     The rule, applied to the latest `window` origins: degraded if any of
       1. point: the MAE skill vs naive is significantly below the floor max(s, 0) - `threshold`,
-         s the version's save-time skill (test split, else val): a one-sided Diebold-Mariano test
+         s the version's save-time validation skill (see `_reference`): a one-sided Diebold-Mariano test
          (HAC lag H-1, HLN) of the model's absolute errors against (1 - floor) x naive's;
       2. direction: accuracy is significantly below the majority sign's on the same calls (the
          evaluation layer's paired test, one-sided);
@@ -232,7 +243,9 @@ def monitor(symbol: str, interval: str, *, model: str | None = None, version: st
         head = (f"{name} over the last {window} origins to {period[1]}: skill vs naive {latest['skill']:+.3f} "
                 f"(floor {floor:+.3f}), " + _direction(latest) + ", "
                 + ", ".join(f"coverage {level_tag(lv)}% {latest[f'coverage_{level_tag(lv)}']:.1%}" for lv in f.levels))
-        verdict = f"DEGRADED: retrain {name} — {'; '.join(reasons)}" if reasons else f"OK: {head}"
+        watch = [] if reasons else _watch(latest, floor, f.levels, coverage_tolerance)
+        verdict = (f"DEGRADED: retrain {name} — {'; '.join(reasons)}" if reasons else
+                   f"OK, WATCH ({'; '.join(watch)}, not significant yet): {head}" if watch else f"OK: {head}")
     return MonitorReport(ref=ref, trained_through=through, start=period[0], end=period[1], window=window,
                          threshold=threshold, floor=floor, coverage_tolerance=coverage_tolerance, status=status,
                          reasons=reasons, verdict=verdict,

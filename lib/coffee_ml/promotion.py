@@ -24,7 +24,8 @@ from coffee_ml.evaluation import get_scorer
 from coffee_ml.reports.records import model_ref
 from coffee_ml.runner import RUN_ID_ENV
 
-_COLUMNS = ["ref", "model", "version", "run_id", "val_from", "val_to", "origins", "val_score", "test_score"]
+_COLUMNS = ["ref", "model", "version", "run_id", "val_from", "val_to", "origins", "val_score", "val_dm_pvalue",
+            "test_score"]
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,12 @@ def candidates(symbol: str, interval: str, *, run_id: str | None = None, metric:
             rows.append({"ref": f"{symbol}/{interval}/{model_dir.name}/{path.parent.name}", "model": model_dir.name,
                          "version": path.parent.name, "run_id": meta.get("run_id"), "val_from": span[0],
                          "val_to": span[-1], "origins": val.get("origins"), "val_score": val.get(metric),
+                         "val_dm_pvalue": val.get("dm_pvalue"),
                          "test_score": test.get(metric)})
     table = pd.DataFrame(rows, columns=_COLUMNS)
     table["val_score"] = pd.to_numeric(table["val_score"], errors="coerce")
-    table["test_score"] = pd.to_numeric(table["test_score"], errors="coerce")
+    for column in ("val_dm_pvalue", "test_score"):
+        table[column] = pd.to_numeric(table[column], errors="coerce")
     return table
 
 
@@ -91,6 +94,10 @@ def choose(table: pd.DataFrame, metric: str) -> tuple[int, str]:
         reason += f"; runner-up {second['model']} {second['version']} {second['val_score']:.4g}"
     if metric == "skill" and best["val_score"] <= 0:
         reason += "; no candidate beat the naive forecast on validation, so this is the least bad, not a good model"
+    elif pd.notna(best["val_dm_pvalue"]) and best["val_dm_pvalue"] >= 0.05:
+        reason += f"; its edge over naive on validation is not significant (DM p = {best['val_dm_pvalue']:.2g})"
+    if scored["val_from"].nunique() > 1:
+        reason += "; candidates were validated on different periods"
     return int(order[0]), reason
 
 

@@ -11,6 +11,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from coffee_ml import config
@@ -49,11 +50,14 @@ READS_ENV = "COFFEE_ML_READS_FILE"  # set by the runner for each notebook's kern
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
-    """SHA-256 of a frame's index and values (pandas' vectorised row hashes): equal only for the
-    same rows with the same numbers, so a rerun can tell whether its data changed."""
-    rows = pd.util.hash_pandas_object(frame, index=True).to_numpy()
-    columns = ",".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items())
-    return hashlib.sha256(columns.encode() + rows.tobytes()).hexdigest()
+    """SHA-256 of a candle frame's raw bytes (the times as int64 nanoseconds, each column as
+    float64): equal only for the same bars with the same numbers, so a rerun can tell whether its
+    data changed, and independent of how any library version hashes objects."""
+    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    digest.update(np.ascontiguousarray(frame.index.as_unit("ns").asi8).tobytes())
+    for column in frame.columns:
+        digest.update(np.ascontiguousarray(frame[column].to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()
 
 
 def record_read(how: str, symbol: str, interval: str, start: Any, end: Any, frame: pd.DataFrame) -> None:

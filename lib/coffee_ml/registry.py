@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from filelock import FileLock
 
 from coffee_ml import config
 
@@ -200,19 +201,25 @@ def list_models(root: Path | None = None) -> pd.DataFrame:
 
 
 def _replace_text(path: Path, text: str) -> None:
+    """Replace a small file atomically and durably: a crash leaves the old or the new text."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text)
+    with tmp.open("w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
 def promote(ref: ModelRef, reason: str | None = None) -> None:
     """Mark a version as production: of its model, and as the model serving its symbol and interval
-    (both pointers replaced atomically; `reason` is kept for whoever asks why)."""
+    (both pointers replaced atomically, under a lock per symbol and interval so that two processes
+    promoting at once leave both pointers naming the same winner; `reason` is kept for whoever asks why)."""
     read(ref)  # never promote a version that would not load
-    _replace_text(ref.path.parent / PRODUCTION, ref.version + "\n")
     serving = {"model": ref.model, "version": ref.version, "reason": reason,
                "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    _replace_text(ref.path.parent.parent / SERVING, json.dumps(serving, indent=2) + "\n")
+    with FileLock(str(ref.path.parent.parent / f".{SERVING}.lock")):
+        _replace_text(ref.path.parent / PRODUCTION, ref.version + "\n")
+        _replace_text(ref.path.parent.parent / SERVING, json.dumps(serving, indent=2) + "\n")
 
 
 def _serving_folder(symbol: str, interval: str, root: Path | None) -> Path:

@@ -2,7 +2,8 @@
 
 A run's manifest holds each notebook's parameters (overrides included) and the store reads it made,
 each with the bars it got and a fingerprint of them (`provenance.record_read`). A rerun executes
-the same notebooks with the same parameters into a new run folder, with the data range pinned:
+the same notebooks with the same parameters (and `promote: false`: checking a run must not change
+what production serves) into a new run folder, with the data range pinned:
 a notebook that read "up to the newest candle" (`end` unset) reads up to the bar it read then,
 so candles imported since do not change the answer. Afterwards the two runs are compared: the
 fingerprints of what each notebook read (did the data change?) and every number the notebooks
@@ -43,11 +44,14 @@ class Reproduction:
 
     @property
     def reproduced(self) -> bool:
-        return not (self.differing or self.data_changes or self.failed)
+        return self.compared > 0 and not (self.differing or self.data_changes or self.failed)
 
     def summary(self) -> str:
         if self.failed:
             return f"rerun {self.rerun_id} of {self.run_id} failed: {self.failed}"
+        if not self.compared and not self.differing:
+            return (f"rerun {self.rerun_id} of {self.run_id}: neither run recorded numbers, nothing to compare"
+                    + (f"; the data changed in {len(self.data_changes)} read(s)" if self.data_changes else ""))
         if self.reproduced:
             return (f"reproduced: rerun {self.rerun_id} recorded the same {self.compared} numbers as {self.run_id}, "
                     "from the same data")
@@ -87,9 +91,11 @@ def spec_from_manifest(manifest: Mapping[str, Any], notebooks_dir: Path | None =
     steps = []
     for entry in manifest["notebooks"]:
         params = dict(entry.get("parameters") or {})
-        if params.get("end") is None and (end := _pinned_end(entry)) and \
-                "end" in declared_parameters(notebooks_dir / entry["notebook"]):
+        declared = declared_parameters(notebooks_dir / entry["notebook"])
+        if params.get("end") is None and (end := _pinned_end(entry)) and "end" in declared:
             params["end"] = end
+        if "promote" in declared:  # a reproduction check must not change what production serves
+            params["promote"] = False
         steps.append(Step(entry["notebook"], params))
     document = {"rerun_of": manifest["run_id"], "params": manifest.get("params")}
     return RunSpec(str(manifest.get("name") or "rerun"), steps, None, document, dict(manifest.get("overrides") or {}),
@@ -127,9 +133,12 @@ def compare_data(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Reads of the first run whose bars the rerun got differently (or did not make)."""
     changes = []
     for before, after in zip(old["notebooks"], new["notebooks"]):
-        got = {(r["symbol"], r["interval"], r["how"], r["first"]): r for r in after.get("data") or []}
+        def key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+            return r["symbol"], r["interval"], r["how"], r["start"], r["first"]
+
+        got = {key(r): r for r in after.get("data") or []}
         for r in before.get("data") or []:
-            again = got.get((r["symbol"], r["interval"], r["how"], r["first"]))
+            again = got.get(key(r))
             if again is None or again["sha256"] != r["sha256"]:
                 now = f"{again['rows']} bars, other values" if again else "not read"
                 changes.append(f"{before['notebook']}: {r['symbol']} {r['interval']} {r['first']}..{r['last']} "

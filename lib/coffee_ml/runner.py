@@ -217,20 +217,20 @@ def check_spec(spec: RunSpec, notebooks_dir: Path | None = None) -> list[str]:
 def check_data(spec: RunSpec) -> None:
     """Fail before any kernel starts when a symbol the run names has no candles in the store at all
     (a missing range within stored data is the notebook's to report, with the coverage it finds)."""
-    wanted = {(str(s.parameters["symbol"]), str(s.parameters.get("backend") or "auto")) for s in spec.steps
-              if s.parameters.get("symbol")}
+    wanted = {(str(s.parameters["symbol"]), str(s.parameters.get("interval") or "1h"),
+               str(s.parameters.get("backend") or "auto")) for s in spec.steps if s.parameters.get("symbol")}
     if not wanted:
         return
     from coffee_ml.data import open_store
 
-    for backend in sorted({b for _, b in wanted}):
+    for backend in sorted({b for *_, b in wanted}):
         stored = open_store(backend).list_symbols()
         have = set(stored["symbol"])
-        for symbol in sorted(sym for sym, b in wanted if b == backend and sym not in have):
+        for symbol, interval in sorted((sym, i) for sym, i, b in wanted if b == backend and sym not in have):
             listing = ", ".join(f"{r.symbol} {r.interval}" for r in stored.itertuples()) or "nothing"
             raise ParamsError(f"{spec.label}: no {symbol} candles in the store (it holds {listing}); import them "
-                              f"first, e.g. coffee-ml import ../shared/data/{symbol}-1h.parquet --symbol {symbol} "
-                              "--interval 1h")
+                              f"first, e.g. coffee-ml import <files> --symbol {symbol} --interval {interval} "
+                              f"(../shared/data/{symbol}-{interval}.parquet where it exists)")
 
 
 def artifact_path(run_dir: str | Path | None, name: str) -> Path:

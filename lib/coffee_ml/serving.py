@@ -15,6 +15,7 @@ only the candles newer than those it holds, recomputing only when a new bar has 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -53,7 +54,8 @@ def _age(delta: pd.Timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
-    parts = [f"{days} days" if days else "", f"{hours} h" if hours else "", f"{mins} min" if mins and not days else ""]
+    parts = [f"{days} day{'s' if days > 1 else ''}" if days else "", f"{hours} h" if hours else "",
+             f"{mins} min" if mins and not days else ""]
     return " ".join(p for p in parts if p) or "0 min"
 
 
@@ -76,12 +78,17 @@ class Prediction:
     snapshot: bool  # the bundled sample: a frozen history, judged as of its own end
 
     def to_json(self) -> dict[str, Any]:
-        """The platform's response shape (timestamps ISO 8601 UTC, confidences in %)."""
-        rows = [{"timestamp": t.isoformat(), "price": p, "lower": lo, "upper": hi, "confidence": c}
-                for t, p, lo, hi, c in self.path[["timestamp", "price", "lower", "upper", "confidence"]]
-                .itertuples(index=False)]
+        """The platform's response shape (timestamps ISO 8601 UTC, the open time of the forecast
+        bar; confidences in %, null where unknown), plus what a consumer needs to trust it: the
+        symbol, the interval level of `lower`/`upper`, the newest candle read (`as_of`) and
+        whether that is the frozen bundled sample."""
+        frame = self.path[["timestamp", "price", "lower", "upper", "confidence"]].astype(object)
+        frame["timestamp"] = [t.isoformat() for t in self.path["timestamp"]]
+        rows = frame.where(self.path[frame.columns].notna(), None).to_dict(orient="records")
         return {"predictions": rows, "model": self.model, "version": self.version, "trained_at": self.trained_at,
-                "regime": {"name": self.regime["regime"], "confidence": self.regime["confidence"]}}
+                "regime": {"name": self.regime["regime"], "confidence": self.regime["confidence"]},
+                "symbol": self.symbol, "interval": self.interval, "level": self.level,
+                "as_of": self.as_of.isoformat(), "snapshot": self.snapshot}
 
     def text(self) -> str:
         """What the sidebar shows, as lines: the horizon's price, interval, confidence, model, regime."""
@@ -91,13 +98,15 @@ class Prediction:
         data = ("the bundled sample, a frozen history: as of its last candle" if self.snapshot
                 else f"newest candle closed {_age(self.data_age)} ago")
         return "\n".join([
-            f"{self.symbol} {self.interval} · {int(last['step'])} bars ahead ({last['timestamp']:%Y-%m-%d %H:%M} UTC)",
+            f"{self.symbol} {self.interval} · {int(last['step'])} bars ahead (the bar opening "
+            f"{last['timestamp']:%Y-%m-%d %H:%M} UTC)",
             f"  predicted price  {last['price']:,.2f}  ({move:+.2%} from {self.last_close:,.2f})",
             f"  {self.level:.0%} interval    {last['lower']:,.2f} .. {last['upper']:,.2f}",
             f"  confidence       {last['confidence']:.1f}% that the price goes {side}",
             f"  model            {self.model} {self.version}, trained {self.trained_at[:16].replace('T', ' ')} UTC",
             f"  market regime    {self.regime['regime']} ({self.regime['confidence']:.1f}% confidence, "
-            f"{self.regime['method']}, since {self.regime['since']:%Y-%m-%d %H:%M})",
+            f"{self.regime['method']}, since {'at least ' if self.regime['since_bound'] else ''}"
+            f"{self.regime['since']:%Y-%m-%d %H:%M})",
             f"  data             {self.symbol} {self.interval} up to {self.as_of:%Y-%m-%d %H:%M} UTC ({data})",
         ])
 
@@ -108,18 +117,27 @@ class Predictor:
     `max_age`: the oldest the newest closed candle may be (default `STALE_BARS` bars) before
     `predict` refuses with how stale the data are. Candles of the bundled sample, and nothing
     newer, are a frozen history: they are forecast as of their own end, and the answer says so.
+    `end`: forecast as of the last closed bar before `end` (a research run's as-of date; no
+    staleness check). A candle still open at `now` is never read.
     """
 
     def __init__(self, symbol: str, interval: str, *, backend: str = "auto", level: float = 0.8,
-                 max_age: str | pd.Timedelta | None = None, root: Path | None = None) -> None:
+                 max_age: str | pd.Timedelta | None = None, end: str | pd.Timestamp | None = None,
+                 root: Path | None = None) -> None:
+        if not 0 < level < 1:
+            raise ValueError(f"level {level}: expected an interval level between 0 and 1, e.g. 0.8")
         self.symbol = symbol
         self.interval = interval
         self.backend = backend
         self.level = level
         self.max_age = max_age
+        self.end = end
         self.root = root
         self._step = interval_timedelta(interval)
         self._limit = pd.Timedelta(max_age) if max_age is not None else STALE_BARS * self._step
+        if self._limit <= pd.Timedelta(0):
+            raise ValueError(f"max_age {max_age!r}: expected a positive duration such as 3h")
+        self._lock = threading.Lock()  # one warm predictor serves every thread of a process
         self.loaded_: LoadedModel | None = None
         self.store_: Any = None
         self.sample_end_: pd.Timestamp | None | bool = False  # False: not asked yet
@@ -134,38 +152,43 @@ class Predictor:
             self.loaded_ = load_model(ref.symbol, ref.interval, ref.model, ref.version, root=self.root)
         return self.loaded_
 
-    def _candles(self, bars: int) -> tuple[pd.DataFrame, pd.Timestamp | None]:
-        """The newest `bars` candles: on a warm predictor only those after the ones it holds are read."""
+    def _candles(self, bars: int, now: pd.Timestamp) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+        """The newest `bars` closed candles: a warm predictor reads only those after the ones it
+        holds, and all of them again only when a newly promoted model needs a longer history."""
         from coffee_ml.data import open_store
 
         if self.store_ is None:
             self.store_ = open_store(self.backend)
         store = self.store_
         with store.backend.session():
-            if self.candles_ is None or self.candles_.empty:
-                fresh = store.load_last(self.symbol, self.interval, bars)
-                self.candles_ = fresh
-            else:
+            if self.candles_ is None or len(self.candles_) < bars:
+                self.candles_ = store.load_last(self.symbol, self.interval, bars, end=self.end)
+            elif self.end is None:
                 newer = store.load_candles(self.symbol, self.interval, start=self.candles_.index[-1] + self._step)
                 if len(newer):
                     self.candles_ = pd.concat([self.candles_, newer]).iloc[-bars:]
             if self.sample_end_ is False:  # loaded with the store, never changes: asked once
                 self.sample_end_ = store.sample_end(self.symbol, self.interval)
-        if self.candles_.empty:
-            raise ValueError(f"no {self.symbol} {self.interval} candles in the store to forecast from "
-                             "(see `coffee-ml data list`)")
-        return self.candles_, self.sample_end_
+        # a bar still open at `now` is left out, and read again once closed (the feed rewrites it)
+        self.candles_ = closed = self.candles_[self.candles_.index + self._step <= now]
+        if closed.empty:
+            raise ValueError(f"no closed {self.symbol} {self.interval} candles in the store to forecast from"
+                             + (f" before {self.end}" if self.end else "") + " (see `coffee-ml data list`)")
+        return closed, self.sample_end_
 
     def predict(self, horizon: int | None = None, now: pd.Timestamp | None = None) -> Prediction:
         """The forecast for the next `horizon` bars (default: the model's horizon)."""
+        with self._lock:
+            return self._predict(horizon, pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now))
+
+    def _predict(self, horizon: int | None, now: pd.Timestamp) -> Prediction:
         loaded = self._model()
         bars = max(loaded.history_bars, REGIME_BARS)
-        candles, sample_end = self._candles(bars)
+        candles, sample_end = self._candles(bars, now)
         newest = candles.index[-1]
-        now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
         age = max(now - (newest + self._step), pd.Timedelta(0))
         snapshot = sample_end is not None and newest == sample_end
-        if not snapshot and age > self._limit:
+        if self.end is None and not snapshot and age > self._limit:
             raise StaleDataError(f"{self.symbol} {self.interval} data are stale: the newest candle "
                                  f"({newest:%Y-%m-%d %H:%M} UTC) closed {_age(age)} ago, over the limit of "
                                  f"{_age(self._limit)}; import newer candles (coffee-ml import) or raise --max-age")
@@ -178,18 +201,17 @@ class Predictor:
         if not 1 <= horizon <= full:
             raise ValueError(f"--horizon {horizon}: {loaded.ref.model} {loaded.ref.version} forecasts 1..{full} "
                              f"bars of {self.interval}")
-        meta = loaded.metadata
         from coffee_ml import registry
 
-        return Prediction(self.symbol, self.interval, loaded.ref.model, loaded.ref.version, str(meta["trained_at"]),
-                          registry.promotion(self.symbol, self.interval, self.root), newest,
-                          float(forecast.last_close[0]), self.level, self._path(forecast, horizon), regime, age,
-                          snapshot)
+        return Prediction(self.symbol, self.interval, loaded.ref.model, loaded.ref.version,
+                          str(loaded.metadata["trained_at"]), registry.promotion(self.symbol, self.interval, self.root),
+                          newest, float(forecast.last_close[0]), self.level, self._path(forecast, horizon), regime,
+                          age, snapshot)
 
     def _path(self, forecast: Forecast, horizon: int) -> pd.DataFrame:
         if self.level not in forecast.levels:
-            raise ValueError(f"{forecast.model} has intervals at {', '.join(map(str, forecast.levels))}, "
-                             f"not at level {self.level}")
+            raise ValueError(f"--level {self.level}: {forecast.model} has intervals at "
+                             f"{', '.join(map(str, forecast.levels))} only")
         frame = forecast.to_frame().iloc[:horizon]
         tag = level_tag(self.level)
         confidence = forecast.confidence[0, :horizon]

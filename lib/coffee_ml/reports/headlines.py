@@ -388,8 +388,8 @@ def production_headline(choice: Any, answer: Any, monitor: Any = None) -> Headli
     held up since training (the monitor's verdict: the signal to retrain)."""
     ref = choice.ref
     last = answer.path.iloc[-1]
-    title = f"{answer.symbol} {answer.interval} production: {ref.model} {ref.version}"
-    lines = [f"{'promoted' if choice.promoted else 'would promote'}: {choice.reason}",
+    title = f"{answer.symbol} {answer.interval} production: {answer.model} {answer.version}"
+    lines = [f"{'promoted' if choice.promoted else f'would promote {ref.model} {ref.version}'}: {choice.reason}",
              f"forecast {int(last['step'])} bars ahead: {last['price']:,.2f} "
              f"({last['price'] / answer.last_close - 1:+.2%}), {answer.level:.0%} interval {last['lower']:,.2f}.."
              f"{last['upper']:,.2f}, confidence {last['confidence']:.1f}%",

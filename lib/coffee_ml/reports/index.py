@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -283,14 +284,40 @@ def _run_row(run_dir: Path) -> tuple[str, str]:
     return f"{started}|{run_dir.name}", row
 
 
+def _batch_row(batch_dir: Path) -> tuple[str, str]:
+    """(sort key, table row) for one batch folder (`coffee-ml run <batch file>`) of outputs/index.html."""
+    state = _read_json(batch_dir / "batch.json")
+    counts = Counter(str(entry.get("status", "?")) for entry in state.get("entries", []))
+    started = state.get("started", "")
+    row = (f"<tr><td>{_link(f'batches/{batch_dir.name}/index.html', batch_dir.name)}"
+           f"<br><small>{_e(_time(started))} UTC</small></td><td>{_e(state.get('name', ''))}</td>"
+           f"<td>{_status(state.get('status', 'unknown'))}</td>"
+           f"<td class='num'>{_duration(state.get('total_seconds'))}</td>"
+           f"<td>{' · '.join(f'{n} {_status(status)}' for status, n in counts.items()) or '–'}</td></tr>")
+    return f"{started}|{batch_dir.name}", row
+
+
+def _batches(outputs: Path) -> str:
+    """The Batches section of outputs/index.html, newest first ('' when there are none): a batch's
+    runs are listed among every run, but only the batch's page says which they are and how it went."""
+    batches = outputs / "batches"
+    folders = [p for p in batches.iterdir() if (p / "batch.json").is_file()] if batches.is_dir() else []
+    rows = [row for _, row in sorted((_batch_row(p) for p in folders), reverse=True)]
+    if not rows:
+        return ""
+    return ("<h2>Batches</h2><div class='scroll'><table><tr><th>batch</th><th>name</th><th>status</th>"
+            f"<th>duration</th><th>runs</th></tr>{''.join(rows)}</table></div><h2>Runs</h2>")
+
+
 def write_outputs_index(outputs: str | Path) -> Path:
-    """(Re)write `<outputs>/index.html`: every run folder under runs/, newest first."""
+    """(Re)write `<outputs>/index.html`: every batch folder under batches/ (if any), then every
+    run folder under runs/, newest first."""
     outputs = Path(outputs)
     runs = outputs / "runs"
     folders = [p for p in runs.iterdir() if (p / "manifest.json").is_file()] if runs.is_dir() else []
     rows = [row for _, row in sorted((_run_row(p) for p in folders), reverse=True)]
-    body = ("<h1>coffee-ml runs</h1><p class='meta'>every run, newest first; open a run for its parameters, "
-            "reports and leaderboards</p>"
+    body = ("<h1>coffee-ml runs</h1>" + _batches(outputs)
+            + "<p class='meta'>every run, newest first; open a run for its parameters, reports and leaderboards</p>"
             + ("<div class='scroll'><table><tr><th>run</th><th>name</th><th>status</th><th>duration</th>"
                f"<th>commit</th><th>headlines</th><th>reports</th></tr>{''.join(rows)}</table></div>"
                if rows else "<p>no runs yet: <code>coffee-ml run params/quickstart.yaml</code></p>"))

@@ -226,8 +226,9 @@ def _models(run: _Run) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _best_model(run: _Run) -> str:
-    """The best model by skill among those that beat naive; when none does, say so and name the
-    closest, so the headline never suggests an edge the tests do not support."""
+    """The highest skill among models that beat naive significantly; when none does, say so and
+    name the closest, so the headline never suggests an edge the tests do not support. Stages
+    score different periods, so it names a model that beats naive, not the best of the run."""
     models = _models(run)
     if not models:
         return ""
@@ -236,7 +237,7 @@ def _best_model(run: _Run) -> str:
     stage, model, row = max(winners or tested or models, key=lambda m: m[2]["skill"])
     test = f", DM {p_clause(row['dm_pvalue'])}" if row.get("dm_pvalue") is not None else ""
     detail = f"{model}, {stage}: skill {number('skill', row['skill'])} vs naive{test}"
-    return f"best model {detail}" if winners else f"no model beats naive (closest: {detail})"
+    return f"beats naive: {detail}" if winners else f"no model beats naive (closest: {detail})"
 
 
 # ---- regime, anomalies, production --------------------------------------------------------------
