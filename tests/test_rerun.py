@@ -5,6 +5,7 @@ symbol without data fails before any kernel starts."""
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -98,6 +99,16 @@ def test_rerun_names_changed_data_and_overrides(outputs, first_run, capsys):
     assert "numbers differ (overrides {'models': ['drift']})" in out and "hybrid" in out and "only in the first run" in out
     assert main(["rerun", "no-such-run"]) == 1
     assert "no run 'no-such-run'" in capsys.readouterr().err
+
+
+def test_a_rerun_uses_the_runs_thread_settings(monkeypatch):
+    """A batch entry ran with its share of the cores: its rerun's kernels get the same setting."""
+    monkeypatch.setenv("MKL_NUM_THREADS", "8")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with rerun._threads_of({"threads": {"cpus": 2, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": None}}):
+        assert os.environ["OMP_NUM_THREADS"] == "1" and "MKL_NUM_THREADS" not in os.environ
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "8"
+    assert provenance.threads()["MKL_NUM_THREADS"] == "8"
 
 
 def test_compare_records_tolerates_round_off_not_changes():

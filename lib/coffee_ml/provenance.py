@@ -41,9 +41,18 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what sets torch's and BLAS's thread counts
+
+
+def threads() -> dict[str, Any]:
+    """The thread settings kernels inherit: float sums in another order change the last digits of
+    a trained model, so a rerun applies the same ones (batch entries set them per process)."""
+    return {"cpus": os.cpu_count(), **{name: os.environ.get(name) for name in THREAD_VARIABLES}}
+
+
 def environment() -> dict[str, Any]:
     return {"git": git_state(), "packages": package_versions(), "python": sys.version.split()[0],
-            "platform": platform.platform()}
+            "platform": platform.platform(), "threads": threads()}
 
 
 READS_ENV = "COFFEE_ML_READS_FILE"  # set by the runner for each notebook's kernel

@@ -2,7 +2,7 @@
 
 A run's manifest holds each notebook's parameters (overrides included) and the store reads it made,
 each with the bars it got and a fingerprint of them (`provenance.record_read`). A rerun executes
-the same notebooks with the same parameters (and `promote: false`: checking a run must not change
+the same notebooks with the same parameters and thread settings (and `promote: false`: checking a run must not change
 what production serves) into a new run folder, with the data range pinned:
 a notebook that read "up to the newest candle" (`end` unset) reads up to the bar it read then,
 so candles imported since do not change the answer. Afterwards the two runs are compared: the
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ import pandas as pd
 
 from coffee_ml import config
 from coffee_ml.data.schema import interval_timedelta
+from coffee_ml.provenance import THREAD_VARIABLES
 from coffee_ml.runner import Progress, RunFailed, RunSpec, Step, apply_overrides, declared_parameters, run_spec
 
 _TIMING = re.compile(r"seconds|duration|datetime|elapsed", re.IGNORECASE)
@@ -102,6 +105,27 @@ def spec_from_manifest(manifest: Mapping[str, Any], notebooks_dir: Path | None =
                    rerun_of=manifest["run_id"])
 
 
+@contextmanager
+def _threads_of(manifest: Mapping[str, Any]) -> Iterator[None]:
+    """The run's thread settings for the rerun's kernels (a batch entry's run had its share of
+    the cores; the same sums in another order would differ in the last digits)."""
+    recorded = manifest.get("threads") or {}
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    for name in THREAD_VARIABLES:
+        if recorded.get(name):
+            os.environ[name] = str(recorded[name])
+        elif name in recorded:
+            os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _numbers(value: Any, path: str = "") -> dict[str, float | None]:
     """Every number in a record, by its path ('02_training.leaderboard.gru.mae'); timings left out."""
     if isinstance(value, Mapping):
@@ -157,7 +181,9 @@ def rerun(run: str | Path, overrides: Mapping[str, Any] | None = None, outputs: 
     spec = apply_overrides(spec_from_manifest(manifest, notebooks_dir), overrides or {}, notebooks_dir)
     failed = None
     try:
-        index = run_spec(spec, outputs=outputs or folder.parent.parent, notebooks_dir=notebooks_dir, progress=progress)
+        with _threads_of(manifest):
+            index = run_spec(spec, outputs=outputs or folder.parent.parent, notebooks_dir=notebooks_dir,
+                             progress=progress)
     except RunFailed as exc:
         index, failed = exc.index, str(exc)
     new_dir = index.parent
