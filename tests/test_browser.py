@@ -161,6 +161,8 @@ def test_summary_shows_its_headline_and_leaderboard(browser, quickstart_run):
     board = browser.find_element(By.CSS_SELECTOR, "table.leaderboard")
     assert headline.is_displayed() and "naive" in headline.text, headline.text
     assert board.is_displayed()
+    charts = browser.find_elements(By.TAG_NAME, "img")  # the leaderboard's and the production forecast's
+    assert len(charts) == 2 and all(c.is_displayed() and c.get_property("naturalWidth") > 400 for c in charts)
     rows = [row.text for row in board.find_elements(By.TAG_NAME, "tr")]
     assert any("naive baseline" in row for row in rows), rows
     stages = [n["stage"] for n in json.loads((quickstart_run / "manifest.json").read_text())["notebooks"]]

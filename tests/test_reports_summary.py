@@ -5,6 +5,7 @@ yet never breaking the page."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import shutil
@@ -84,7 +85,10 @@ RECORDS: dict[str, Any] = {
     "08_production": {
         "promoted": {"ref": "BTCUSDT/1h/gbm/v0003", "model": "gbm", "version": "v0003", "metric": "mae",
                      "score": 1037.84, "reason": "lowest walk-forward MAE among saved versions", "promoted": True},
-        "monitor": {"verdict": "OK: gbm v0003 holds up", "degraded": False, "reasons": []}},
+        "monitor": {"verdict": "OK: gbm v0003 holds up", "degraded": False, "reasons": []},
+        "sidebar": {"predictions": [{"timestamp": f"2025-12-01T0{h}:00:00+00:00", "price": 90000.0 + 10 * h,
+                                     "lower": 89000.0, "upper": 91000.0, "confidence": 52.0} for h in range(4)],
+                    "model": "gbm", "version": "v0003", "level": 0.8, "as_of": "2025-11-30T23:00:00+00:00"}},
 }
 
 
@@ -170,6 +174,20 @@ def test_regime_anomalies_and_production_sections(full_run):
     assert events.count("<tr>") == 11 and events.index("2025-11-21 03:00") < events.index("2025-11-20 03:00")
     assert "2025-11-11 03:00" not in events and ">71<" in events and "provisional" in events  # the newest, score 71
     assert "BTCUSDT/1h/gbm/v0003" in page and "1,037.84" in page and "class='status ok'>OK: gbm v0003" in page
+
+
+def test_charts_of_the_leaderboard_and_the_forecast(full_run, tmp_path):
+    """Two PNG charts drawn from the records alone; a run without the production notebook has one."""
+    page = _page(full_run)
+    charts = page.split('src="data:image/png;base64,')
+    assert len(charts) == 3
+    assert all(base64.b64decode(c.split('"')[0])[:8] == b"\x89PNG\r\n\x1a\n" for c in charts[1:])
+    first, second = page.index("data:image/png"), page.rindex("data:image/png")
+    assert page.index("Leaderboard: every model") < first < page.index("<table class='leaderboard'>")
+    assert page.index("<h3>Forecast</h3>") < second
+    stages = [s for s in STAGES if s != "08_production"]
+    without = _run_dir(tmp_path / "without", [_entry(s) for s in stages], {s: RECORDS[s] for s in stages if s in RECORDS})
+    assert _page(without).count("data:image/png") == 1
 
 
 def test_a_degraded_production_model_and_older_regime_records(tmp_path):

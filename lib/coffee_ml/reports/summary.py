@@ -1,8 +1,8 @@
 """The run's summary page (`runs/<id>/summary.html`): what a reviewer reads first.
 
-One headline, then data coverage, a leaderboard of every model and ensemble the run scored, the
-current regime, the latest anomaly events and the production model, each linking to the report
-it comes from. Built from manifest.json and metrics.json only, never from the store or by
+One headline, then data coverage, a leaderboard of every model and ensemble the run scored (with
+a chart of skill vs naive and direction accuracy), the current regime, the latest anomaly events
+and the production model with its forecast path, each linking to the report it comes from. Built from manifest.json and metrics.json only, never from the store or by
 rescoring, so the runner can rewrite it after every notebook at no cost; a notebook that is not
 in the run leaves its section out, one that failed or has not run yet says so in one line.
 """
@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from coffee_ml.evaluation.verdict import ALPHA, p_clause
+from coffee_ml.reports import charts
 from coffee_ml.reports.format import COVERAGE_TOLERANCE, FLAG_STYLE, NA, NO_CALL, nominal, number, percent
 from coffee_ml.reports.index import _e, _link, _page, _read_json, _records, _status, _time, headline_text
 from coffee_ml.reports.records import write_atomic
@@ -193,7 +194,7 @@ def _leaderboard(run: _Run) -> str:
     stages = [s for s in (TRAINING, BACKTEST, HPO, ENSEMBLES) if s in run.entries]
     if not stages:
         return ""
-    body, notes = [], []
+    body, notes, charted = [], [], []
     for stage in stages:
         context, rows = _leaderboard_rows(run, stage)
         if not rows:
@@ -206,6 +207,8 @@ def _leaderboard(run: _Run) -> str:
             lead = (f"<td rowspan='{len(order)}' style='background-color: #fff'><b>{run.link(stage)}</b><br>"
                     f"<small>{_e(context)}</small></td>" if i == 0 else "")
             cells = "".join(_score(name, row) for name, _ in COLUMNS)
+            if not baseline and row.get("skill") is not None:
+                charted.append((stage, model, row, _versus(row, baseline)))
             body.append(f"<tr{f' style={_BASELINE_STYLE!r}' if baseline else ''}>{lead}<td>{_e(model)}</td>"
                         f"<td style='white-space: nowrap'>{_versus(row, baseline)}</td>{cells}</tr>")
     head = "".join(f"<th>{_e(label)}</th>" for _, label in COLUMNS)
@@ -215,7 +218,9 @@ def _leaderboard(run: _Run) -> str:
               f"vs naive: Diebold-Mariano at p &lt; {ALPHA:g}; direction: share of correct up/down calls with its "
               "95% interval against always calling the majority sign; shaded: coverage more than "
               f"{COVERAGE_TOLERANCE * 100:g} pp from nominal</small></p>") if body else ""
-    return "<h2>Leaderboard: every model and ensemble</h2>" + table + legend + "".join(notes)
+    chart = charts.img(charts.leaderboard(charted), "skill vs naive and direction accuracy of every model") \
+        if charted else ""
+    return "<h2>Leaderboard: every model and ensemble</h2>" + chart + table + legend + "".join(notes)
 
 
 def _models(run: _Run) -> list[tuple[str, str, dict[str, Any]]]:
@@ -330,6 +335,13 @@ def _production(record: dict[str, Any]) -> str:
         reasons = monitor.get("reasons") if isinstance(monitor.get("reasons"), list) else []
         rows += [("reasons", "<ul>" + "".join(f"<li>{_e(r)}</li>" for r in reasons) + "</ul>")] if reasons else []
         parts.append("<h3>Monitor</h3>" + _table(rows))
+    sidebar = record.get("sidebar")
+    if isinstance(sidebar, dict) and sidebar.get("predictions"):
+        level = f"{sidebar['level']:.0%} interval" if sidebar.get("level") else "interval"
+        title = (f"the sidebar's forecast: {sidebar.get('model', '?')} {sidebar.get('version', '')}, {level}, "
+                 f"as of {_time(sidebar['as_of']) if sidebar.get('as_of') else '?'} UTC")
+        parts.append("<h3>Forecast</h3>" + charts.img(charts.forecast_path(sidebar["predictions"], title),
+                                                      "the production model's forecast path"))
     return "".join(parts)
 
 
