@@ -9,7 +9,9 @@ in the run leaves its section out, one that failed or has not run yet says so in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -218,9 +220,15 @@ def _leaderboard(run: _Run) -> str:
               f"vs naive: Diebold-Mariano at p &lt; {ALPHA:g}; direction: share of correct up/down calls with its "
               "95% interval against always calling the majority sign; shaded: coverage more than "
               f"{COVERAGE_TOLERANCE * 100:g} pp from nominal</small></p>") if body else ""
-    chart = charts.img(charts.leaderboard(charted), "skill vs naive and direction accuracy of every model") \
-        if charted else ""
+    chart = _leaderboard_chart(json.dumps(charted, default=str)) if charted else ""
     return "<h2>Leaderboard: every model and ensemble</h2>" + chart + table + legend + "".join(notes)
+
+
+@lru_cache(maxsize=8)
+def _leaderboard_chart(rows: str) -> str:
+    """The leaderboard chart, drawn once per content: the runner rewrites the page as every
+    notebook starts and ends, and most of those rewrites leave the leaderboard as it was."""
+    return charts.img(charts.leaderboard(json.loads(rows)), "skill vs naive and direction accuracy of every model")
 
 
 def _models(run: _Run) -> list[tuple[str, str, dict[str, Any]]]:
