@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coffee_ml import batch, config, runner
+from coffee_ml import batch, config, provenance, runner
 from coffee_ml.cli import main
 from coffee_ml.reports.index import write_outputs_index
 
@@ -162,7 +162,7 @@ def test_each_process_gets_its_share_of_threads_and_reports_every_failure(tmp_pa
                                 "cell": {"index": 9, "number": 5, "of": 8, "execution_count": 5, "source": "y"}})
 
     def fake_run(params, outputs, overrides, progress):
-        seen.update({var: os.environ.get(var) for var in batch.THREAD_VARS}, overrides=overrides)
+        seen.update({var: os.environ.get(var) for var in provenance.THREAD_VARIABLES}, overrides=overrides)
         if params == "fails.yaml":  # as the runner does before its first line
             monkeypatch.setenv(runner.RUN_ID_ENV, "r1")
         progress("[1/1] 00_data.ipynb")

@@ -132,8 +132,11 @@ def test_stale_live_data_are_refused_with_their_age(fitted, tmp_path, monkeypatc
     relaxed = serving.Predictor(FEED, INTERVAL, max_age=pd.Timedelta(days=4))
     assert relaxed.predict(now=closed + pd.Timedelta(days=3, hours=5)).as_of == candles.index[-1]
     # the newest candle is still open half an hour before it closes: the forecast reads the one before
-    early = serving.Predictor(FEED, INTERVAL).predict(now=closed - pd.Timedelta(minutes=30))
-    assert early.as_of == candles.index[-2]
+    warm = serving.Predictor(FEED, INTERVAL)
+    assert warm.predict(now=closed - pd.Timedelta(minutes=30)).as_of == candles.index[-2]
+    warm.store_.load_last = None  # warm: while the bar is open, and once it has closed, only newer bars are read
+    assert warm.predict(now=closed - pd.Timedelta(minutes=10)).as_of == candles.index[-2]
+    assert warm.predict(now=closed + pd.Timedelta(minutes=10)).as_of == candles.index[-1]
 
 
 def test_warm_predictor_follows_new_candles_and_promotions(fitted, tmp_path, monkeypatch):

@@ -40,14 +40,11 @@ from typing import Any
 
 import yaml
 
-from coffee_ml import config, runner
+from coffee_ml import config, provenance, runner
 from coffee_ml.runner import ParamsError, Progress
 
 BATCH_JSON = "batch.json"
 LOGS = "logs"
-# Thread pools of numpy/torch in the kernels: each process gets its share of the cores, since
-# N processes each starting one thread per core run slower than one process alone.
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _BATCH_KEYS = {"name", "jobs", "runs"}
 _ENTRY_KEYS = {"params", "parameters"}
 _UNSAFE = re.compile(r"[^\w.-]+")  # in a label (a params file's `name`), for its log's file name
@@ -157,8 +154,10 @@ def _run_entry(params: str, overrides: dict[str, Any], outputs: str, log: str, t
     """One entry, in its own process: the run with every progress line in `log`, first naming
     its run (`run <id> started`, so that the parent can link the run folder of an entry that is
     later killed); never raises for a failed run, so that the parent gets the failure as data."""
-    for var in THREAD_VARS:
-        os.environ.setdefault(var, str(threads))  # the kernels inherit it; a user's setting wins
+    # each process gets its share of the cores (N processes each starting one thread per core run
+    # slower than one alone); the kernels inherit it, a user's setting wins, the manifest records it
+    for var in provenance.THREAD_VARIABLES:
+        os.environ.setdefault(var, str(threads))
     os.environ.pop(runner.RUN_ID_ENV, None)  # one inherited from a calling kernel is not this entry's run
     t0 = time.perf_counter()
     with open(log, "a", encoding="utf-8") as out:  # appended: the parent created it as the process's stderr

@@ -68,7 +68,6 @@ class Prediction:
     model: str
     version: str
     trained_at: str
-    promoted: dict[str, Any]
     as_of: pd.Timestamp  # open time of the newest candle the forecast reads
     last_close: float
     level: float
@@ -142,6 +141,7 @@ class Predictor:
         self.store_: Any = None
         self.sample_end_: pd.Timestamp | None | bool = False  # False: not asked yet
         self.candles_: pd.DataFrame | None = None
+        self.bars_ = 0  # how many bars the model and the regime asked for when candles_ was loaded
         self.answer_: tuple[Any, ...] | None = None  # (model path, newest bar) -> forecast, regime
 
     def _model(self) -> LoadedModel:
@@ -161,8 +161,8 @@ class Predictor:
             self.store_ = open_store(self.backend)
         store = self.store_
         with store.backend.session():
-            if self.candles_ is None or len(self.candles_) < bars:
-                self.candles_ = store.load_last(self.symbol, self.interval, bars, end=self.end)
+            if self.candles_ is None or bars > self.bars_:
+                self.candles_, self.bars_ = store.load_last(self.symbol, self.interval, bars, end=self.end), bars
             elif self.end is None:
                 newer = store.load_candles(self.symbol, self.interval, start=self.candles_.index[-1] + self._step)
                 if len(newer):
@@ -201,12 +201,9 @@ class Predictor:
         if not 1 <= horizon <= full:
             raise ValueError(f"--horizon {horizon}: {loaded.ref.model} {loaded.ref.version} forecasts 1..{full} "
                              f"bars of {self.interval}")
-        from coffee_ml import registry
-
         return Prediction(self.symbol, self.interval, loaded.ref.model, loaded.ref.version,
-                          str(loaded.metadata["trained_at"]), registry.promotion(self.symbol, self.interval, self.root),
-                          newest, float(forecast.last_close[0]), self.level, self._path(forecast, horizon), regime,
-                          age, snapshot)
+                          str(loaded.metadata["trained_at"]), newest, float(forecast.last_close[0]), self.level,
+                          self._path(forecast, horizon), regime, age, snapshot)
 
     def _path(self, forecast: Forecast, horizon: int) -> pd.DataFrame:
         if self.level not in forecast.levels:

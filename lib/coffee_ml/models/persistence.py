@@ -18,6 +18,7 @@ import pandas as pd
 
 from coffee_ml import evaluation, provenance, registry
 from coffee_ml.data.schema import interval_timedelta
+from coffee_ml.data.store import to_utc
 from coffee_ml.features import (
     FEATURES, FeatureDataset, FeatureScaler, compute_features, forward_log_returns, run_bounds, sliding_windows,
     valid_window_ends,
@@ -147,8 +148,7 @@ class LoadedModel:
         nonfinite = np.r_[0, np.cumsum(~np.isfinite(X).all(axis=1))]  # non-finite rows before each row
         origins = ends[nonfinite[ends + 1] == nonfinite[ends + 1 - self.window]]
         if start is not None:
-            start = pd.Timestamp(start)
-            origins = origins[index[origins] >= (start.tz_localize("UTC") if start.tzinfo is None else start)]
+            origins = origins[index[origins] >= to_utc(start)]
         if not len(origins):
             raise ValueError(f"no origin in {len(candles)} candles{f' from {start}' if start is not None else ''} has "
                              f"{self.lookback} consecutive {self.interval} bars (window {self.window} + feature "
