@@ -7,6 +7,8 @@ from notebook parameters: papermill writes parameters verbatim into every output
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,3 +105,23 @@ class ClickHouseSettings:
             connect_timeout=seconds_setting("CLICKHOUSE_CONNECT_TIMEOUT", cls.connect_timeout),
             send_receive_timeout=seconds_setting("CLICKHOUSE_SEND_RECEIVE_TIMEOUT", cls.send_receive_timeout),
         )
+
+
+@contextmanager
+def environ(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (None: unset) environment variables for a block, then restore them: what kernels,
+    started by papermill with this process's environment, inherit for one run."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,25 +104,12 @@ def spec_from_manifest(manifest: Mapping[str, Any], notebooks_dir: Path | None =
                    rerun_of=manifest["run_id"])
 
 
-@contextmanager
-def _threads_of(manifest: Mapping[str, Any]) -> Iterator[None]:
+def _threads_of(manifest: Mapping[str, Any]) -> AbstractContextManager[None]:
     """The run's thread settings for the rerun's kernels (a batch entry's run had its share of
     the cores; the same sums in another order would differ in the last digits)."""
     recorded = manifest.get("threads") or {}
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    for name in THREAD_VARIABLES:
-        if recorded.get(name):
-            os.environ[name] = str(recorded[name])
-        elif name in recorded:
-            os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return config.environ({name: str(recorded[name]) if recorded[name] else None
+                           for name in THREAD_VARIABLES if name in recorded})
 
 
 def _numbers(value: Any, path: str = "") -> dict[str, float | None]:

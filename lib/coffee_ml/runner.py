@@ -16,8 +16,8 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
@@ -271,21 +271,10 @@ def kernel_path() -> str:
                             *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))])
 
 
-@contextmanager
-def _kernel_env(run_id: str) -> Iterator[None]:
+def _kernel_env(run_id: str) -> AbstractContextManager[None]:
     """Environment the run's kernels inherit (papermill starts them with this process's env)."""
-    saved = {k: os.environ.get(k) for k in (RUN_ID_ENV, "MPLBACKEND", provenance.READS_ENV, "JUPYTER_PATH")}
-    os.environ[RUN_ID_ENV] = run_id
-    os.environ["MPLBACKEND"] = INLINE_BACKEND
-    os.environ["JUPYTER_PATH"] = kernel_path()
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return config.environ({RUN_ID_ENV: run_id, "MPLBACKEND": INLINE_BACKEND, "JUPYTER_PATH": kernel_path(),
+                           provenance.READS_ENV: os.environ.get(provenance.READS_ENV)})
 
 
 def _clock(seconds: float) -> str:
