@@ -32,7 +32,7 @@ def fitted():
 
 def _fake_version(model: str, val: float, test: float, run_id: str | None = "run-a") -> registry.ModelRef:
     """A registry version with given validation and test skill (choice reads metadata only)."""
-    meta = {"metrics": {"val": {"skill": val, "origins": 500}, "test": {"skill": test}},
+    meta = {"metrics": {"val": {"skill": val, "mae": 100 * (1 - val), "origins": 500}, "test": {"skill": test}},
             "data_range": {"splits": {"val": ["2025-01-01T00:00:00+00:00", "2025-02-01T00:00:00+00:00"]}},
             **({"run_id": run_id} if run_id else {})}
     return registry.save({}, meta, symbol=SYMBOL, interval=INTERVAL, model=model)
@@ -67,9 +67,11 @@ def test_promote_best_by_validation_never_test(monkeypatch):
     assert set(choice.candidates["model"]) == {"lstm", "gbm"}
     assert "best validation skill of 2" in choice.reason and "runner-up lstm v0001" in choice.reason
     assert registry.promotion(SYMBOL, INTERVAL)["reason"] == choice.reason
-    # a scorer where lower is better, and one aimed at a target, pick by their own direction
+    # outside a run: the newest version of every model; a scorer where lower is better picks the same
     monkeypatch.delenv(RUN_ID_ENV)
-    assert promotion.promote_best(SYMBOL, INTERVAL, metric="skill", promote=False).ref.model == "hybrid"
+    assert promotion.promote_best(SYMBOL, INTERVAL, promote=False).ref.model == "hybrid"
+    assert promotion.promote_best(SYMBOL, INTERVAL, metric="mae", promote=False).ref.model == "hybrid"
+    assert registry.production(SYMBOL, INTERVAL) == best  # promote=False changed nothing
     with pytest.raises(ValueError, match="unknown scorer 'nope'"):
         promotion.promote_best(SYMBOL, INTERVAL, metric="nope")
 

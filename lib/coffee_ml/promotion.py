@@ -11,7 +11,6 @@ score is shown next to it, for the reader, not for the choice.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,29 +50,20 @@ def candidates(symbol: str, interval: str, *, run_id: str | None = None, metric:
     `run_id`: the versions that run saved; None: the newest version of each model.
     """
     get_scorer(metric)  # an unknown name fails here with the list of scorers
-    folder = (root or registry.models_dir()) / symbol / interval
+    found = [(ref, meta) for ref, meta in registry.versions(symbol, interval, root)
+             if run_id is None or meta.get("run_id") == run_id]
+    if run_id is None:  # the newest version of each model
+        found = list({ref.model: (ref, meta) for ref, meta in found}.values())
     rows = []
-    for model_dir in sorted(p for p in folder.glob("*") if p.is_dir()):
-        versions = sorted(model_dir.glob(f"v*/{registry.METADATA}"), key=lambda p: int(p.parent.name[1:]))
-        if run_id is None:
-            versions = versions[-1:]
-        for path in versions:
-            try:
-                meta = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue  # an unreadable version is no candidate (`coffee-ml models list` marks it)
-            if run_id is not None and meta.get("run_id") != run_id:
-                continue
-            val, test = (meta.get("metrics") or {}).get("val") or {}, (meta.get("metrics") or {}).get("test") or {}
-            span = ((meta.get("data_range") or {}).get("splits") or {}).get("val") or [None, None]
-            rows.append({"ref": f"{symbol}/{interval}/{model_dir.name}/{path.parent.name}", "model": model_dir.name,
-                         "version": path.parent.name, "run_id": meta.get("run_id"), "val_from": span[0],
-                         "val_to": span[-1], "origins": val.get("origins"), "val_score": val.get(metric),
-                         "val_dm_pvalue": val.get("dm_pvalue"),
-                         "test_score": test.get(metric)})
+    for ref, meta in found:
+        val, test = (meta.get("metrics") or {}).get("val") or {}, (meta.get("metrics") or {}).get("test") or {}
+        span = ((meta.get("data_range") or {}).get("splits") or {}).get("val") or [None, None]
+        rows.append({"ref": model_ref(ref), "model": ref.model, "version": ref.version, "run_id": meta.get("run_id"),
+                     "val_from": span[0], "val_to": span[-1], "origins": val.get("origins"),
+                     "val_score": val.get(metric), "val_dm_pvalue": val.get("dm_pvalue"),
+                     "test_score": test.get(metric)})
     table = pd.DataFrame(rows, columns=_COLUMNS)
-    table["val_score"] = pd.to_numeric(table["val_score"], errors="coerce")
-    for column in ("val_dm_pvalue", "test_score"):
+    for column in ("val_score", "val_dm_pvalue", "test_score"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     return table
 

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -175,6 +176,21 @@ def read(ref: ModelRef) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     except Exception as exc:  # torch raises several types for non-tensor or truncated payloads
         raise RegistryError(f"{weights_path}: not a plain tensor state dict ({type(exc).__name__})") from None
     return tensors, meta
+
+
+def versions(symbol: str, interval: str, root: Path | None = None) -> Iterator[tuple[ModelRef, dict[str, Any]]]:
+    """Every readable version of every model of `symbol` `interval`, oldest first per model, with
+    its metadata (unchecked: for choosing among versions, not loading one; an unreadable
+    metadata.json is skipped, `list_models` marks it)."""
+    folder = (root or models_dir()) / _check_name("symbol", symbol) / _check_name("interval", interval)
+    for model_dir in sorted(p for p in folder.glob("*") if p.is_dir()):
+        for version in _versions(model_dir):
+            try:
+                meta = json.loads((model_dir / version / METADATA).read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(meta, dict):
+                yield ModelRef(symbol, interval, model_dir.name, version, model_dir / version), meta
 
 
 def list_models(root: Path | None = None) -> pd.DataFrame:
