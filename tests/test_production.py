@@ -173,8 +173,9 @@ def test_cli_predict(fitted, capsys):
     out = capsys.readouterr().out
     assert "predicted price" in out and "80% interval" in out and "market regime" in out and "hybrid v0001" in out
     for bad in ("soon", "3", "-2h"):
-        assert main(["predict", SYMBOL, "--interval", INTERVAL, f"--max-age={bad}"]) == 1
-        assert f"--max-age '{bad}': expected a positive duration with a unit" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            main(["predict", SYMBOL, "--interval", INTERVAL, f"--max-age={bad}"])
+        assert f"expected a positive duration with a unit such as 3h or 90min, got '{bad}'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["predict", SYMBOL, "--interval", INTERVAL, "--level", "2"])
     assert "expected a number with 0 < x < 1 such as 0.8" in capsys.readouterr().err

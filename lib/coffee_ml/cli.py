@@ -10,6 +10,10 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the command imports pandas only for the subcommands that need it
+    import pandas as pd
 
 
 
@@ -96,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--interval", required=True, help="bar interval, e.g. 1h")
     pr.add_argument("--horizon", type=_positive, help="bars ahead (default: the model's horizon)")
     pr.add_argument("--level", type=_share(False, "0.8"), default=0.8, help="interval level (default 0.8)")
-    pr.add_argument("--max-age", help="oldest the newest closed candle may be, e.g. 3h, 90min (default 2 bars)")
+    pr.add_argument("--max-age", type=_duration,
+                    help="oldest the newest closed candle may be, e.g. 3h, 90min (default 2 bars)")
     pr.add_argument("--json", action="store_true", help="the platform's response shape as JSON")
     backend_opt(pr)
 
@@ -146,6 +151,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 DEGRADED = 3  # `models monitor`: the production model needs retraining
+
+
+def _duration(text: str) -> pd.Timedelta:
+    """argparse type: a positive duration with its unit (pandas reads a bare '3' as nanoseconds)."""
+    import pandas as pd
+
+    try:
+        value = pd.Timedelta(text) if not text.strip().lstrip("+-").replace(".", "").isdigit() else None
+    except ValueError:
+        value = None
+    if value is None or value <= pd.Timedelta(0):
+        raise argparse.ArgumentTypeError(f"expected a positive duration with a unit such as 3h or 90min, got {text!r}")
+    return value
 
 
 def _share(low_inclusive: bool, example: str) -> Callable[[str], float]:
@@ -291,21 +309,10 @@ def _rerun(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     import json
 
-    import pandas as pd
-
     from coffee_ml import serving
 
-    max_age = None
-    if args.max_age:
-        try:
-            max_age = pd.Timedelta(args.max_age) if not args.max_age.strip().isdigit() else None
-        except ValueError:
-            pass
-        if max_age is None or max_age <= pd.Timedelta(0):
-            raise ValueError(f"--max-age {args.max_age!r}: expected a positive duration with a unit, such as 3h "
-                             "or 90min")
     answer = serving.sidebar(args.symbol, args.interval, args.horizon, backend=args.backend, level=args.level,
-                             max_age=max_age)
+                             max_age=args.max_age)
     print(json.dumps(answer.to_json(), indent=2, allow_nan=False) if args.json else answer.text())
 
 
