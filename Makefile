@@ -38,9 +38,12 @@ bench: setup
 
 # The project's environment is the kernel: its kernel specs come first on JUPYTER_PATH, so a
 # `python3` kernel installed for another Python (~/.local/share/jupyter) cannot take over.
+# LAB_ARGS go to JupyterLab as they are, e.g. make lab LAB_ARGS="--no-browser --port 8890 --IdentityProvider.token=abc";
+# as root (a container, CI) Jupyter refuses to start without --allow-root, so it is added there.
+LAB_ARGS ?=
 lab: setup
 	JUPYTER_PATH=$(abspath $(VENV))/share/jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH} \
-		$(BIN)/jupyter lab --notebook-dir=notebooks
+		$(BIN)/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" -eq 0 ] && echo --allow-root) $(LAB_ARGS)
 
 clean-outputs:
 	rm -rf outputs/runs outputs/store
