@@ -4,6 +4,9 @@ flash-crash forecast table. Real data: the bundled BTCUSDT hours."""
 
 from __future__ import annotations
 
+import datetime
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,3 +119,87 @@ def test_detect_reads_the_store_and_reports_events_of_the_last_days():
         an.detect("BTCUSDT", "1h", days=0)
     with pytest.raises(ValueError, match="no NOSUCH 1h candles"):
         an.detect("NOSUCH", "1h")
+
+
+# ------------------------------------------------ one time parser, defaults per interval (issue 20, 8)
+@pytest.mark.parametrize("when", ["2024-06-01", "2024-06-01 00:00", datetime.date(2024, 6, 1),
+                                  datetime.datetime(2024, 6, 1), np.datetime64("2024-06-01"),
+                                  pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-01", tz="UTC"),
+                                  pd.Timestamp("2024-06-01 02:00", tz="Europe/Berlin")])
+def test_report_from_takes_every_kind_of_time(hours, when):
+    span = hours.loc["2024-05-01":"2024-07-31"]
+    events = an.find_events(span, "1h", report_from=when)
+    assert (events["start"] >= pd.Timestamp("2024-06-01", tz="UTC")).all() and len(events)
+    assert len(an.scan(span, "1h", report_from=when).events) == len(events)
+
+
+@pytest.mark.parametrize("when, message", [
+    ("2024-13-01", r"time bound '2024-13-01' \(report_from\) is not a date or time"),
+    ("yesterday-ish", r"time bound 'yesterday-ish' \(report_from\) is not a date or time"),
+    (1717200000, r"time bound 1717200000 \(report_from\) is not a date or time: expected a date string"),
+    ("0001-01-01", r"time bound '0001-01-01' \(report_from\) is out of range"),
+])
+def test_a_bad_report_from_is_one_line_naming_it(hours, when, message):
+    with pytest.raises(ValueError, match=message) as info:
+        an.find_events(hours.iloc[:500], "1h", report_from=when)
+    assert "\n" not in str(info.value)
+
+
+def test_detect_and_load_window_parse_start_and_end_like_scan():
+    a = an.detect("BTCUSDT", "1h", start="2025-09-01", end=datetime.date(2025, 10, 1))
+    b = an.detect("BTCUSDT", "1h", start=pd.Timestamp("2025-09-01 02:00", tz="Europe/Berlin"),
+                  end=np.datetime64("2025-10-01"))
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) and (a["start"] >= pd.Timestamp("2025-09-01", tz="UTC")).all()
+    assert (a["start"] < pd.Timestamp("2025-10-01", tz="UTC")).all()
+    with pytest.raises(ValueError, match=r"time bound 'soon' \(end\) is not a date or time"):
+        an.detect("BTCUSDT", "1h", end="soon")
+    with pytest.raises(ValueError, match="start 2025-10-01 00:00 is not before end 2025-09-01 00:00"):
+        an.load_window("BTCUSDT", "1h", start="2025-10-01", end="2025-09-01")
+    with pytest.raises(ValueError, match="days must be > 0"):
+        an.detect("BTCUSDT", "1h", days=float("nan"))
+    with pytest.raises(ValueError, match=r"unknown anomaly setting 'move_bar'"):
+        an.detect("BTCUSDT", "1h", move_bar=60)
+    with pytest.raises(ValueError, match=r"anomaly setting move_bars='60' is invalid: expected a whole number"):
+        an.find_events(load_sample().iloc[:500], "1h", move_bars="60")
+
+
+def _minute_pump() -> pd.DataFrame:
+    """2000 quiet minutes, a +34% hour on 3.6x volume, the rise given back over the next hour, 300 quiet minutes."""
+    rng = np.random.default_rng(7)
+    flat = 100 * np.exp(np.cumsum(rng.normal(0, 4e-4, 2000)))
+    ramp = flat[-1] * np.exp(np.linspace(0, np.log(1.34), 61)[1:])
+    back = np.linspace(ramp[-1], flat[-1], 61)[1:]
+    close = np.r_[flat, ramp, back, flat[-1] * np.exp(np.cumsum(rng.normal(0, 4e-4, 300)))]
+    volume = rng.gamma(4.0, 2.5, len(close))
+    volume[2000:2060] *= 3.6
+    open_ = np.r_[close[0], close[:-1]]
+    idx = pd.date_range("2024-03-01", periods=len(close), freq="min", tz="UTC")
+    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.0002,
+                         "low": np.minimum(open_, close) * 0.9998, "close": close, "volume": volume}, index=idx)
+
+
+def test_defaults_follow_the_interval_and_find_a_minute_pump():
+    import yaml
+
+    from coffee_ml.anomalies.settings import HOURLY, MINUTE, SCAN_SETTINGS
+
+    # the 1m defaults are the settings params/anomalies_1m.yaml runs
+    shipped = yaml.safe_load(Path(__file__).resolve().parents[1].joinpath("params/anomalies_1m.yaml").read_text())
+    for key, value in shipped["notebooks"][0]["parameters"].items():
+        if key in MINUTE:
+            assert an.defaults("1m")[key] == value, key
+    assert an.defaults("1h") == HOURLY and an.defaults("1d") == HOURLY
+    five = an.defaults("5m")  # between: geometric in the interval's length
+    assert MINUTE["move_bars"] > five["move_bars"] > HOURLY["move_bars"] and five["move_bars"] == 32
+    assert MINUTE["min_rise"] < five["min_rise"] < HOURLY["min_rise"]
+    minutes = _minute_pump()
+    with pytest.warns(UserWarning, match="order-flow"):
+        events = an.find_events(minutes, "1m")
+        hourly = an.find_events(minutes, "1m", **{k: HOURLY[k] for k in SCAN_SETTINGS})
+    pumps = events[events["type"] == "pump_dump"]
+    assert len(pumps) == 1 and pd.Timestamp("2024-03-02 09:20", tz="UTC") <= pumps["start"].iloc[0] \
+        <= pd.Timestamp("2024-03-02 10:20", tz="UTC")
+    assert not (hourly["type"] == "pump_dump").any()  # what the hourly bar counts gave before
+    with pytest.warns(UserWarning):  # the lower-level detectors follow the interval too
+        pd.testing.assert_frame_equal(an.crash_risk(minutes, "1m"), an.crash_risk(minutes, "1m", rank_bars=1440))

@@ -306,3 +306,108 @@ def test_bad_input_is_one_line_and_stores_nothing(capsys, tmp_path, raw_lines, b
         assert code == 1 and out == "", (argv, out, err)
         assert err.count("\n") == 1 and err.startswith("coffee-ml: error: ") and message in err, (argv, err)
     assert run("data", "list")[1] == before
+
+
+# ------------------------------------------------ bars cut short by an exchange outage (issue 20, 8)
+OUTAGE = "binance-outage"  # two cut-down outage days in the dump's layout (tests/fixtures/cut.py)
+
+
+def test_a_bar_cut_short_by_an_outage_is_kept_with_one_warning(market_data):
+    """2020-02-19: the last bar before the 11:08-16:59 outage closes 32.287 s after it opens."""
+    with pytest.warns(UserWarning) as caught:
+        files, frame = read_files([market_data / OUTAGE], "1m")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "\n" not in messages[0]  # one warning, one line, naming every partial bar
+    assert "kept 2 partial bar(s) shorter than 1m" in messages[0]
+    assert "BTCUSDT-1m-2020-02-19.csv row 8 (open 2020-02-19 11:07 UTC, spans 32.287s)" in messages[0]
+    assert "BTCUSDT-1m-2021-04-25.csv row 3 (open 2021-04-25 04:02 UTC, spans 4.815s)" in messages[0]
+    assert len(files) == 2 and len(frame) == 22  # every bar kept, the partial ones too
+    times = frame["open_time"]
+    assert pd.Timestamp("2020-02-19 11:07", tz="UTC") in set(times)
+    assert (times.diff().dropna() > pd.Timedelta(minutes=1)).sum() == 3  # two outages and the year between
+
+
+def test_the_next_file_may_start_after_the_outage_and_a_directory_imports_whole(tmp_path, market_data):
+    """The dump split at the outage: the first file ends in the partial bar, the next resumes at 17:00;
+    a directory holding them with an ordinary day imports whole."""
+    lines = (market_data / OUTAGE / "BTCUSDT-1m-2020-02-19.csv").read_text().splitlines()
+    _write(tmp_path, lines[:8], "BTCUSDT-1m-2020-02-19-a.csv")
+    _write(tmp_path, lines[8:], "BTCUSDT-1m-2020-02-19-b.csv")
+    (tmp_path / DAY).write_text((market_data / "binance-raw" / "2024-03" / DAY).read_text())
+    with pytest.warns(UserWarning, match=r"kept 1 partial bar\(s\).*2020-02-19-a.csv row 8 .*spans 32.287s"):
+        files, frame = read_files([tmp_path], "1m")
+    assert len(files) == 3 and len(frame) == 14 + 1440
+
+
+def test_the_gap_report_shows_the_outage_after_a_partial_bar(tmp_path, market_data):
+    from coffee_ml.data import open_store
+
+    store = open_store("embedded", path=tmp_path / "store", load_sample=False)
+    with pytest.warns(UserWarning, match="partial bar"):
+        report = store.import_files([market_data / OUTAGE], "BTCUSDT", "1m")
+    assert report.rows == 22
+    gaps = store.gaps("BTCUSDT", "1m", "2020-02-19 11:00", "2020-02-19 17:06")
+    assert gaps[["gap_start", "gap_end"]].astype(str).values.tolist() == [
+        ["2020-02-19 11:08:00+00:00", "2020-02-19 16:59:00+00:00"]]
+    assert gaps["missing_bars"].tolist() == [352]
+
+
+@pytest.mark.parametrize("case, edit, detail", [
+    # five-minute bars declared as one minute: longer, never accepted
+    ("5m bars", lambda l, r: _edit(l, r, {6: str(int(l[r - 1].split(",")[0]) + 300_000 - 1)}), r"bar spans 300s"),
+    # a short bar in the middle of trading (the next bar follows at once): not an outage
+    ("short, no gap", lambda l, r: _edit(l, r, {6: str(int(l[r - 1].split(",")[0]) + 32_286)}),
+     r"bar spans 32.287s, 1m is 60s; a shorter bar is accepted only as the last before an outage"),
+    # a short bar that opens off the minute grid, before a gap
+    ("short, off grid", lambda l, r: _edit(l, r, {0: str(int(l[r - 1].split(",")[0]) + 1000),
+                                                  6: str(int(l[r - 1].split(",")[0]) + 32_286)})[:r],
+     r"bar spans 31.287s"),
+    # a bar that closes before it opens
+    ("negative", lambda l, r: _edit(l, r, {6: str(int(l[r - 1].split(",")[0]) - 2_100_001)}), r"bar spans -2100s"),
+])
+def test_only_a_truncated_last_bar_before_a_gap_is_accepted(tmp_path, raw_lines, case, edit, detail):
+    path = _write(tmp_path, edit(raw_lines, 30))
+    with pytest.raises(CandleValidationError, match=rf"{DAY} row 30: mixed intervals: bar length differs from 1m "
+                                                     rf"\({detail}"):
+        read_files([path], "1m")
+
+
+def test_every_bar_of_another_interval_is_still_refused(tmp_path, market_data):
+    """All bars 5 minutes long, open on the 5-minute grid, in a 1m import: refused, not 'partial'."""
+    rows = (market_data / OUTAGE / "BTCUSDT-1m-2020-02-19.csv").read_text().splitlines()
+    five = []
+    for k, line in enumerate(rows[:6]):
+        f = line.split(",")
+        f[0] = str(1582110000000 + k * 300_000)
+        f[6] = str(int(f[0]) + 300_000 - 1)
+        five.append(",".join(f))
+    with pytest.raises(CandleValidationError, match=r"five.csv row 1: mixed intervals.*bar spans 300s.*5 more row"):
+        read_files([_write(tmp_path, five, "five.csv")], "1m")
+    # declared as 5m, the same file imports
+    assert len(read_files([tmp_path / "five.csv"], "5m")[1]) == 6
+
+
+# ------------------------------------------------ timestamps written as floats (issue 20, 8)
+@pytest.mark.parametrize("col, value", [
+    (6, "1.58211e+12"), (6, "1709252999999.0"), (6, "1709252999999.5"), (0, "1.70925294e12"), (0, "1709252940000.0"),
+])
+def test_a_timestamp_that_is_not_a_whole_number_is_refused_at_parse_time(tmp_path, raw_lines, col, value):
+    name = "close time" if col == 6 else "open time"
+    path = _write(tmp_path, _edit(raw_lines, 50, {col: value}))
+    with pytest.raises(CandleValidationError) as info:
+        read_files([path], "1m")
+    message = str(info.value)
+    assert message == (f"{path} row 50: non-integer timestamp in {name} (got {value!r}, expected whole epoch "
+                       "milliseconds or microseconds, without a fraction or an exponent)")
+    assert "\n" not in message and "bar spans" not in message
+
+
+def test_a_float_epoch_in_a_generic_csv_names_its_row(tmp_path, btc_1m):
+    day = btc_1m.iloc[:10].copy()
+    day["open_time"] = day["open_time"].astype("int64").astype(str)
+    day.loc[4, "open_time"] = "1.70925144e+12"
+    csv = tmp_path / "floats.csv"
+    day.to_csv(csv, index=False)
+    with pytest.raises(CandleValidationError, match=r"floats.csv row 6: non-integer timestamp in open_time "
+                                                    r"\(got '1.70925144e\+12'"):
+        read_files([csv], "1m", fmt="csv")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -11,6 +13,8 @@ import pandas as pd
 from coffee_ml.anomalies.flash_crash import crash_risk
 from coffee_ml.anomalies.isolation import isolation_scores
 from coffee_ml.anomalies.pump_dump import pump_scores, severity
+from coffee_ml.anomalies.settings import resolve
+from coffee_ml.data.store import like_index, to_utc
 
 PUMP_PARTS = ("volume_pts", "price_pts", "rapidity_pts", "sustain_pts")
 CRASH_PARTS = ("liquidation", "order_flow", "depth", "cascade")
@@ -47,23 +51,30 @@ class Scan:
     events: pd.DataFrame
 
 
-def scan(candles: pd.DataFrame, interval: str, *, pump_threshold: float = 40.0, crash_threshold: float = 85.0,
-         move_bars: int = 12, min_rise: float = 0.02, baseline_bars: int = 168, dump_bars: int = 24,
-         rank_bars: int = 720, contamination: float = 0.01, train_bars: int = 4320, refit_every: int = 2160,
+def scan(candles: pd.DataFrame, interval: str, *, pump_threshold: float | None = None,
+         crash_threshold: float | None = None, move_bars: int | None = None, min_rise: float | None = None,
+         baseline_bars: int | None = None, dump_bars: int | None = None, rank_bars: int | None = None,
+         contamination: float | None = None, train_bars: int | None = None, refit_every: int | None = None,
          book: pd.DataFrame | None = None, report_from: Any = None) -> Scan:
     """Every detector once over `candles`; events only from `report_from` on (earlier bars serve
-    as history). pump_dump: runs of bars whose final parts (volume + price + rapidity) reach
-    `pump_threshold`; flash_crash: runs with risk >= `crash_threshold`; statistical: runs the
-    Isolation Forest flags."""
-    pump = pump_scores(candles, move_bars, baseline_bars, dump_bars, min_rise)
-    crash = crash_risk(candles, interval, rank_bars=rank_bars, book=book)
-    iso = isolation_scores(candles, interval, train_bars=train_bars, refit_every=refit_every,
-                           contamination=contamination)
-    keep = np.ones(len(candles), dtype=bool) if report_from is None else \
-        np.asarray(candles.index >= pd.Timestamp(report_from))
+    as history; a date string, date, datetime or Timestamp, naive = UTC). pump_dump: runs of bars
+    whose final parts (volume + price + rapidity) reach `pump_threshold`; flash_crash: runs with
+    risk >= `crash_threshold`; statistical: runs the Isolation Forest flags. A setting left None
+    takes the default for `interval` (`settings.defaults`: 1m and 1h measured, between interpolated)."""
+    s = resolve(interval, {"pump_threshold": pump_threshold, "crash_threshold": crash_threshold,
+                           "move_bars": move_bars, "min_rise": min_rise, "baseline_bars": baseline_bars,
+                           "dump_bars": dump_bars, "rank_bars": rank_bars, "contamination": contamination,
+                           "train_bars": train_bars, "refit_every": refit_every})
+    first = to_utc(report_from, "report_from")
+    keep = np.ones(len(candles), dtype=bool) if first is None else \
+        np.asarray(candles.index >= like_index(first, candles.index, "report_from"))
+    pump = pump_scores(candles, s["move_bars"], s["baseline_bars"], s["dump_bars"], s["min_rise"])
+    crash = crash_risk(candles, interval, rank_bars=s["rank_bars"], book=book)
+    iso = isolation_scores(candles, interval, train_bars=s["train_bars"], refit_every=s["refit_every"],
+                           contamination=s["contamination"])
     known = pump[["volume_pts", "price_pts", "rapidity_pts"]].fillna(0).sum(axis=1).to_numpy()
-    events = (_events("pump_dump", pump, keep & (known >= pump_threshold), PUMP_PARTS)
-              + _events("flash_crash", crash, keep & (crash["score"].to_numpy() >= crash_threshold), CRASH_PARTS)
+    events = (_events("pump_dump", pump, keep & (known >= s["pump_threshold"]), PUMP_PARTS)
+              + _events("flash_crash", crash, keep & (crash["score"].to_numpy() >= s["crash_threshold"]), CRASH_PARTS)
               + _events("statistical", iso, keep & iso["anomaly"].to_numpy(), ()))
     table = pd.DataFrame(events, columns=EVENT_COLUMNS).sort_values(["start", "type"], ignore_index=True)
     table.attrs["sources"] = crash.attrs["sources"]
@@ -71,36 +82,43 @@ def scan(candles: pd.DataFrame, interval: str, *, pump_threshold: float = 40.0, 
 
 
 def find_events(candles: pd.DataFrame, interval: str, **settings: Any) -> pd.DataFrame:
-    """The events of `scan` (same settings)."""
+    """The events of `scan` (same settings; unknown names are refused, naming the setting)."""
+    resolve(interval, {k: v for k, v in settings.items() if k not in ("book", "report_from")})
     return scan(candles, interval, **settings).events
 
 
 def load_window(symbol: str, interval: str = "1h", days: float | None = 30, start: Any = None, end: Any = None,
                 backend: str = "auto", history_bars: int = 5000) -> tuple[pd.DataFrame, pd.Timestamp]:
     """(candles, first reported bar): the last `days` days of stored candles (or [start, end)),
-    with `history_bars` earlier bars in front as the detectors' trailing history."""
+    with `history_bars` earlier bars in front as the detectors' trailing history. `start` and
+    `end`: date strings, dates, datetimes or Timestamps (naive = UTC)."""
     from coffee_ml.data import open_store
     from coffee_ml.data.schema import interval_seconds
-    from coffee_ml.data.store import to_utc
 
+    step = interval_seconds(interval)
+    first, last = to_utc(start, "start"), to_utc(end, "end")
+    if first is not None and last is not None and first >= last:
+        raise ValueError(f"start {first:%Y-%m-%d %H:%M} is not before end {last:%Y-%m-%d %H:%M}")
+    if isinstance(history_bars, bool) or not isinstance(history_bars, Integral) or history_bars < 0:
+        raise ValueError(f"history_bars must be a whole number >= 0, got {history_bars!r}")
     store = open_store(backend)
-    if start is None:
-        if days is None or days <= 0:
-            raise ValueError(f"days must be > 0 (or give start), got {days}")
-        last = store.load_last(symbol, interval, 1, end)
-        if last.empty:
+    if first is None:
+        if isinstance(days, bool) or not isinstance(days, Real) or not math.isfinite(days) or days <= 0:
+            raise ValueError(f"days must be > 0 (or give start), got {days!r}")
+        tail = store.load_last(symbol, interval, 1, last)
+        if tail.empty:
             raise ValueError(f"no {symbol} {interval} candles stored (see `coffee-ml data list`)")
-        start = last.index[-1] - pd.Timedelta(days=days)
-    first = to_utc(start)
-    candles = store.load_candles(symbol, interval, first - pd.Timedelta(seconds=interval_seconds(interval) * history_bars),
-                                 end)
+        first = tail.index[-1] - pd.Timedelta(days=days)
+    candles = store.load_candles(symbol, interval, first - pd.Timedelta(seconds=step * int(history_bars)), last)
     if candles.empty or candles.index[-1] < first:
         raise ValueError(f"no {symbol} {interval} candles in [{start}, {end})")
     return candles, first
 
 
 def detect(symbol: str, interval: str = "1h", days: float | None = 30, start: Any = None, end: Any = None,
-           backend: str = "auto", history_bars: int = 5000, **thresholds: Any) -> pd.DataFrame:
-    """Events of the last `days` days of stored candles (or of [start, end) for research)."""
+           backend: str = "auto", history_bars: int = 5000, **settings: Any) -> pd.DataFrame:
+    """Events of the last `days` days of stored candles (or of [start, end) for research); the
+    settings default per `interval` as in `scan`."""
+    resolve(interval, {k: v for k, v in settings.items() if k != "book"})
     candles, first = load_window(symbol, interval, days, start, end, backend, history_bars)
-    return find_events(candles, interval, report_from=first, **thresholds)
+    return find_events(candles, interval, report_from=first, **settings)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from coffee_ml.anomalies.pump_dump import severity
+from coffee_ml.anomalies.settings import resolve
 from coffee_ml.features.volatility import causal_volatility
 
 
@@ -39,9 +40,11 @@ def _run_length(flag: np.ndarray) -> np.ndarray:
     return np.where(flag, idx - last_false, 0)
 
 
-def crash_risk(candles: pd.DataFrame, interval: str, fast_bars: int = 3, rank_bars: int = 720,
+def crash_risk(candles: pd.DataFrame, interval: str, fast_bars: int = 3, rank_bars: int | None = None,
                book: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per bar: the four components (0-25 each), score 0-100, level; `.attrs["sources"]`."""
+    """Per bar: the four components (0-25 each), score 0-100, level; `.attrs["sources"]`.
+    `rank_bars` None: the default for `interval` (720 hours, 1440 minutes; see `settings`)."""
+    rank_bars = resolve(interval, {"rank_bars": rank_bars}, ("rank_bars",))["rank_bars"]
     close, volume = candles["close"].astype(float), candles["volume"].astype(float)
     vol = causal_volatility(close, interval)
     r = np.log(close).diff()
@@ -85,11 +88,14 @@ def future_drawdown(candles: pd.DataFrame, bars: int) -> pd.Series:
     return (1 - ahead / candles["close"].astype(float)).clip(lower=0)
 
 
-def crash_forecast_table(risk: pd.DataFrame, candles: pd.DataFrame, interval: str, drop: float = 0.05,
-                         bars: int = 24, thresholds: tuple[float, ...] = (50, 65, 80)) -> pd.DataFrame:
+def crash_forecast_table(risk: pd.DataFrame, candles: pd.DataFrame, interval: str, drop: float | None = None,
+                         bars: int | None = None, thresholds: tuple[float, ...] = (50, 65, 80)) -> pd.DataFrame:
     """Does a high score precede large drawdowns? For "drawdown >= `drop` within `bars` bars": per
     score threshold the alert rate, precision and recall, next to a trailing-volatility baseline
-    that raises the same share of alerts (its top bars by causal volatility), and the base rate."""
+    that raises the same share of alerts (its top bars by causal volatility), and the base rate.
+    `drop`/`bars` None: the defaults for `interval` (5% in 24 hours, 2% in 60 minutes; see `settings`)."""
+    s = resolve(interval, {"crash_drop": drop, "crash_bars": bars}, ("crash_drop", "crash_bars"))
+    drop, bars = s["crash_drop"], s["crash_bars"]
     drawdown = future_drawdown(candles, bars)
     target = drawdown >= drop
     valid = risk["score"].notna() & drawdown.notna()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from coffee_ml.anomalies.settings import resolve
 from coffee_ml.features.volatility import causal_volatility
 
 
@@ -25,13 +26,16 @@ def isolation_features(candles: pd.DataFrame, interval: str, baseline_bars: int 
                          "vol_spike": np.log(vol / med_vol)}, index=candles.index)
 
 
-def isolation_scores(candles: pd.DataFrame, interval: str, train_bars: int = 4320, refit_every: int = 2160,
-                     contamination: float = 0.01, n_estimators: int = 50, seed: int = 0) -> pd.DataFrame:
-    """Per bar: score 0-100 and `anomaly` (bool); NaN before the first `train_bars` usable bars."""
+def isolation_scores(candles: pd.DataFrame, interval: str, train_bars: int | None = None,
+                     refit_every: int | None = None, contamination: float | None = None, n_estimators: int = 50,
+                     seed: int = 0) -> pd.DataFrame:
+    """Per bar: score 0-100 and `anomaly` (bool); NaN before the first `train_bars` usable bars.
+    Settings left None take the defaults for `interval` (see `settings`)."""
     from sklearn.ensemble import IsolationForest
 
-    if not 0 < contamination < 0.5:
-        raise ValueError(f"contamination must be in (0, 0.5), got {contamination}")
+    s = resolve(interval, {"train_bars": train_bars, "refit_every": refit_every, "contamination": contamination},
+                ("train_bars", "refit_every", "contamination"))
+    train_bars, refit_every, contamination = s["train_bars"], s["refit_every"], s["contamination"]
     feats = isolation_features(candles, interval)
     ok = feats.notna().all(axis=1).to_numpy()
     x = feats.to_numpy()

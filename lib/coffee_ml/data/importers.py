@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coffee_ml.data.schema import (CANDLE_COLUMNS, CandleValidationError, check_interval_consistency,
+from coffee_ml.data.schema import (CANDLE_COLUMNS, CandleValidationError, _first_bad, check_interval_consistency,
                                    check_time_range, first_conflict, validate_candles)
 
 FORMATS = ("binance", "csv", "parquet")
@@ -37,20 +37,40 @@ def epoch_to_ms(values: np.ndarray) -> np.ndarray:
     return np.select([a >= 10**17, a >= 10**14, a >= 10**11], [v // 1_000_000, v // 1000, v], default=v * 1000)
 
 
+_INTEGER = r"\s*[+-]?\d+\s*"
+
+
 def _numeric_epoch(col: pd.Series, source: str, rows: np.ndarray, name: str) -> np.ndarray:
+    """Integer epoch stamps (any unit) to milliseconds; anything but a whole number is refused here.
+
+    A stamp written as a float (`1.58211e+12`, `1709251259999.0`) has lost or may have lost digits:
+    it is refused with its row rather than read as a wrong time that fails later as a bar length.
+    """
+    text = col.dtype == object or pd.api.types.is_string_dtype(col)
     num = pd.to_numeric(col, errors="coerce")
     f = num.to_numpy(dtype="float64", na_value=np.nan)
-    bad = np.isnan(f) | (f % 1 != 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise CandleValidationError(source, int(rows[i]), f"unparseable timestamp in {name}", f"got {col.iloc[i]!r}")
+    _first_bad(source, rows, np.isnan(f), f"unparseable timestamp in {name}",
+               lambda i: f"got {col.iloc[i]!r}, expected whole epoch milliseconds or microseconds")
     # a stamp beyond int64 cannot be any unit of a supported date: refuse it before the cast overflows
     huge = np.abs(f) >= 2.0**63
     if huge.any():
         i = int(np.flatnonzero(huge)[0])
         raise CandleValidationError(source, int(rows[i]), f"{name} outside the supported range",
                                     f"got {col.iloc[i]!r}")
-    ms = epoch_to_ms(num.to_numpy(dtype="int64"))
+    if text:
+        fractional = ~col.astype(str).str.fullmatch(_INTEGER).to_numpy()
+    else:
+        fractional = (f % 1 != 0) if pd.api.types.is_float_dtype(col) else np.zeros(len(f), dtype=bool)
+    _first_bad(source, rows, fractional, f"non-integer timestamp in {name}",
+               lambda i: f"got {col.iloc[i]!r}, expected whole epoch milliseconds or microseconds, "
+                         "without a fraction or an exponent")
+    if pd.api.types.is_integer_dtype(num) and num.dtype != np.uint64:
+        ints = num.to_numpy(dtype="int64")
+    elif text:  # exact digits, not through float64 (which rounds microsecond and nanosecond stamps)
+        ints = np.array([int(v) for v in col.astype(str)], dtype=np.int64)
+    else:
+        ints = num.to_numpy(dtype="int64")
+    ms = epoch_to_ms(ints)
     check_time_range(ms, rows, source, name)
     return ms
 
@@ -114,8 +134,12 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
         raise CandleValidationError(str(path), None, "unreadable file", str(exc)) from None
 
 
-def read_binance(path: str | Path, interval: str) -> pd.DataFrame:
-    """Binance kline CSV: headerless 12 columns (a header line, as in some dumps, is skipped)."""
+def read_binance(path: str | Path, interval: str, warn: bool = True) -> pd.DataFrame:
+    """Binance kline CSV: headerless 12 columns (a header line, as in some dumps, is skipped).
+
+    A bar cut short by an exchange outage (see `check_interval_consistency`) is kept; each is
+    described in `attrs["partial_bars"]` and, with `warn`, named in one warning.
+    """
     path = Path(path)
     first = _first_line(path)
     has_header = any(ch.isalpha() for ch in first.split(",")[0])
@@ -128,11 +152,23 @@ def read_binance(path: str | Path, interval: str) -> pd.DataFrame:
     open_ms = _numeric_epoch(raw["open_time"], str(path), rows, "open time")
     close_ms = _numeric_epoch(raw["close_time"], str(path), rows, "close time")
     # close_time is the bar's last tick: open + length - 1 in the file's unit, so +1 ms after // 1000
-    check_interval_consistency(open_ms, close_ms, rows, interval, str(path))
+    partial = check_interval_consistency(open_ms, close_ms, rows, interval, str(path))
     df = raw[list(CANDLE_COLUMNS[1:])].copy()
     df.insert(0, "open_time", pd.to_datetime(open_ms, unit="ms", utc=True))
     df["_row"] = rows
+    df.attrs["partial_bars"] = [
+        f"{path} row {int(rows[i])} (open {pd.Timestamp(int(open_ms[i]), unit='ms', tz='UTC'):%Y-%m-%d %H:%M} UTC, "
+        f"spans {(close_ms[i] - open_ms[i] + 1) / 1000:g}s)" for i in partial]
+    if warn and len(partial):
+        warnings.warn(partial_bars_message(df.attrs["partial_bars"], interval), stacklevel=2)
     return df
+
+
+def partial_bars_message(bars: Sequence[str], interval: str, limit: int = 20) -> str:
+    """One line naming each bar kept although cut short by an exchange outage."""
+    shown = "; ".join(bars[:limit]) + (f"; and {len(bars) - limit} more" if len(bars) > limit else "")
+    return (f"kept {len(bars)} partial bar(s) shorter than {interval}, each the last before an exchange outage "
+            f"(the gap after it shows in `coffee-ml data gaps`): {shown}")
 
 
 def read_table(path: str | Path, fmt: str, mapping: dict[str, str] | None = None) -> pd.DataFrame:
@@ -176,7 +212,8 @@ def _parse_times(col: pd.Series, source: str, rows: np.ndarray) -> pd.Series:
         return col.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_dtype(col):
         return col.dt.tz_localize("UTC")
-    if pd.api.types.is_numeric_dtype(col) or col.astype(str).str.fullmatch(r"-?\d+").all():
+    # numbers (also written with a fraction or an exponent, which _numeric_epoch refuses by row) are epochs
+    if pd.api.types.is_numeric_dtype(col) or pd.to_numeric(col, errors="coerce").notna().all():
         return pd.Series(pd.to_datetime(_numeric_epoch(col, source, rows, "open_time"), unit="ms", utc=True),
                          index=col.index)
     parsed = pd.to_datetime(col, utc=True, errors="coerce", format="ISO8601")
@@ -228,10 +265,11 @@ def read_files(paths: Sequence[str | Path], interval: str, fmt: str | None = Non
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     files = expand_paths(paths)
-    frames = []
+    frames, partial = [], []
     for f in files:
         kind = fmt or detect_format(f)
-        raw = read_binance(f, interval) if kind == "binance" else read_table(f, kind, mapping)
+        raw = read_binance(f, interval, warn=False) if kind == "binance" else read_table(f, kind, mapping)
+        partial.extend(raw.attrs.get("partial_bars", []))
         frames.append(validate_candles(raw, interval, source=str(f)))
     merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if len(frames) > 1:
@@ -249,4 +287,6 @@ def read_files(paths: Sequence[str | Path], interval: str, fmt: str | None = Non
                                             f"{files[origin[k - 1]]}")
             warnings.warn(f"dropped {int(dup.sum())} candle(s) that appear in more than one file", stacklevel=2)
             merged = merged.loc[~dup].reset_index(drop=True)
+    if partial:
+        warnings.warn(partial_bars_message(partial, interval), stacklevel=2)
     return files, merged

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,22 +68,40 @@ _RANGE = ("symbol = {symbol:String} AND interval = {interval:String} "
           "AND open_time < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')")
 
 
-def to_utc(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
-    """Parse a time bound; naive values are taken as UTC."""
+def to_utc(value: Any, name: str = "--start/--end") -> pd.Timestamp | None:
+    """The project's one time parser: a time bound as a UTC Timestamp (None for None or "").
+
+    Takes ISO strings, dates, datetimes, numpy datetime64 and Timestamps, naive (taken as UTC) or
+    tz-aware (converted). Numbers are refused (their unit would be a guess). Errors are one line
+    naming the parameter `name` and the value.
+    """
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    if isinstance(value, (bool, int, float, np.number)):
+        raise ValueError(f"time bound {value!r} ({name}) is not a date or time: expected a date string such as "
+                         f"'2024-03-01', a datetime or a Timestamp")
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
         if isinstance(exc, pd.errors.OutOfBoundsDatetime) or isinstance(exc, OverflowError):
-            raise ValueError(f"time bound {value!r} (--start/--end) is out of range: use a date between "
+            raise ValueError(f"time bound {value!r} ({name}) is out of range: use a date between "
                              f"{_MIN_TS:%Y-%m-%d} and {_MAX_TS:%Y-%m-%d}") from None
-        raise ValueError(f"time bound {value!r} (--start/--end) is not a date or time") from None
+        raise ValueError(f"time bound {value!r} ({name}) is not a date or time") from None
+    if ts is pd.NaT:
+        raise ValueError(f"time bound {value!r} ({name}) is not a date or time")
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     if not _MIN_TS <= ts <= _MAX_TS:
-        raise ValueError(f"time bound {value!r} (--start/--end) is out of range: use a date between "
+        raise ValueError(f"time bound {value!r} ({name}) is out of range: use a date between "
                          f"{_MIN_TS:%Y-%m-%d} and {_MAX_TS:%Y-%m-%d}")
     return ts
+
+
+def like_index(ts: pd.Timestamp, index: pd.Index, name: str = "start") -> pd.Timestamp:
+    """A UTC Timestamp from `to_utc` made comparable with a DatetimeIndex: naive UTC for a naive
+    index (taken as UTC, as `to_utc` takes naive values), the index's zone for an aware one."""
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValueError(f"{name} needs candles indexed by open time (a DatetimeIndex), got {type(index).__name__}")
+    return ts.tz_convert(None) if index.tz is None else ts.tz_convert(index.tz)
 
 
 def _check_symbol(symbol: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from coffee_ml.data.store import to_utc
+from coffee_ml.data.store import like_index, to_utc
 from coffee_ml.regimes.detectors import METHODS, make_detector
 from coffee_ml.regimes.history import label_history
 from coffee_ml.regimes.stats import agreement, forward_test, regime_stats, transition_matrix
@@ -64,7 +64,8 @@ def study(candles: pd.DataFrame, start: Any, *, method: str = "hmm", interval: s
     `params[method]` overrides detector defaults."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    first = int(candles.index.searchsorted(to_utc(start))) if start is not None else len(candles) // 2
+    when = to_utc(start, "start")
+    first = int(candles.index.searchsorted(like_index(when, candles.index))) if when is not None else len(candles) // 2
     if first < 500:
         raise ValueError(f"regimes need history before start={start}: only {first} bars before it (need 500)")
     params = params or {}
