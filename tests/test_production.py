@@ -57,6 +57,29 @@ def test_production_pointer_per_symbol():
         registry.production(SYMBOL, INTERVAL)
 
 
+def test_production_json_is_the_only_production_record():
+    """Promoting a second model moves production: `models list`, `resolve(..., "production")` and
+    `delete` all read production.json, so two versions never both claim production."""
+    a, b = _fake_version("gbm", 0.01, 0.0), _fake_version("hybrid", 0.02, 0.0)
+    registry.promote(a)
+    registry.promote(b)
+    table = registry.list_models()
+    assert table.loc[table["production"], ["model", "version"]].values.tolist() == [["hybrid", "v0001"]]
+    assert registry.resolve(SYMBOL, INTERVAL, "hybrid", "production") == b
+    with pytest.raises(registry.RegistryError, match="gbm is not in production: hybrid v0001 serves BTCUSDT 1h"):
+        registry.resolve(SYMBOL, INTERVAL, "gbm", "production")
+    registry.delete(a)  # no longer production: may go
+    with pytest.raises(registry.RegistryError, match="is in production"):
+        registry.delete(b)
+    folder = b.path.parent.parent
+    assert sorted(p.name for p in folder.iterdir()) == sorted([".production.json.lock", "gbm", "hybrid", registry.SERVING])
+    assert not list(folder.glob(f"*/{registry.PRODUCTION}"))  # no second pointer is written
+    # a registry from before production.json: its per-model pointers go with the first promotion
+    (a.path.parent / registry.PRODUCTION).write_text("v0001\n")
+    assert registry.list_models()["production"].tolist() == [True]  # production.json wins; the old file goes
+    assert not (a.path.parent / registry.PRODUCTION).exists()
+
+
 def test_promote_best_by_validation_never_test(monkeypatch):
     _fake_version("lstm", val=0.004, test=0.09)  # the best test score: must not matter
     best = _fake_version("gbm", val=0.012, test=-0.01)

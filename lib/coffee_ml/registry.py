@@ -3,12 +3,24 @@
 A version is `weights.pt` (a plain tensor state dict, read back with `weights_only=True`) plus
 `metadata.json` (model type, hyperparameters, feature names, scaler, horizon, data range, metrics,
 calibration, git commit, package versions, the weights' SHA-256). Nothing is pickled, so loading
-a file never runs code. A version is written in a temporary folder and renamed into place, so a
-crash leaves either the whole version or nothing. `production` is a pointer file replaced atomically.
+a file never runs code. A version is written in a staging folder and renamed into place, so a
+crash leaves either the whole version or nothing.
 
-Each model keeps its own `production` pointer, and each symbol and interval one `production.json`
-naming the model or ensemble that serves it (what `coffee-ml predict` and the trading sidebar
-use), with when and why it was promoted.
+Which version is in production is recorded in one place: `production.json` per symbol and
+interval, naming the model and version that serve it (what `coffee-ml predict`, the trading
+sidebar, `models list` and `resolve(..., "production")` read), with when and why it was promoted.
+It is replaced by one atomic rename, so a crash at any point leaves the old or the new record,
+never two versions that both claim production. Registries written before it kept a `production`
+file per model: without a `production.json` a single such file is still read (several are an
+error that says how to choose); the first promotion writes `production.json` and removes them.
+
+Work in progress carries its owner (a hash of the host name, the pid and the process's start
+time from /proc, so a reused pid is not mistaken for it): staging folders `.incoming-<owner>-*`,
+temporary files `.<name>.<owner>` and `.deleting-vNNNN-<owner>`. Leftovers of a killed process
+(its pid gone, or reused by another process) are removed by the next save, promote, delete,
+`resolve` or `list_models` that looks at their folder; nothing whose owner is alive, or runs on
+another host, is touched. Leftovers of older versions of coffee-ml, which did not record an owner,
+are removed once they are an hour old (a save or promote takes seconds).
 """
 
 from __future__ import annotations
@@ -19,7 +31,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,8 +48,10 @@ from filelock import FileLock
 from coffee_ml import config
 
 FORMAT = "coffee-ml-model/1"
-WEIGHTS, METADATA, PRODUCTION, LAST_VERSION = "weights.pt", "metadata.json", "production", ".last_version"
-SERVING = "production.json"  # per symbol and interval: the model serving it
+WEIGHTS, METADATA, LAST_VERSION = "weights.pt", "metadata.json", ".last_version"
+SERVING = "production.json"  # per symbol and interval: the model serving it, the only production record
+PRODUCTION = "production"  # per model, written before production.json existed: read only without one
+STALE_AFTER_S = 3600  # leftovers that name no owner (older coffee-ml) are removed after this long
 _VERSION = re.compile(r"^v(\d{4,})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -54,6 +71,95 @@ class ModelRef:
 
 def models_dir() -> Path:
     return config.outputs_dir() / "models"
+
+
+# ------------------------------------------------------------------ owners of work in progress
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_OWNER = r"(?:(?P<host>[0-9a-f]{8})-)?(?P<pid>\d+)(?:-(?P<start>\d+))?"
+_STAGING = re.compile(rf"^\.incoming-{_OWNER}-[A-Za-z0-9_]+$")
+_DELETING = re.compile(rf"^\.deleting-v\d{{4,}}-{_OWNER}$")
+_TEMP = re.compile(rf"^\.(?P<name>{re.escape(SERVING)}|{re.escape(LAST_VERSION)}|{PRODUCTION})\.{_OWNER}$")
+_UNOWNED = re.compile(r"^\.(?:incoming-[A-Za-z0-9_]{8}|deleting-v\d{4,})$")  # older coffee-ml: no owner
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot, /proc/<pid>/stat field 22); None when no
+    such process is running (a zombie, killed and not yet reaped, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _owner() -> str:
+    """This process, as named in the files it is writing: host hash, pid, start time."""
+    pid = os.getpid()  # asked each time: a forked child is another owner
+    return f"{_HOST}-{pid}-{_start_time(pid) or 0}"
+
+
+def _alive(match: re.Match[str]) -> bool:
+    """Whether the owner named in a leftover's name may still be writing it (when unsure: yes)."""
+    if match["host"] and match["host"] != _HOST:
+        return True  # another machine sharing this folder: its processes cannot be seen from here
+    pid = int(match["pid"])
+    if Path("/proc/self/stat").is_file():
+        started = _start_time(pid)
+        return started is not None and match["start"] in (None, "0", started)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:  # read-only outputs, or another process removed it first: not this call's business
+        pass
+
+
+def _tidy(folder: Path) -> None:
+    """Remove what killed processes left in `folder` (a model's or a symbol/interval's folder):
+    staging folders, temporary pointer files and half-deleted versions whose owner is gone."""
+    try:
+        entries = [p for p in folder.iterdir() if p.name.startswith(".")]
+    except OSError:
+        return
+    now = time.time()
+    for path in entries:
+        match = _STAGING.fullmatch(path.name) or _DELETING.fullmatch(path.name) or _TEMP.fullmatch(path.name)
+        if match is not None:
+            if not _alive(match):
+                _remove(path)
+        elif _UNOWNED.fullmatch(path.name):
+            try:
+                old = now - path.stat().st_mtime > STALE_AFTER_S
+            except OSError:
+                continue
+            if old:
+                _remove(path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the platform allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _check_name(kind: str, value: str) -> str:
@@ -84,9 +190,7 @@ def _last_number(model_dir: Path) -> int:
 
 
 def _record_number(model_dir: Path, number: int) -> None:
-    tmp = model_dir / f".{LAST_VERSION}.{os.getpid()}"
-    tmp.write_text(f"{max(number, _last_number(model_dir))}\n")
-    os.replace(tmp, model_dir / LAST_VERSION)
+    _replace_text(model_dir / LAST_VERSION, f"{max(number, _last_number(model_dir))}\n")
 
 
 def _sha256(data: bytes) -> str:
@@ -99,13 +203,14 @@ def save(tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, symbol: 
     never reused, even after its version is deleted)."""
     target_dir = _model_dir(symbol, interval, model, root)
     target_dir.mkdir(parents=True, exist_ok=True)
+    _tidy(target_dir)
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, buf)
     weights = buf.getvalue()
     meta = {**metadata, "format": FORMAT, "symbol": symbol, "interval": interval, "model": model,
             "saved_at": datetime.now(timezone.utc).isoformat(), "weights_sha256": _sha256(weights)}
     body = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
-    staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=target_dir))
+    staging = Path(tempfile.mkdtemp(prefix=f".incoming-{_owner()}-", dir=target_dir))
     try:
         (staging / WEIGHTS).write_bytes(weights)
         (staging / METADATA).write_text(body)
@@ -120,6 +225,7 @@ def save(tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, symbol: 
             except OSError:
                 if not (target_dir / version).exists():
                     raise
+        _fsync_dir(target_dir)
         _record_number(target_dir, int(version[1:]))
     finally:
         if staging.exists():
@@ -136,18 +242,25 @@ def _json_default(value: Any) -> Any:
 
 
 def resolve(symbol: str, interval: str, model: str, version: str = "latest", root: Path | None = None) -> ModelRef:
-    """`version`: "vNNNN", "latest" or "production"."""
+    """`version`: "vNNNN", "latest" or "production" (the version production.json names, when it
+    names this model)."""
     model_dir = _model_dir(symbol, interval, model, root)
+    _tidy(model_dir)
     versions = _versions(model_dir)
     if not versions:
         raise RegistryError(f"no saved versions of {symbol}/{interval}/{model} in {model_dir.parent.parent.parent}")
     if version == "latest":
         version = versions[-1]
     elif version == "production":
-        pointer = model_dir / PRODUCTION
-        if not pointer.is_file():
+        claims = _production_of(model_dir.parent)
+        if model not in claims:
+            serving = promotion(symbol, interval, root)
+            if serving:
+                raise RegistryError(f"{symbol}/{interval}/{model} is not in production: {serving['model']} "
+                                    f"{serving['version']} serves {symbol} {interval}; promote a version of "
+                                    f"{model} to make it production")
             raise RegistryError(f"{symbol}/{interval}/{model} has no production version; promote one first")
-        version = pointer.read_text().strip()
+        version = claims[model]
     if version not in versions:
         raise RegistryError(f"{symbol}/{interval}/{model} has no version {version!r} (have {', '.join(versions)})")
     return ModelRef(symbol, interval, model, version, model_dir / version)
@@ -194,22 +307,34 @@ def versions(symbol: str, interval: str, root: Path | None = None) -> Iterator[t
 
 
 def list_models(root: Path | None = None) -> pd.DataFrame:
-    """Every saved version with its headline test metric and whether it is in production."""
+    """Every saved version with its headline test metric and whether it is in production (as its
+    symbol and interval's production.json says). Removes what killed processes left behind."""
     root = root or models_dir()
+    claims: dict[Path, dict[str, str]] = {}
+    for folder in sorted(p for p in root.glob("*/*") if p.is_dir()):
+        _tidy_serving(folder)
+        try:
+            claims[folder] = _production_of(folder)
+        except RegistryError as exc:  # listed without a production flag; the record must be repaired
+            warnings.warn(str(exc), stacklevel=2)
+            claims[folder] = {}
     rows = []
     for meta_path in sorted(root.glob(f"*/*/*/v*/{METADATA}")):
         version_dir = meta_path.parent
+        if not _VERSION.fullmatch(version_dir.name):
+            continue
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON: listed, marked unreadable
             meta = None
         if not isinstance(meta, dict):  # one broken version must not hide the others
             meta = {"saved_at": "unreadable metadata.json"}
-        pointer = version_dir.parent / PRODUCTION
-        production = pointer.is_file() and pointer.read_text().strip() == version_dir.name
+        model = version_dir.parent.name
+        production = claims.get(version_dir.parent.parent, {}).get(model) == version_dir.name
         test = (meta.get("metrics") or {}).get("test") or {}
+        test = test if isinstance(test, dict) else {}
         rows.append({"symbol": version_dir.parts[-4], "interval": version_dir.parts[-3],
-                     "model": version_dir.parts[-2], "version": version_dir.name, "production": production,
+                     "model": model, "version": version_dir.name, "production": production,
                      "saved_at": meta.get("saved_at"), "horizon": meta.get("horizon"),
                      "test_mae": test.get("mae"), "naive_mae": test.get("naive_mae")})
     return pd.DataFrame(rows, columns=["symbol", "interval", "model", "version", "production", "saved_at",
@@ -217,57 +342,122 @@ def list_models(root: Path | None = None) -> pd.DataFrame:
 
 
 def _replace_text(path: Path, text: str) -> None:
-    """Replace a small file atomically and durably: a crash leaves the old or the new text."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    with tmp.open("w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Replace a small file atomically and durably: a crash leaves the old or the new text (and a
+    temporary file named after its owner, which the next `_tidy` removes)."""
+    tmp = path.with_name(f".{path.name}.{_owner()}")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _lock(folder: Path) -> FileLock:
+    """Serialises promotions and deletions of one symbol and interval across processes."""
+    return FileLock(str(folder / f".{SERVING}.lock"))
 
 
 def promote(ref: ModelRef, reason: str | None = None) -> None:
-    """Mark a version as production: of its model, and as the model serving its symbol and interval
-    (both pointers replaced atomically, under a lock per symbol and interval so that two processes
-    promoting at once leave both pointers naming the same winner; `reason` is kept for whoever asks why)."""
+    """Make a version the one serving its symbol and interval: one atomic replacement of
+    production.json (under a lock per symbol and interval, so two processes promoting at once
+    leave one winner; `reason` is kept for whoever asks why). Per-model `production` files of
+    older registries are removed afterwards; production.json overrides them until then."""
     read(ref)  # never promote a version that would not load
     serving = {"model": ref.model, "version": ref.version, "reason": reason,
                "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    with FileLock(str(ref.path.parent.parent / f".{SERVING}.lock")):
-        _replace_text(ref.path.parent / PRODUCTION, ref.version + "\n")
-        _replace_text(ref.path.parent.parent / SERVING, json.dumps(serving, indent=2) + "\n")
+    folder = ref.path.parent.parent
+    with _lock(folder):
+        _tidy(folder)
+        _tidy(ref.path.parent)
+        _replace_text(folder / SERVING, json.dumps(serving, indent=2) + "\n")
+        _remove_legacy_pointers(folder)
 
 
 def _serving_folder(symbol: str, interval: str, root: Path | None) -> Path:
     return (root or models_dir()) / _check_name("symbol", symbol) / _check_name("interval", interval)
 
 
+def _read_serving(folder: Path) -> dict[str, Any] | None:
+    """`folder`'s production.json (None when there is none); RegistryError when it is corrupted."""
+    pointer = folder / SERVING
+    try:
+        record = json.loads(pointer.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        record = None
+    if not (isinstance(record, dict) and isinstance(record.get("model"), str) and _NAME.fullmatch(record["model"])
+            and isinstance(record.get("version"), str) and _VERSION.fullmatch(record["version"])):
+        raise RegistryError(f"{pointer}: corrupted; promote a version again "
+                            f"(coffee-ml models promote {folder.parent.name} {folder.name} MODEL VERSION)")
+    return record
+
+
+def _legacy_pointers(folder: Path) -> dict[str, str]:
+    """model -> version of the per-model `production` files older registries wrote."""
+    found = {}
+    for pointer in sorted(folder.glob(f"*/{PRODUCTION}")):
+        try:
+            version = pointer.read_text(encoding="utf-8").strip()
+        except (OSError, ValueError):
+            continue
+        if _VERSION.fullmatch(version):
+            found[pointer.parent.name] = version
+    return found
+
+
+def _production_of(folder: Path) -> dict[str, str]:
+    """model -> version of what is in production in a symbol/interval folder: what production.json
+    names; in a registry without one, each older per-model pointer."""
+    record = _read_serving(folder)
+    if record is not None:
+        return {record["model"]: record["version"]}
+    return _legacy_pointers(folder) if folder.is_dir() else {}
+
+
+def _remove_legacy_pointers(folder: Path) -> None:
+    for pointer in folder.glob(f"*/{PRODUCTION}"):
+        _remove(pointer)
+
+
+def _tidy_serving(folder: Path) -> None:
+    """`_tidy` a symbol/interval folder and its models; once production.json is readable, the
+    per-model pointers of an older layout (or of an interrupted migration) go too."""
+    _tidy(folder)
+    try:
+        models = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return
+    for model_dir in models:
+        _tidy(model_dir)
+    try:
+        if _read_serving(folder) is not None:
+            _remove_legacy_pointers(folder)
+    except RegistryError:
+        pass
+
+
 def promotion(symbol: str, interval: str, root: Path | None = None) -> dict[str, Any]:
     """Which model serves `symbol` `interval`, since when and why ({} when never promoted here)."""
-    pointer = _serving_folder(symbol, interval, root) / SERVING
-    if not pointer.is_file():
-        return {}
-    try:
-        record = json.loads(pointer.read_text())
-        if not isinstance(record, dict) or not {"model", "version"} <= record.keys():
-            raise ValueError
-        return record
-    except ValueError:
-        raise RegistryError(f"{pointer}: corrupted; promote a version again "
-                            f"(coffee-ml models promote {symbol} {interval} MODEL VERSION)") from None
+    return _read_serving(_serving_folder(symbol, interval, root)) or {}
 
 
 def production(symbol: str, interval: str, root: Path | None = None) -> ModelRef:
     """The model or ensemble serving `symbol` `interval` (what `coffee-ml predict` forecasts with).
 
-    Registries written before symbol-level promotion have only per-model pointers: one of them is
+    Registries written before production.json have only per-model pointers: one of them is
     unambiguous and is used; several are an error that says how to choose.
     """
     record = promotion(symbol, interval, root)
     if record:
         return resolve(symbol, interval, record["model"], record["version"], root)
     folder = _serving_folder(symbol, interval, root)
-    models = sorted(p.parent.name for p in folder.glob(f"*/{PRODUCTION}")) if folder.is_dir() else []
+    models = sorted(_legacy_pointers(folder)) if folder.is_dir() else []
     if len(models) == 1:
         return resolve(symbol, interval, models[0], "production", root)
     if models:
@@ -279,10 +469,11 @@ def production(symbol: str, interval: str, root: Path | None = None) -> ModelRef
 
 def delete(ref: ModelRef) -> None:
     """Remove a version; refuses the production version (demote by promoting another first)."""
-    pointer = ref.path.parent / PRODUCTION
-    if pointer.is_file() and pointer.read_text().strip() == ref.version:
-        raise RegistryError(f"{ref.symbol}/{ref.interval}/{ref.model}/{ref.version} is in production; "
-                            "promote another version before deleting it")
-    trash = ref.path.with_name(f".deleting-{ref.version}")
-    os.rename(ref.path, trash)  # vanishes from listings at once, then is removed
+    folder = ref.path.parent.parent
+    with _lock(folder):
+        if _production_of(folder).get(ref.model) == ref.version:
+            raise RegistryError(f"{ref.symbol}/{ref.interval}/{ref.model}/{ref.version} is in production; "
+                                "promote another version before deleting it")
+        trash = ref.path.with_name(f".deleting-{ref.version}-{_owner()}")
+        os.rename(ref.path, trash)  # vanishes from listings at once, then is removed
     shutil.rmtree(trash)

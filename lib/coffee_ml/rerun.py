@@ -8,6 +8,14 @@ a notebook that read "up to the newest candle" (`end` unset) reads up to the bar
 so candles imported since do not change the answer. Afterwards the two runs are compared: the
 fingerprints of what each notebook read (did the data change?) and every number the notebooks
 recorded (did the results?). Timings are not results and are left out of the comparison.
+
+A rerun takes only runs of this outputs folder (`$COFFEE_ML_OUTPUTS/runs/<id>`, checked after
+resolving symlinks) and writes only there. Its manifest is checked whole before anything else is
+read or run: its shape, and every notebook it names must be one of the project's notebooks
+(`NN_name.ipynb` in notebooks/), so a crafted manifest cannot make a rerun open another file. Each
+problem is one line naming the manifest and what was expected; no file's contents are echoed.
+A run that did not finish (running, interrupted, died, failed) is re-executed all the same: the
+manifest lists every notebook with its parameters from the start.
 """
 
 from __future__ import annotations
@@ -26,9 +34,20 @@ import pandas as pd
 from coffee_ml import config
 from coffee_ml.data.schema import interval_timedelta
 from coffee_ml.provenance import THREAD_VARIABLES
-from coffee_ml.runner import Progress, RunFailed, RunSpec, Step, apply_overrides, declared_parameters, run_spec
+from coffee_ml.runner import (Progress, RunFailed, RunSpec, Step, apply_overrides, check_spec, declared_parameters,
+                              run_spec)
 
 _TIMING = re.compile(r"seconds|duration|datetime|elapsed", re.IGNORECASE)
+MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 16_000_000  # a real manifest is a few KB (a hundred reads are ~30 KB)
+_NOTEBOOK = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
+_RUN_ID = re.compile(r"^[\w.-]{1,200}$", re.ASCII)
+_READ_TEXT = ("symbol", "interval", "how", "sha256")  # each read of the data, as provenance.record_read writes it
+_READ_TIMES = ("start", "first", "last")
+
+
+class ManifestError(ValueError):
+    """A run folder or manifest that cannot be rerun as it is (one line, naming the file)."""
 
 
 @dataclass
@@ -70,15 +89,160 @@ class Reproduction:
                 "differing": self.differing, "data_changes": self.data_changes, "overrides": self.overrides}
 
 
+def _show(value: Any) -> str:
+    """A manifest value in a message: short text as written (escaped), anything else by its type."""
+    if isinstance(value, str):
+        return ascii(value) if len(value) <= 60 else ascii(value[:57]) + "..."
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
 def find_run(run: str | Path, outputs: Path | None = None) -> Path:
-    """A run folder from its id (outputs/runs/<id>) or its path."""
-    folder = Path(run)
-    if not (folder / "manifest.json").is_file():
-        folder = (outputs or config.outputs_dir()) / "runs" / str(run)
-    if not (folder / "manifest.json").is_file():
-        raise FileNotFoundError(f"no run {run!r}: expected a run id under {(outputs or config.outputs_dir()) / 'runs'} "
-                                "or a run folder with a manifest.json")
-    return folder
+    """A run folder of this outputs folder: its id (outputs/runs/<id>) or its path. Anything that
+    resolves (symlinks followed) elsewhere is refused, so a rerun reads and writes only here."""
+    runs = (outputs or config.outputs_dir()) / "runs"
+    text = str(run)
+    plain = bool(text) and "/" not in text and "\\" not in text and text not in (".", "..")
+    candidate = runs / text if plain else Path(text).expanduser()
+    try:
+        real, real_runs = candidate.resolve(), runs.resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+        raise ManifestError(f"{text}: not a run folder (its path does not resolve)") from None
+    if not real.is_relative_to(real_runs) or real.parent != real_runs:
+        raise ManifestError(f"{text}: not a run of {runs}; rerun takes a run id or the path of a folder in "
+                            f"{runs} (COFFEE_ML_OUTPUTS chooses the outputs folder)")
+    manifest = real / MANIFEST
+    if not manifest.is_file() and not manifest.is_symlink():
+        raise FileNotFoundError(f"no run {text!r}: expected a run id under {runs} or the path of a run folder "
+                                "in it, with a manifest.json")
+    if manifest.resolve().parent != real:
+        raise ManifestError(f"{manifest}: a link to a file outside its run folder; not a run manifest")
+    return real
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file of a run folder, or one ManifestError line naming it (never its contents)."""
+    import stat
+
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ManifestError(f"{path}: not a regular file; expected the run's {what} (JSON)")
+    if info.st_size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: {info.st_size:,} bytes; a {what} is at most {MAX_MANIFEST_BYTES:,}")
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text (offset {exc.start}); expected the run's {what} (JSON)") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                            f"expected the run's {what}") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: JSON nested too deeply; expected the run's {what}") from None
+
+
+def check_manifest(manifest: Any, where: str | Path = MANIFEST, notebooks_dir: Path | None = None) -> dict[str, Any]:
+    """`manifest` if a rerun can use it; else one ManifestError line naming `where` and the first
+    problem: its shape (the keys a rerun reads, with their types) and its notebooks, which must be
+    plain file names of the project's notebooks (checked before any of them is opened)."""
+    notebooks_dir = notebooks_dir or config.NOTEBOOKS_DIR
+
+    def fail(what: str) -> ManifestError:
+        return ManifestError(f"{where}: {what}")
+
+    if not isinstance(manifest, dict):
+        raise fail(f"expected a JSON object (a run manifest), got {_json_type(manifest)}")
+    missing = [key for key in ("run_id", "notebooks") if key not in manifest]
+    if missing:
+        raise fail(f"no {' or '.join(repr(k) for k in missing)}; expected a run manifest with 'run_id' and a "
+                   "'notebooks' list")
+    if not isinstance(manifest["run_id"], str) or not _RUN_ID.fullmatch(manifest["run_id"]):
+        raise fail(f"run_id {_show(manifest['run_id'])}: expected a run id (letters, digits, '.', '_', '-')")
+    for key in ("name",):
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            raise fail(f"{key} is {_json_type(manifest[key])}; expected text")
+    for key in ("overrides", "threads"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+            raise fail(f"{key} is {_json_type(manifest[key])}; expected an object")
+    for name, value in (manifest.get("threads") or {}).items():
+        if name in THREAD_VARIABLES and not (value is None or (isinstance(value, int) and not isinstance(value, bool)
+                                                               and value >= 0)
+                                             or (isinstance(value, str) and re.fullmatch(r"[0-9, ]{1,32}", value))):
+            raise fail(f"threads.{name} {_show(value)}: expected a thread count or null")
+    notebooks = manifest["notebooks"]
+    if not isinstance(notebooks, list) or not notebooks:
+        raise fail(f"notebooks is {_json_type(notebooks)}; expected a non-empty list of "
+                   "{'notebook': 'NN_name.ipynb', 'parameters': {...}} objects")
+    project = notebooks_dir.resolve()
+    for i, entry in enumerate(notebooks, 1):
+        at = f"notebooks[{i}]"
+        if not isinstance(entry, dict):
+            raise fail(f"{at} is {_json_type(entry)}; expected an object with 'notebook' and 'parameters'")
+        name = entry.get("notebook")
+        if not isinstance(name, str) or not _NOTEBOOK.fullmatch(name):
+            raise fail(f"{at}.notebook {_show(name)}: expected the file name of one of the project's notebooks "
+                       f"(NN_name.ipynb in {notebooks_dir.name}/)")
+        path = notebooks_dir / name
+        if not path.resolve().is_relative_to(project) or not path.is_file():
+            raise fail(f"{at}.notebook {_show(name)}: no such notebook in {notebooks_dir}")
+        params = entry.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise fail(f"{at}.parameters is {_json_type(params)}; expected an object of parameter values")
+        reads = entry.get("data")
+        if reads is not None and not isinstance(reads, list):
+            raise fail(f"{at}.data is {_json_type(reads)}; expected the list of reads the notebook made")
+        for j, read in enumerate(reads or [], 1):
+            _check_read(read, f"{at}.data[{j}]", fail)
+    return manifest
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _check_read(read: Any, at: str, fail: Any) -> None:
+    """One recorded store read: what `_pinned_end` and `compare_data` use from it."""
+    if not isinstance(read, dict):
+        raise fail(f"{at} is {_json_type(read)}; expected an object (symbol, interval, how, start, first, last, "
+                   "rows, sha256)")
+    for key in _READ_TEXT:
+        if not isinstance(read.get(key), str):
+            raise fail(f"{at}.{key} is {'missing' if key not in read else _json_type(read[key])}; expected text")
+    for key in _READ_TIMES:
+        if key not in read:
+            raise fail(f"{at}.{key} is missing; expected a time or null")
+        if read[key] is not None and not isinstance(read[key], str):
+            raise fail(f"{at}.{key} is {_json_type(read[key])}; expected a time or null")
+    if not isinstance(read.get("rows"), int) or isinstance(read["rows"], bool) or read["rows"] < 0:
+        raise fail(f"{at}.rows {_show(read.get('rows'))}: expected a count of bars")
+    try:
+        interval_timedelta(read["interval"])
+    except (ValueError, TypeError, KeyError, OverflowError):
+        raise fail(f"{at}.interval {_show(read['interval'])}: expected a candle interval such as 1h") from None
+    if read["last"]:
+        try:
+            last = pd.Timestamp(read["last"])
+            last + interval_timedelta(read["interval"])  # noqa: B018 - what _pinned_end computes must not overflow
+        except (ValueError, TypeError, OverflowError):
+            last = None
+        if last is None or last is pd.NaT or last.tzinfo is None:
+            raise fail(f"{at}.last {_show(read['last'])}: expected the time of the last bar read, with its "
+                       "time zone (ISO 8601)")
+
+
+def load_manifest(folder: Path, notebooks_dir: Path | None = None) -> dict[str, Any]:
+    """A run folder's manifest, read and checked (`check_manifest`)."""
+    path = folder / MANIFEST
+    return check_manifest(_read_json(path, "manifest"), path, notebooks_dir)
 
 
 def _pinned_end(entry: Mapping[str, Any]) -> str | None:
@@ -87,9 +251,11 @@ def _pinned_end(entry: Mapping[str, Any]) -> str | None:
     return max(ends).isoformat() if ends else None
 
 
-def spec_from_manifest(manifest: Mapping[str, Any], notebooks_dir: Path | None = None) -> RunSpec:
+def spec_from_manifest(manifest: Mapping[str, Any], notebooks_dir: Path | None = None,
+                       where: str | Path = MANIFEST) -> RunSpec:
     """The run's notebooks and parameters as executed, `end` pinned where the run read to the newest bar."""
     notebooks_dir = notebooks_dir or config.NOTEBOOKS_DIR
+    check_manifest(manifest, where, notebooks_dir)
     steps = []
     for entry in manifest["notebooks"]:
         params = dict(entry.get("parameters") or {})
@@ -162,27 +328,36 @@ def rerun(run: str | Path, overrides: Mapping[str, Any] | None = None, outputs: 
     from coffee_ml.reports.index import write_run_index
     from coffee_ml.reports.records import METRICS_FILE, write_atomic
 
+    outputs = outputs or config.outputs_dir()
     folder = find_run(run, outputs)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    spec = apply_overrides(spec_from_manifest(manifest, notebooks_dir), overrides or {}, notebooks_dir)
+    manifest = load_manifest(folder, notebooks_dir)
+    spec = spec_from_manifest(manifest, notebooks_dir, folder / MANIFEST)
+    problems = check_spec(spec, notebooks_dir)  # parameters the notebooks no longer take: name the manifest
+    if problems:
+        raise ManifestError(f"{folder / MANIFEST}: {'; '.join(problems)}")
+    spec = apply_overrides(spec, overrides or {}, notebooks_dir)
+    recorded = {}
+    if (folder / METRICS_FILE).exists() or (folder / METRICS_FILE).is_symlink():  # read now: before any work
+        if (folder / METRICS_FILE).resolve().parent != folder:
+            raise ManifestError(f"{folder / METRICS_FILE}: a link to a file outside its run folder")
+        recorded = _read_json(folder / METRICS_FILE, "records")
+        if not isinstance(recorded, dict):
+            raise ManifestError(f"{folder / METRICS_FILE}: expected a JSON object of records, got "
+                                f"{_json_type(recorded)}")
     failed = None
     try:
         with _threads_of(manifest):
-            index = run_spec(spec, outputs=outputs or folder.parent.parent, notebooks_dir=notebooks_dir,
-                             progress=progress)
+            index = run_spec(spec, outputs=outputs, notebooks_dir=notebooks_dir, progress=progress)
     except RunFailed as exc:
         index, failed = exc.index, str(exc)
     new_dir = index.parent
-    new_manifest = json.loads((new_dir / "manifest.json").read_text())
-
-    def records(d: Path) -> dict[str, Any]:
-        return json.loads((d / METRICS_FILE).read_text()) if (d / METRICS_FILE).is_file() else {}
-
-    compared, differing = compare_records(records(folder), records(new_dir))
+    new_manifest = json.loads((new_dir / MANIFEST).read_text())
+    new_records = json.loads((new_dir / METRICS_FILE).read_text()) if (new_dir / METRICS_FILE).is_file() else {}
+    compared, differing = compare_records(recorded, new_records)
     result = Reproduction(manifest["run_id"], new_manifest["run_id"], index, compared, differing,
                           compare_data(manifest, new_manifest), dict(overrides or {}), failed)
     new_manifest["reproduction"] = result.to_record()
-    write_atomic(new_dir / "manifest.json", json.dumps(new_manifest, indent=2, default=str))
+    write_atomic(new_dir / MANIFEST, json.dumps(new_manifest, indent=2, default=str))
     write_run_index(new_dir)
     return result
 
