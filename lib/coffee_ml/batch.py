@@ -38,9 +38,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from coffee_ml import config, provenance, runner
+from coffee_ml.parameters import _show
 from coffee_ml.runner import ParamsError, Progress
 
 BATCH_JSON = "batch.json"
@@ -76,8 +76,8 @@ def is_batch(path: str | Path) -> bool:
     """A batch file has a top-level `runs` list (a params file has `notebooks`); a file that
     cannot be read is left to the params loader to report."""
     try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        doc = runner.read_yaml(path)
+    except ParamsError:
         return False
     return isinstance(doc, dict) and "runs" in doc
 
@@ -87,15 +87,11 @@ def load_batch(path: str | Path, overrides: Mapping[str, Any] | None = None) -> 
     (`overrides`, from `-p`, apply to every entry after its own). Raises one ParamsError
     listing every problem, each naming the batch file and the entry."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError:
-        raise ParamsError(f"{path}: batch file not found") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    doc = runner.read_yaml(path, "batch file")
     if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list) or not doc["runs"]:
         raise ParamsError(f"{path}: expected a mapping with a non-empty 'runs' list")
     problems = _unknown_keys(str(path), doc, _BATCH_KEYS)
+    name = runner._check_name(path, doc.get("name"))
     jobs = doc.get("jobs")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         problems.append(f"{path}: jobs must be a whole number >= 1, got {jobs!r}")
@@ -104,12 +100,12 @@ def load_batch(path: str | Path, overrides: Mapping[str, Any] | None = None) -> 
     if problems:
         raise ParamsError("; ".join(problems))
     entries = [replace(e, label=label) for e, label in zip(checked, _unique([e.label for e in checked]))]
-    return Batch(str(doc.get("name") or path.stem), path, jobs, entries)
+    return Batch(name, path, jobs, entries)
 
 
 def _unknown_keys(where: str, mapping: dict[Any, Any], allowed: set[str]) -> list[str]:
     """A typo'd key (`job: 2`) would otherwise be ignored without a word."""
-    unknown = sorted(map(str, set(mapping) - allowed))
+    unknown = sorted(k if isinstance(k, str) and k.isidentifier() else _show(k) for k in set(mapping) - allowed)
     return [f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(allowed))})"] if unknown else []
 
 
@@ -125,15 +121,47 @@ def _check_entry(batch: Path, i: int, raw: Any, cli: Mapping[str, Any]) -> Entry
     if not isinstance(own, dict):
         return f"{where}: 'parameters' must be a mapping"
     merged = {**runner._plain(own), **cli}
+    target = batch.parent / raw["params"]
+    if nested := _nested_batch(batch, target):
+        return f"{where} ({raw['params']}): {nested}"
     try:
-        spec = runner.load_params(batch.parent / raw["params"])
+        spec = runner.load_params(target)
         problems = runner.check_spec(spec)
         if problems:
             raise ParamsError("; ".join(problems))
         spec = runner.apply_overrides(spec, merged)
+        problems = runner.check_spec(spec)  # the values as the entry runs them, its overrides included
+        if problems:
+            raise ParamsError("; ".join(problems))
     except ParamsError as exc:
         return f"{where} ({raw['params']}): {exc}"
     return Entry(spec.name, raw["params"], batch.parent / raw["params"], merged, _symbol(spec))
+
+
+def _nested_batch(batch: Path, target: Path) -> str | None:
+    """Why `target` cannot be an entry of `batch`: it is the batch itself, or a batch (batches do
+    not nest), one that leads back to this batch (a cycle) or not."""
+    if not target.is_file():
+        return None  # the params loader says what it is
+    if target.resolve() == batch.resolve():
+        return "the batch includes itself; list params files (with 'notebooks'), not batch files"
+    if not is_batch(target):
+        return None
+    chain, seen, current = [batch.resolve(), target.resolve()], {batch.resolve()}, target.resolve()
+    while current not in seen:  # follow the first batch entries, as a cycle would go
+        seen.add(current)
+        doc = runner.read_yaml(current, "batch file")
+        following = [current.parent / r["params"] for r in doc.get("runs") or []
+                     if isinstance(r, dict) and isinstance(r.get("params"), str)]
+        following = [f.resolve() for f in following if f.is_file() and is_batch(f)]
+        if not following:
+            break
+        current = following[0]
+        chain.append(current)
+    if chain[-1] in chain[:-1]:
+        return (f"a cycle of batch files ({' -> '.join(p.name for p in chain)}); batches cannot include "
+                "batches: list params files")
+    return "is itself a batch file; batches do not nest: list its params files here"
 
 
 def _unique(names: list[str]) -> list[str]:

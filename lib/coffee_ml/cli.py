@@ -6,6 +6,7 @@ Any error ends with a non-zero exit and one line saying why; tracebacks are for 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -208,8 +209,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from coffee_ml import batch, runner
 
         overrides = runner.parse_overrides(args.param)
-        if not Path(args.params).is_file():
-            raise FileNotFoundError(f"{args.params}: params file not found")
+        runner.read_text_file(args.params)  # not found, a directory, a device, too big, binary: one line
         if batch.is_batch(args.params):
             print(batch.run_batch(args.params, jobs=args.jobs, overrides=overrides, progress=_progress))
         elif args.jobs is not None:
@@ -282,14 +282,27 @@ def _check(store, repair: bool) -> None:
 def _hpo(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from coffee_ml import hpo, reports, runner
+    from coffee_ml import config as project, hpo, reports, runner
 
-    spec = runner.apply_overrides(runner.load_params(args.params), runner.parse_overrides(args.param))
-    steps = [s for s in spec.steps if Path(s.notebook).name == "05_hpo.ipynb"]
+    # the params file and -p are checked as `coffee-ml run` checks them (notebooks inside notebooks/,
+    # no unknown key, every value against the declaration), before anything is searched
+    spec = runner.load_params(args.params)
+    problems = runner.check_spec(spec)
+    if problems:
+        raise runner.ParamsError("; ".join(problems))
+    spec = runner.apply_overrides(spec, runner.parse_overrides(args.param))
+    problems = runner.check_spec(spec)
+    if problems:
+        raise runner.ParamsError("; ".join(problems))
+    notebook = (project.NOTEBOOKS_DIR / HPO_NOTEBOOK).resolve()
+    steps = [s for s in spec.steps if (project.NOTEBOOKS_DIR / s.notebook).resolve() == notebook]
     if not steps:
-        raise ValueError(f"{args.params}: no 05_hpo.ipynb entry in its notebooks: nothing to search")
+        raise ValueError(f"{args.params}: no {HPO_NOTEBOOK} entry in its notebooks: nothing to search")
+    runner.check_data(dataclasses.replace(spec, steps=steps[:1]))
+    # the search the notebook would run: its defaults, then the params file's values
+    values = {**runner.notebook_defaults(notebook), **steps[0].parameters}
     names = {f.name for f in dataclasses.fields(hpo.HPOConfig)}
-    config = hpo.HPOConfig(**{k: v for k, v in steps[0].parameters.items() if k in names})
+    config = hpo.HPOConfig(**{k: v for k, v in values.items() if k in names})
     result = hpo.run_workers(config, args.workers) if args.workers > 1 else hpo.search(config)
     print(reports.hpo_headline(result).text)
 
@@ -322,6 +335,7 @@ def _progress(line: str) -> None:
 
 
 BACKTEST_NOTEBOOK = "03_backtesting.ipynb"
+HPO_NOTEBOOK = "05_hpo.ipynb"
 # next to the headline's verdict lines: the scores a reviewer compares first
 _SUMMARY_COLUMNS = ("skill", "dm_pvalue", "dir_acc", "brier_skill", "coverage_80", "coverage_95", "sharpe",
                     "hold_sharpe")
@@ -331,11 +345,10 @@ def _backtest(args: argparse.Namespace) -> None:
     """A backtest from the shell, run through the runner so that it leaves a run folder with its
     report, and summarised from what the notebook recorded."""
     from coffee_ml import runner
-    from coffee_ml.models import get_spec
 
+    # every value is checked against 03's declaration (coffee_ml.parameters) by run_spec, before
+    # the kernel starts: an unknown model, a date that is not one, --from after --to
     models = [m for item in args.models or [] for m in item.split(",") if m and m != "naive"]
-    for name in models:
-        get_spec(name)  # an unknown name fails here, not after a kernel has started
     given = {"symbol": args.symbol, "models": models or None, "method": args.method, "start": args.start,
              "end": args.end, "interval": args.interval, "horizon": args.horizon, "window": args.window,
              "retrain_every": args.retrain_every, "test_start": args.test_start, "epochs": args.epochs}
@@ -413,6 +426,12 @@ def _models(args: argparse.Namespace) -> int | None:
         print(forecast.to_frame().to_string(index=False))
 
 
+def _one_line(text: str) -> str:
+    """An error message as one line of printable text (a control character in a file name or a
+    value would otherwise reach the terminal raw)."""
+    return " ".join("".join(c if c.isprintable() or c in "\t\n" else ascii(c)[1:-1] for c in text).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
@@ -420,11 +439,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             code = _dispatch(args) or 0
         except (ValueError, FileNotFoundError, RuntimeError, ConnectionError, OSError) as exc:
-            print(f"coffee-ml: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            print(f"coffee-ml: error: {_one_line(str(exc))}", file=sys.stderr)
             code = 1
-        except KeyboardInterrupt:
-            print("coffee-ml: error: interrupted", file=sys.stderr)
-            code = 130
+        except KeyboardInterrupt as exc:  # Ctrl-C, or a run's SIGTERM (128 + signal, as a shell reports it)
+            name = getattr(exc, "signal", "SIGINT")
+            print(f"coffee-ml: error: interrupted by {name}", file=sys.stderr)
+            code = 143 if name == "SIGTERM" else 130
+        except Exception as exc:  # a bug: still one line (the traceback with COFFEE_ML_DEBUG=1)
+            if os.environ.get("COFFEE_ML_DEBUG"):
+                raise
+            print(f"coffee-ml: error: internal error ({type(exc).__name__}: {_one_line(str(exc))[:500]}); "
+                  "please report it with the command line (COFFEE_ML_DEBUG=1 shows the traceback)", file=sys.stderr)
+            code = 1
     for w in caught:
         if issubclass(w.category, UserWarning):
             print(f"coffee-ml: warning: {w.message}", file=sys.stderr)

@@ -20,6 +20,8 @@ from torch import nn
 from tqdm import tqdm  # text bar on stderr: updates in place in notebooks and terminals; reviewer
 # reports drop stderr (a widget bar from tqdm.auto would be a stale output in them instead)
 
+from coffee_ml import progress
+
 
 EpochReporter = Callable[[int, float], None]
 _REPORTER: contextvars.ContextVar[EpochReporter | None] = contextvars.ContextVar("epoch_reporter", default=None)
@@ -145,6 +147,8 @@ def train(module: nn.Module, train_batches: Iterable, val_batches: Iterable, con
             waited += 1
         # shown by the bar's next update: one line per epoch, not two (each is a stream message)
         bar.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}", best=best_epoch, refresh=False)
+        progress.report(f"{type(module).__name__} epoch {epoch}/{config.max_epochs}: train {train_loss:.3g}, "
+                        f"val {val_loss:.3g}, best epoch {best_epoch}")
         if (report := _REPORTER.get()) is not None:
             report(epoch, val_loss)
         if waited >= config.patience:

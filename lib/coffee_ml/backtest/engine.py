@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm  # text bar on stderr: a widget bar (tqdm.auto) would land in rendered reports
 
-from coffee_ml import evaluation
+from coffee_ml import evaluation, progress
 from coffee_ml.backtest.folds import Fold, plan_folds
 from coffee_ml.backtest.hooks import FoldContext, FoldHook, PooledCalibration
 from coffee_ml.backtest.trading import TradingRules, simulate
@@ -208,6 +208,8 @@ def walk_forward(panel: FeaturePanel, folds: list[Fold], estimator: Forecaster, 
                      "test_to": panel.features.index[fold.test_rows[1] - 1],
                      "epochs": None if training is None else len(training.history),
                      "seconds": time.perf_counter() - t0})
+        progress.report(f"{name} walk-forward fold {len(parts)}/{len(folds)} done "
+                        f"({time.perf_counter() - t_start:.0f} s)")
         if on_fold is not None:
             on_fold()
     return BacktestResult(model=name, forecast=Forecast.concat(parts), folds=pd.DataFrame(info),

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coffee_ml import progress
 from coffee_ml.backtest.engine import apply_hooks, fold_dataset
 from coffee_ml.backtest.folds import Fold
 from coffee_ml.backtest.hooks import FoldHook, PooledCalibration
@@ -105,6 +106,7 @@ def compare(panel: FeaturePanel, folds: Sequence[Fold], members: Sequence[str], 
             m._predict_returns(*contexts(ds, ds.splits["val"]))
         t2 = time.perf_counter()
         for s, e in ensembles.items():
+            progress.report(f"ensembles fold {len(part_rows) + 1}/{len(folds)}: members fitted, strategy {s}")
             e._describe(ds)
             e.members_, e.oof_ = fitted, oof
             e._fit_strategy(ds)
@@ -122,6 +124,7 @@ def compare(panel: FeaturePanel, folds: Sequence[Fold], members: Sequence[str], 
         info.append({"fold": fold.index, "test_from": panel.features.index[fold.test_rows[0]],
                      "test_to": panel.features.index[fold.test_rows[1] - 1], "test_origins": len(rows),
                      "member_seconds": t2 - t1, "out_of_fold_seconds": t1 - t0, "strategy_seconds": t3 - t2})
+        progress.report(f"ensembles fold {len(part_rows)}/{len(folds)} done ({sum(seconds.values()):.0f} s)")
         if on_fold is not None:
             on_fold()
     return Comparison({n: Forecast.concat(p) for n, p in parts.items()}, seconds, ensembles, pd.DataFrame(info))

@@ -18,6 +18,7 @@ import pandas as pd
 
 from coffee_ml.reports.format import number, table
 from coffee_ml.reports.records import read_records, write_atomic
+from coffee_ml.run_state import RunState, settle, shown
 
 
 _CSS = """
@@ -33,7 +34,8 @@ th { background: #f6f8fa; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 code { font-size: .88rem; }
 .status { font-weight: 600; }
-.ok { color: #1a7f37; } .failed, .interrupted { color: #cf222e; } .running, .pending, .skipped { color: #9a6700; }
+.ok { color: #1a7f37; } .failed, .interrupted, .died { color: #cf222e; }
+.running, .pending, .skipped, .unknown { color: #9a6700; }
 .headline { background: #f6f8fa; border-left: 3px solid #0969da; padding: .35rem .6rem; margin: .3rem 0;
             white-space: pre-line; }
 td.headlines { white-space: pre-line; min-width: 24rem; } td.headlines div + div { margin-top: .4rem; }
@@ -237,7 +239,7 @@ def write_run_index(run_dir: str | Path) -> Path:
     from coffee_ml.reports.summary import summary_headline, write_run_summary  # builds on this module
 
     run_dir = Path(run_dir)
-    manifest = _read_json(run_dir / "manifest.json")
+    manifest, state = shown(run_dir, _read_json(run_dir / "manifest.json"))
     records, problem = _records(run_dir)
     summary = (f"<p class='headline'><b>{_link(write_run_summary(run_dir).name, 'Summary')}</b>: "
                f"{_e(summary_headline(manifest, records) or 'nothing recorded yet')}</p>")
@@ -252,19 +254,28 @@ def write_run_index(run_dir: str | Path) -> Path:
             f"started {_e(_time(manifest.get('started', '?')))} UTC · "
             f"{_duration(manifest.get('total_seconds'))} · commit {_commit(manifest.get('git', {}))}"
             + (f" · params <code>{_e(source)}</code>" if source else "") + "</p>"
-            + summary + _data_ranges(records)
+            + _state_line(state, manifest) + summary + _data_ranges(records)
             + f"<h2>Notebooks</h2>{_notebook_rows(manifest, records)}"
             + f"<h2>Parameters</h2>{_parameters(manifest)}"
             + problem + _results(records))
     return write_atomic(run_dir / "index.html", _page(f"{manifest.get('name', run_id)} · {run_id}", body))
 
 
+def _state_line(state: RunState, manifest: dict[str, Any]) -> str:
+    """Why a run shows as died, unknown or interrupted (its status alone does not say where), or
+    failed without a notebook's error to say why (a full disk while writing the record)."""
+    unexplained = state.status == "failed" and not any(e.get("error") for e in manifest.get("notebooks", []))
+    if not state.reason or not (state.status in ("died", "unknown", "interrupted") or unexplained):
+        return ""
+    return f"<p class='{_e(state.status)}'>{_e(state.reason)}</p>"
+
+
 def _run_row(run_dir: Path) -> tuple[str, str]:
     """(sort key, table row) for one run folder of outputs/index.html."""
-    manifest = _read_json(run_dir / "manifest.json")
+    manifest, state = shown(run_dir, _read_json(run_dir / "manifest.json"))
     records, _ = _records(run_dir)
     prefix = f"runs/{run_dir.name}/"
-    headlines = []
+    headlines = [f"<div>{_e(state.reason)}</div>"] if _state_line(state, manifest) else []
     for entry in manifest.get("notebooks", []):
         stage = _stage(entry)
         text = _findings(headline_text(records.get(stage, {})))
@@ -315,6 +326,9 @@ def write_outputs_index(outputs: str | Path) -> Path:
     outputs = Path(outputs)
     runs = outputs / "runs"
     folders = [p for p in runs.iterdir() if (p / "manifest.json").is_file()] if runs.is_dir() else []
+    for folder in folders:  # a run whose process died says so in its own manifest from now on
+        if _read_json(folder / "manifest.json").get("status") == "running":
+            settle(folder)
     rows = [row for _, row in sorted((_run_row(p) for p in folders), reverse=True)]
     body = ("<h1>coffee-ml runs</h1>" + _batches(outputs)
             + "<p class='meta'>every run, newest first; open a run for its parameters, reports and leaderboards</p>"

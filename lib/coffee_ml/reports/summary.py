@@ -22,6 +22,7 @@ from coffee_ml.reports import charts
 from coffee_ml.reports.format import COVERAGE_TOLERANCE, FLAG_STYLE, NA, NO_CALL, nominal, number, percent
 from coffee_ml.reports.index import _e, _link, _page, _read_json, _records, _status, _time, headline_text
 from coffee_ml.reports.records import write_atomic
+from coffee_ml.run_state import shown
 
 SUMMARY_FILE = "summary.html"
 DATA, TRAINING, BACKTEST, REGIMES, HPO, ENSEMBLES, ANOMALIES, PRODUCTION = (
@@ -71,6 +72,8 @@ class _Run:
             return f"{self.link(stage)} {_status('failed')}" + (f": {_e(error[0])}" if error else "")
         if status in ("pending", "running"):
             return f"{self.link(stage)} not run yet ({_status(status)})"
+        if status == "died":
+            return f"{self.link(stage)} {_status('died')}: the run's process ended while it ran"
         return f"{self.link(stage)} not run in this run ({_status(status)})"
 
 
@@ -374,6 +377,11 @@ def _run_state(run: _Run) -> str:
     if status in ("running", "pending"):
         done = sum(e.get("status") == "ok" for e in run.entries.values())
         return f"run in progress ({done} of {len(run.entries)} notebooks done)"
+    if status == "died":
+        inside = [s for s, e in run.entries.items() if e.get("status") == "died"]
+        notebook = (run.manifest.get("died") or {}).get("notebook")
+        return (f"run died in {inside[0]}" if inside else f"run died after {notebook}" if notebook
+                else "run died before its first notebook")
     return "" if status in ("ok", None) else f"run {status}"
 
 
@@ -408,7 +416,7 @@ def summary_headline(manifest: dict[str, Any], records: dict[str, Any]) -> str:
 def write_run_summary(run_dir: str | Path) -> Path:
     """(Re)write `<run_dir>/summary.html` from the run's manifest.json and metrics.json."""
     run_dir = Path(run_dir)
-    manifest = _read_json(run_dir / "manifest.json")
+    manifest, _ = shown(run_dir, _read_json(run_dir / "manifest.json"))  # a run whose process is gone: died
     records, problem = _records(run_dir)
     run = _Run(manifest, records)
     run_id = manifest.get("run_id", run_dir.name)
