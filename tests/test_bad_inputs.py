@@ -4,9 +4,6 @@ Each case runs `coffee_ml.cli.main(argv)` in this process and must end with a no
 exactly one error line on stderr that names the file, row or parameter, no traceback, and within
 10 s. No kernel, search or batch process may start: they are replaced by a stub that fails the
 case, so an input that is silently accepted shows up as a failure, not as an hour of work.
-
-Cases whose area is not fixed yet would be xfail(strict=False) with the area in the reason;
-none is today.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ from coffee_ml.cli import main
 
 SECONDS = 10.0
 FIFO, DIR = object(), object()  # special "file contents"
-HPO_STORAGE = "hpo storage outside the outputs folder (section 5: hpo/storage.py)"
 
 
 class KernelStarted(BaseException):
@@ -36,7 +32,6 @@ class Case:
     argv: list[str]
     expect: tuple[str, ...]  # substrings of the error line ({d}: the case's folder)
     files: dict[str, object] = field(default_factory=dict)  # name -> text, bytes, FIFO or DIR
-    xfail: str | None = None
 
 
 def _params(notebook: str, step: str = "", shared: str = "symbol: BTCUSDT, interval: 1h", name: str = "bad") -> str:
@@ -45,10 +40,10 @@ def _params(notebook: str, step: str = "", shared: str = "symbol: BTCUSDT, inter
             f"    parameters: {{{step}}}\n")
 
 
-def _value(notebook: str, step: str, *expect: str, xfail: str | None = None) -> Case:
+def _value(notebook: str, step: str, *expect: str) -> Case:
     """`coffee-ml run` of a params file whose `notebook` entry sets `step`."""
     return Case(f"run-{notebook[:2]}-{step}", ["run", "{d}/p.yaml"], ("{d}/p.yaml", f"{notebook}.ipynb", *expect),
-                {"p.yaml": _params(notebook, step)}, xfail)
+                {"p.yaml": _params(notebook, step)})
 
 
 def _file(case_id: str, text: object, *expect: str, command: str = "run") -> Case:
@@ -56,9 +51,9 @@ def _file(case_id: str, text: object, *expect: str, command: str = "run") -> Cas
     return Case(case_id, [command, "{d}/p.yaml"], ("{d}/p.yaml", *expect), {"p.yaml": text})
 
 
-def _hpo(step: str, *expect: str, argv: tuple[str, ...] = (), xfail: str | None = None) -> Case:
+def _hpo(step: str, *expect: str, argv: tuple[str, ...] = ()) -> Case:
     return Case(f"hpo-{step}{'-' + ' '.join(argv) if argv else ''}", ["hpo", "{d}/h.yaml", *argv], expect,
-                {"h.yaml": _params("05_hpo", step)}, xfail)
+                {"h.yaml": _params("05_hpo", step)})
 
 
 def _override(*pairs: str, expect: tuple[str, ...]) -> Case:
@@ -272,7 +267,7 @@ CASES: list[Case] = [
     _hpo("split: [0.5, 0.25, 0.25]", "declares no parameter(s) split"),
     _hpo("model: lstm_fast", "trials = -1", argv=("-p", "trials=-1")),
     _hpo("model: lstm_fast", "declares parameter(s) nope", argv=("-p", "nope=1")),
-    _hpo("storage: 'sqlite:////elsewhere/x.db'", "{d}/h.yaml", "storage", xfail=HPO_STORAGE),
+    _hpo("storage: 'sqlite:////elsewhere/x.db'", "{d}/h.yaml", "storage"),
     Case("hpo-outside-notebook", ["hpo", "{d}/h.yaml"], ("{d}/h.yaml", "../../../tmp/05_hpo.ipynb is outside"),
          {"h.yaml": "notebooks: [{notebook: ../../../tmp/05_hpo.ipynb, parameters: {trials: 1}}]\n"}),
     Case("hpo-no-entry", ["hpo", "{d}/h.yaml"], ("{d}/h.yaml", "no 05_hpo.ipynb entry"),
@@ -445,8 +440,7 @@ def _write(root: Path, outputs: Path, files: dict[str, object]) -> None:
             path.write_text(str(content), encoding="utf-8")
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=c.xfail, strict=False)]
-                                               if c.xfail else []) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_bad_input_is_one_line_naming_it(case, tmp_path, monkeypatch, capsys, store_dir, no_work):
     outputs = tmp_path / "outputs"
     monkeypatch.setenv("COFFEE_ML_OUTPUTS", str(outputs))

@@ -5,6 +5,14 @@ persist, resume and share work between processes the same way: a worker runs tri
 study holds `trials` finished ones (complete or pruned), counted in the storage, so an
 interrupted study resumes where it stopped and N workers never run more than asked.
 
+Many workers, one study, no repeats:
+- random and TPE draw each trial's numbers from a stream seeded by (seed, trial number), and
+  trial numbers are unique in the storage, so N workers explore N different streams; trial n
+  gets the same random draws whichever worker runs it, with 1 worker or 8, first run or resumed.
+- a grid is queued before any worker starts (`queue_grid`): each point the study lacks becomes a
+  waiting trial, each worker takes waiting trials (a storage-side compare-and-set: a trial is
+  taken once), and exactly as many trials run as were queued, so no point runs twice.
+
 The objective is one of the evaluation layer's scorers on the validation part:
 - `validation="holdout"`: fit on the train split (neural models stop early on val), score the
   val forecasts. Neural trials report their validation loss every epoch and are pruned by it.
@@ -20,7 +28,11 @@ score beside the search's best validation score, so over-fitting the search show
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,7 +42,7 @@ import pandas as pd
 
 from coffee_ml import evaluation
 from coffee_ml.hpo.space import SearchSpace
-from coffee_ml.hpo.storage import open_storage
+from coffee_ml.hpo.storage import check_storage, open_storage
 from coffee_ml.models.specs import build_model, get_spec
 
 METHODS = ("grid", "random", "optuna")
@@ -73,6 +85,9 @@ class HPOConfig:
             raise ValueError(f"validation must be one of {', '.join(VALIDATIONS)}, got {self.validation!r}")
         if not isinstance(self.trials, int) or isinstance(self.trials, bool) or self.trials < 1:
             raise ValueError(f"trials must be a whole number >= 1, got {self.trials!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be a whole number in [0, 2**32), got {self.seed!r}")
+        check_storage(self.storage)  # before anything runs or is written
         if self.validation == "walk_forward" and self.folds < 2:
             raise ValueError(f"folds must be >= 2 for walk-forward validation, got {self.folds}")
         scorer = evaluation.get_scorer(self.metric)  # unknown names fail here, with the list
@@ -132,14 +147,112 @@ def load_dataset(config: HPOConfig, candles: pd.DataFrame | None = None):
                          split=config.split), candles
 
 
-def _sampler(config: HPOConfig):
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial `number`'s random draws: distinct per trial, the same on every worker."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def _random_states(sampler) -> list[np.random.RandomState]:
+    """The random states a sampler draws from: its own `_rng` and, for TPE, its startup
+    RandomSampler's (Optuna keeps them in LazyRandomState wrappers)."""
+    found = []
+    for owner in (sampler, getattr(sampler, "_random_sampler", None)):
+        rng = getattr(owner, "_rng", None)
+        rng = getattr(rng, "rng", rng)  # LazyRandomState -> its RandomState
+        if isinstance(rng, np.random.RandomState):
+            found.append(rng)
+    return found
+
+
+@functools.cache
+def _samplers() -> dict[str, type]:
+    """Optuna's samplers, each drawing trial n's numbers from `trial_seed(seed, n)`. Sampler
+    seeds are per process, so N workers built with one seed would otherwise draw the same
+    stream and run the same parameters N times."""
     import optuna
 
+    class PerTrialSeed:
+        def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
+            super().__init__(*args, seed=seed, **kwargs)
+            self._trial_seed_base = seed
+            if not _random_states(self):  # an Optuna whose samplers keep their state elsewhere
+                raise RuntimeError(f"optuna {optuna.__version__}: {type(self).__mro__[2].__name__} has no random "
+                                   "state to seed per trial (coffee_ml.hpo.study._random_states)")
+
+        def before_trial(self, study, trial) -> None:
+            for rng in _random_states(self):
+                rng.seed(trial_seed(self._trial_seed_base, trial.number))
+            super().before_trial(study, trial)
+
+    class Random(PerTrialSeed, optuna.samplers.RandomSampler):
+        pass
+
+    class TPE(PerTrialSeed, optuna.samplers.TPESampler):
+        pass
+
+    class Grid(PerTrialSeed, optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            # Optuna stops a worker when no grid point is left unvisited by its own count, which
+            # ignores the queued points (see `queue_grid`); the counts in storage decide instead
+            pass
+
+    return {"random": Random, "optuna": TPE, "grid": Grid}
+
+
+def _sampler(config: HPOConfig):
+    kinds = _samplers()
     if config.method == "grid":
-        return optuna.samplers.GridSampler(config.space_.grid(), seed=config.seed)
+        return kinds["grid"](config.space_.grid(), seed=config.seed)
     if config.method == "random":
-        return optuna.samplers.RandomSampler(seed=config.seed)
-    return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=min(10, max(2, config.trials // 3)))
+        return kinds["random"](seed=config.seed)
+    return kinds["optuna"](seed=config.seed, n_startup_trials=min(10, max(2, config.trials // 3)))
+
+
+def grid_points(config: HPOConfig) -> list[dict[str, Any]]:
+    """Every point of the grid, in the order the seed shuffles them (Optuna's GridSampler order):
+    a grid with fewer trials than points runs the first ones."""
+    grid = config.space_.grid()
+    names = sorted(grid)
+    points = list(itertools.product(*(grid[n] for n in names)))
+    np.random.RandomState(config.seed).shuffle(points)
+    return [dict(zip(names, p)) for p in points]
+
+
+def _point(config: HPOConfig, trial) -> tuple[str, ...] | None:
+    """A trial's grid point (queued or suggested parameters), None while it is incomplete."""
+    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+    if set(params) != set(config.space_.params):
+        return None
+    return tuple(repr(params[n]) for n in sorted(params))
+
+
+def queue_grid(config: HPOConfig, study) -> int:
+    """Queue the grid points the study still lacks as waiting trials, and return how many trials
+    to run now: every run takes one waiting trial, so no point runs twice however many workers
+    share the study. A point counts as taken when a trial finished it (complete or pruned), runs
+    it or waits for it; a point whose trial failed is queued again."""
+    from optuna.trial import TrialState
+
+    taken, waiting = set(), 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
+            taken.add(_point(config, trial))
+        waiting += trial.state == TrialState.WAITING
+    left = remaining_trials(config, study)
+    for point in grid_points(config):
+        if waiting >= left:
+            break
+        key = tuple(repr(point[n]) for n in sorted(point))
+        if key not in taken:
+            study.enqueue_trial(point, skip_if_exists=False)
+            taken.add(key)
+            waiting += 1
+    return min(left, waiting)
+
+
+def trials_to_run(config: HPOConfig, study) -> int:
+    """How many trials this `coffee-ml hpo` runs now (a grid: queued first, see `queue_grid`)."""
+    return queue_grid(config, study) if config.method == "grid" else remaining_trials(config, study)
 
 
 def _pruner(config: HPOConfig):
@@ -155,9 +268,10 @@ def _pruner(config: HPOConfig):
 def open_study(config: HPOConfig, workers: int = 1, recover: bool = False):
     """Create or resume the study in its storage (see storage.py).
 
-    `recover`: trials left running by a killed process are marked failed and queued again with
-    the same parameters, so a resumed search runs them (a grid would otherwise count a failed
-    point as visited). Only for the file storages, which one `coffee-ml hpo` at a time drives;
+    `recover`: trials left running by a killed process (or a killed worker) are marked failed and
+    queued again with the parameters they had (those they had not drawn yet are drawn afresh; a
+    grid point is queued by `queue_grid` when the trial died before taking it), so a resumed
+    search runs them. Only for the file storages, which one `coffee-ml hpo` at a time drives;
     on a database other machines may still be running trials, and Optuna's heartbeat (set in
     storage.py) fails and retries those whose process stopped beating."""
     import optuna
@@ -170,7 +284,9 @@ def open_study(config: HPOConfig, workers: int = 1, recover: bool = False):
     if recover and (config.storage or "sqlite") in ("sqlite", "journal"):
         for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             storage.set_trial_state_values(stale._trial_id, state=TrialState.FAIL)
-            study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number}, skip_if_exists=False)
+            params = {**stale.system_attrs.get("fixed_params", {}), **stale.params}
+            if config.method != "grid" or _point(config, stale) is not None:
+                study.enqueue_trial(params, user_attrs={"retry_of": stale.number}, skip_if_exists=False)
     return study, where
 
 
@@ -256,6 +372,8 @@ def optimize(config: HPOConfig, *, quota: int | None = None, workers: int = 1, p
     scorer = evaluation.get_scorer(config.metric)
 
     def objective(trial) -> float:
+        # which process runs the trial (a system attribute: not a column of the trials table)
+        trial.storage.set_trial_system_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
         params = config.space_.suggest(trial)
         # TPE often proposes a point again in a small categorical space: the same parameters and
         # seed give the same model, so reuse the finished trial instead of training it twice
@@ -273,7 +391,7 @@ def optimize(config: HPOConfig, *, quota: int | None = None, workers: int = 1, p
             raise optuna.TrialPruned(f"{config.metric} is not finite")
         return scorer.loss(value)
 
-    remaining = remaining_trials(config, study) if quota is None else quota
+    remaining = trials_to_run(config, study) if quota is None else quota
     if remaining > 0:
         from tqdm import tqdm
 
