@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from filelock import FileLock
 
-from coffee_ml import config
+from coffee_ml import config, processes
 
 FORMAT = "coffee-ml-model/1"
 WEIGHTS, METADATA, LAST_VERSION = "weights.pt", "metadata.json", ".last_version"
@@ -82,38 +82,18 @@ _TEMP = re.compile(rf"^\.(?P<name>{re.escape(SERVING)}|{re.escape(LAST_VERSION)}
 _UNOWNED = re.compile(r"^\.(?:incoming-[A-Za-z0-9_]{8}|deleting-v\d{4,})$")  # older coffee-ml: no owner
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks since boot, /proc/<pid>/stat field 22); None when no
-    such process is running (a zombie, killed and not yet reaped, counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, ValueError):
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
 def _owner() -> str:
     """This process, as named in the files it is writing: host hash, pid, start time."""
     pid = os.getpid()  # asked each time: a forked child is another owner
-    return f"{_HOST}-{pid}-{_start_time(pid) or 0}"
+    return f"{_HOST}-{pid}-{processes.process_start(pid) or 0}"
 
 
 def _alive(match: re.Match[str]) -> bool:
     """Whether the owner named in a leftover's name may still be writing it (when unsure: yes)."""
     if match["host"] and match["host"] != _HOST:
         return True  # another machine sharing this folder: its processes cannot be seen from here
-    pid = int(match["pid"])
-    if Path("/proc/self/stat").is_file():
-        started = _start_time(pid)
-        return started is not None and match["start"] in (None, "0", started)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+    started = match["start"] if match["start"] not in (None, "0") else None
+    return processes.alive(int(match["pid"]), started) is not False
 
 
 def _remove(path: Path) -> None:

@@ -34,8 +34,8 @@ import pandas as pd
 from coffee_ml import config
 from coffee_ml.data.schema import interval_timedelta
 from coffee_ml.provenance import THREAD_VARIABLES
-from coffee_ml.runner import (Progress, RunFailed, RunSpec, Step, apply_overrides, check_spec, declared_parameters,
-                              run_spec)
+from coffee_ml.runner import (ParamsError, Progress, RunFailed, RunSpec, Step, apply_overrides, check_spec,
+                              declared_parameters, read_text_file, run_spec)
 
 _TIMING = re.compile(r"seconds|duration|datetime|elapsed", re.IGNORECASE)
 MANIFEST = "manifest.json"
@@ -121,25 +121,10 @@ def find_run(run: str | Path, outputs: Path | None = None) -> Path:
 
 def _read_json(path: Path, what: str) -> Any:
     """A JSON file of a run folder, or one ManifestError line naming it (never its contents)."""
-    import stat
-
     try:
-        info = path.stat()
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ManifestError(f"{path}: not a regular file; expected the run's {what} (JSON)")
-    if info.st_size > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{path}: {info.st_size:,} bytes; a {what} is at most {MAX_MANIFEST_BYTES:,}")
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not UTF-8 text (offset {exc.start}); expected the run's {what} (JSON)") from None
+        text = read_text_file(path, what, MAX_MANIFEST_BYTES)
+    except ParamsError as exc:
+        raise ManifestError(f"{exc}; expected the run's {what} (JSON)") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

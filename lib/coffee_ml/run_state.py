@@ -32,6 +32,8 @@ try:
 except ImportError:  # not on Windows: readers fall back to the owner's pid
     fcntl = None  # type: ignore[assignment]
 
+from coffee_ml import processes
+
 LOCK_FILE = ".lock"
 MANIFEST = "manifest.json"
 FINISHED = ("ok", "failed", "interrupted", "died")
@@ -64,50 +66,11 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def boot_id() -> str | None:
-    """This boot of this machine (Linux); pids and start times mean nothing across boots."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
-    except OSError:
-        return None
-
-
-def process_start(pid: int) -> str | None:
-    """The process's start time, as the kernel counts it (clock ticks since boot, from
-    /proc/<pid>/stat), so a pid reused by another process does not pass for the owner; None where
-    it cannot be read (no such process, or not Linux)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
-    return fields[19] if len(fields) > 19 else None  # field 22 of the whole line
-
-
 def owner() -> dict[str, Any]:
     """This process as a run's owner, for its manifest."""
     pid = os.getpid()
-    return {"pid": pid, "host": socket.gethostname(), "started": process_start(pid), "boot_id": boot_id()}
-
-
-def _pid_alive(pid: int, started: str | None) -> bool | None:
-    """Does the owner process exist on this machine? None: cannot tell."""
-    if not isinstance(pid, int) or pid <= 0:
-        return None
-    now = process_start(pid)
-    if now is not None:
-        return started is None or now == started
-    if Path("/proc/self/stat").exists():  # /proc works here and has no such process
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return None
-    return True
+    return {"pid": pid, "host": socket.gethostname(), "started": processes.process_start(pid),
+            "boot_id": processes.boot_id()}
 
 
 def lock_held(run_dir: str | Path) -> bool | None:
@@ -231,9 +194,9 @@ def run_state(run_dir: str | Path, manifest: Mapping[str, Any] | None = None) ->
     if host != socket.gethostname():
         return RunState("unknown", recorded, notebook,
                         f"running on {host} {where}, as far as this machine can tell (process {pid})")
-    if own.get("boot_id") and boot_id() and own["boot_id"] != boot_id():
+    if own.get("boot_id") and processes.boot_id() and own["boot_id"] != processes.boot_id():
         return RunState("died", recorded, notebook, f"died {where}: {host} restarted since (process {pid})")
-    alive = _pid_alive(pid, own.get("started"))
+    alive = processes.alive(pid, own.get("started"))
     if alive is False:
         return RunState("died", recorded, notebook, f"died {where}: its process {pid} on {host} is gone")
     if alive is None:
