@@ -24,6 +24,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from coffee_ml import progress, run_state, runner
+from coffee_ml.cli import main
 
 DEADLINE = 120.0  # seconds: only ever reached when something is wrong
 # a cell that reports progress until the test lets it go (a file `release` in the run folder)
@@ -132,7 +133,7 @@ def _stop(process: subprocess.Popen, run_dir: Path | None) -> None:
                 os.kill(kernel, signal.SIGKILL)
 
 
-def test_kill_9_mid_notebook_shows_died_and_the_next_run_works(tmp_path):
+def test_kill_9_mid_notebook_shows_died_and_the_next_run_works(tmp_path, monkeypatch, capsys):
     project = Project(tmp_path)
     project.notebook("a.ipynb", "print('a', x)")
     project.notebook("slow.ipynb", LOOP)
@@ -148,6 +149,9 @@ def test_kill_9_mid_notebook_shows_died_and_the_next_run_works(tmp_path):
         state = run_state.run_state(run_dir)
         assert state.status == "died" and state.notebook == "slow.ipynb" and state.recorded == "running"
         assert "died in slow.ipynb" in state.reason
+        monkeypatch.setenv("COFFEE_ML_OUTPUTS", str(project.outputs))
+        assert main(["runs"]) == 0  # `coffee-ml runs` says so too
+        assert f"{run_dir.name}  died" in capsys.readouterr().out
         kernel = int((run_dir / "kernel.pid").read_text())
         _wait(lambda: _pid_gone(kernel), "the orphaned kernel to exit", 30)
     finally:

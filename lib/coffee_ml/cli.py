@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     rr.add_argument("run_id", help="a run id (outputs/runs/<id>) or a run folder")
     param_opt(rr)
 
+    sub.add_parser("runs", help="every run with its state (died or interrupted ones too), newest first",
+                   description="Lists outputs/runs: id, state as a reader should show it (a run recorded as running "
+                               "whose process is gone shows as died, with the notebook it reached), and why.")
+
     hp = sub.add_parser("hpo", help="hyperparameter search of a params file's 05_hpo.ipynb entry",
                         description="Runs the search that notebooks/05_hpo.ipynb would run with the params file's "
                                     "parameters, in --workers processes on one study (resumable: finished trials "
@@ -227,6 +231,9 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     if args.command == "rerun":
         _rerun(args)
         return
+    if args.command == "runs":
+        _runs()
+        return
     if args.command == "hpo":
         _hpo(args)
         return
@@ -305,6 +312,20 @@ def _hpo(args: argparse.Namespace) -> None:
     config = hpo.HPOConfig(**{k: v for k, v in values.items() if k in names})
     result = hpo.run_workers(config, args.workers) if args.workers > 1 else hpo.search(config)
     print(reports.hpo_headline(result).text)
+
+
+def _runs() -> None:
+    from coffee_ml import config
+    from coffee_ml.run_state import run_state
+
+    runs = config.outputs_dir() / "runs"
+    folders = sorted((p for p in runs.iterdir() if (p / "manifest.json").is_file()), reverse=True) \
+        if runs.is_dir() else []
+    if not folders:
+        print(f"no runs in {runs}")
+    for folder in folders:  # ids start with the UTC start time: newest first
+        state = run_state(folder)
+        print(f"{folder.name}  {state.status:<11}  {_one_line(state.reason)}")
 
 
 def _rerun(args: argparse.Namespace) -> None:
