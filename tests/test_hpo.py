@@ -56,10 +56,17 @@ def test_platform_default_space_is_valid_for_recurrent_models():
         assert space.size == 27 and space.max_window == 60
 
 
-def test_grid_is_exhaustive_tests_once_and_saves_the_best():
+def test_grid_is_exhaustive_tests_once_and_saves_the_best(tmp_path, monkeypatch):
+    from coffee_ml import progress
+
+    lines = tmp_path / ".progress.log"  # what a runner forwards to the console while the cell runs
+    monkeypatch.setenv(progress.PROGRESS_ENV, str(lines))
+    monkeypatch.setattr(progress, "MIN_SECONDS", 0.0)
     result = hpo.search(_config(method="grid", trials=100), progress=False)
     trials = result.trials
     assert len(trials) == 4 and (trials["state"] == "COMPLETE").all()
+    assert [line.split(" complete")[0] for line in lines.read_text().splitlines()] == \
+        [f"hpo trial {n}/4" for n in (1, 2, 3, 4)]
     assert {(r.num_leaves, r.learning_rate) for r in trials.itertuples()} == {(4, 0.05), (4, 0.2), (8, 0.05), (8, 0.2)}
     assert result.best_value == trials["mae"].min()
     best = trials.loc[trials["mae"].idxmin()]

@@ -333,4 +333,4 @@ def test_training_reports_each_epoch_to_a_listening_runner(tmp_path, monkeypatch
     batches = [(x, x.sum(1, keepdim=True))]
     train(torch.nn.Linear(3, 1), batches, batches, TrainConfig(max_epochs=3, patience=5, device="cpu", progress=False))
     lines = target.read_text().splitlines()
-    assert [line.split(":")[0] for line in lines] == [f"Linear epoch {e}/3" for e in (1, 2, 3)]
+    assert [line.split(":")[0] for line in lines] == [f"training epoch {e}/3" for e in (1, 2, 3)]

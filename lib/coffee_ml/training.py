@@ -147,8 +147,8 @@ def train(module: nn.Module, train_batches: Iterable, val_batches: Iterable, con
             waited += 1
         # shown by the bar's next update: one line per epoch, not two (each is a stream message)
         bar.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}", best=best_epoch, refresh=False)
-        progress.report(f"{type(module).__name__} epoch {epoch}/{config.max_epochs}: train {train_loss:.3g}, "
-                        f"val {val_loss:.3g}, best epoch {best_epoch}")
+        progress.report(f"training epoch {epoch}/{config.max_epochs}: train loss {train_loss:.3g}, "
+                        f"val loss {val_loss:.3g}, best epoch {best_epoch}")
         if (report := _REPORTER.get()) is not None:
             report(epoch, val_loss)
         if waited >= config.patience:

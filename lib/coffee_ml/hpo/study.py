@@ -44,6 +44,7 @@ from coffee_ml import evaluation
 from coffee_ml.hpo.space import SearchSpace
 from coffee_ml.hpo.storage import check_storage, open_storage
 from coffee_ml.models.specs import build_model, get_spec
+from coffee_ml.progress import report as report_progress
 
 METHODS = ("grid", "random", "optuna")
 PRUNERS = ("median", "hyperband", "none")
@@ -400,6 +401,9 @@ def optimize(config: HPOConfig, *, quota: int | None = None, workers: int = 1, p
 
         def callback(study, trial) -> None:
             bar.update(1)
+            value = trial.user_attrs.get("value")
+            report_progress(f"hpo trial {trial.number + 1}/{config.n_trials} {trial.state.name.lower()}"
+                            + (f", {config.metric} {value:.4g}" if isinstance(value, float) else ""))
             if on_trial is not None:
                 on_trial(trial)
 
