@@ -325,7 +325,7 @@ def _runs() -> None:
         print(f"no runs in {runs}")
     for folder in folders:  # ids start with the UTC start time: newest first
         state = run_state(folder)
-        print(f"{folder.name}  {state.status:<11}  {_one_line(state.reason)}")
+        print(f"{folder.name}  {state.status:<11}  {_one_line(state.reason)}".rstrip())
 
 
 def _rerun(args: argparse.Namespace) -> None:
