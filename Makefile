@@ -10,7 +10,7 @@ PARAMS ?= params/quickstart.yaml
 # stays headless: tests/conftest.py selects Agg for it.
 unexport MPLBACKEND
 
-.PHONY: setup run test bench lab clean-outputs
+.PHONY: setup run test bench lab serve clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,12 @@ LAB_ARGS ?=
 lab: setup
 	JUPYTER_PATH=$(abspath $(VENV))/share/jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH} \
 		$(BIN)/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" -eq 0 ] && echo --allow-root) $(LAB_ARGS)
+
+# The platform's ML service on 127.0.0.1:8000 (docs at /docs, the trading view at /);
+# e.g. make serve SERVE_ARGS="--port 8080 --workers 2"
+SERVE_ARGS ?=
+serve: setup
+	$(BIN)/coffee-ml serve $(SERVE_ARGS)
 
 clean-outputs:
 	rm -rf outputs/runs outputs/store

@@ -135,6 +135,18 @@ def _parser() -> argparse.ArgumentParser:
     hp.add_argument("--workers", type=_positive, default=1, help="processes on the study (default 1)")
     param_opt(hp)
 
+    sv = sub.add_parser("serve", help="the HTTP API the platform calls (FastAPI under uvicorn)",
+                        description="Serves forecasts, the registry, regimes, anomalies and long jobs over HTTP "
+                                    "(docs at /docs, the trading view at /). Binds to 127.0.0.1 unless --host says "
+                                    "otherwise. Starting jobs and promoting need COFFEE_ML_API_TOKEN in the "
+                                    "environment; COFFEE_ML_CORS_ORIGINS, COFFEE_ML_MAX_JOBS, COFFEE_ML_MAX_BODY and "
+                                    "COFFEE_ML_JOB_THREADS tune it.")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    sv.add_argument("--workers", type=_positive, default=1,
+                    help="uvicorn worker processes (default 1); they share the store and the registry")
+    backend_opt(sv)
+
     bt = sub.add_parser("backtest", help="backtest models on stored candles; the report lands in a run folder",
                         description="Runs notebooks/03_backtesting.ipynb through the runner (outputs/runs/<id>/), "
                                     "prints the verdicts and key scores and the path of the run's index.html. "
@@ -184,6 +196,14 @@ def _share(low_inclusive: bool, example: str) -> Callable[[str], float]:
                                              f"such as {example}, got {text!r}")
         return value
     return parse
+
+
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 1..65535."""
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1..65535, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -236,6 +256,9 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         return
     if args.command == "hpo":
         _hpo(args)
+        return
+    if args.command == "serve":
+        _serve(args)
         return
     if args.command == "models":
         return _models(args)
@@ -326,6 +349,24 @@ def _runs() -> None:
     for folder in folders:  # ids start with the UTC start time: newest first
         state = run_state(folder)
         print(f"{folder.name}  {state.status:<11}  {_one_line(state.reason)}".rstrip())
+
+
+def _serve(args: argparse.Namespace) -> None:
+    """uvicorn on the service's app factory; every worker reads its settings from the environment,
+    which is checked here first so that a bad value fails in one line before anything binds."""
+    import uvicorn
+
+    from coffee_ml.service.app import ServiceSettings
+
+    os.environ["COFFEE_ML_BACKEND"] = args.backend
+    settings = ServiceSettings.from_env()
+    if args.host not in ("127.0.0.1", "localhost", "::1") and settings.token is None:
+        print(f"coffee-ml: warning: serving on {args.host} without COFFEE_ML_API_TOKEN: reads are open to that "
+              "network; jobs and promotion stay off", file=sys.stderr)
+    print(f"coffee-ml serve: http://{args.host}:{args.port}/ (API docs at /docs), {args.workers} worker(s)",
+          file=sys.stderr, flush=True)
+    uvicorn.run("coffee_ml.service.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="info", access_log=False)
 
 
 def _rerun(args: argparse.Namespace) -> None:

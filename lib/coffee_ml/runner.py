@@ -859,8 +859,9 @@ def run(params_file: str | Path, outputs: Path | None = None, notebooks_dir: Pat
 
 
 def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | None = None,
-             progress: Progress | None = None) -> Path:
-    """Execute a RunSpec into a new run folder; return its index.html.
+             progress: Progress | None = None, on_start: Callable[[Path], None] | None = None) -> Path:
+    """Execute a RunSpec into a new run folder; return its index.html. `on_start(run_dir)` is
+    called once the folder and its first manifest exist (a job queue links the run from there).
 
     Stops at the first failing notebook (later ones would read its missing outputs), still
     rendering that notebook's reports, the manifest and the indexes, then raises RunFailed
@@ -927,6 +928,8 @@ def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | N
         try:
             reserve = _Reserve(run_dir)
             publish(all_runs=True)
+            if on_start is not None:
+                on_start(run_dir)
             with _kernel_env(run_id):
                 for n, (step, entry) in enumerate(zip(spec.steps, manifest["notebooks"]), 1):
                     if failure:

@@ -5,17 +5,21 @@ the candles that version needs (window + feature look-back + burn-in, not the wh
 returns a `Forecast` for the next H bars: prices, intervals per level, confidence.
 
 `Predictor` is the hand-off to trading: the symbol's production model or ensemble
-(`registry.production`), the predicted path with its interval and confidence, the model's version
-and training date, and the current regime. It refuses stale data (saying how stale) and stays
-warm: the model is loaded once (again only when another version is promoted) and each call reads
-only the candles newer than those it holds, recomputing only when a new bar has closed.
-`sidebar()` keeps one warm `Predictor` per symbol, interval and backend in the process.
+(`registry.production`), or a named registry model at a version, the predicted path with its
+interval and confidence, the model's version and training date, the tested edge per step, and the
+current regime. It refuses stale data (saying how stale) and stays warm: the model is loaded once
+(again only when another version is promoted or saved) and each call reads only the candles newer
+than those it holds, recomputing only when a new bar has closed. No store read happens at all
+while the bar after the newest closed one is still open (no newer closed candle can exist), and
+`poll_s` bounds how often a service asks the store otherwise. `sidebar()` keeps one warm
+`Predictor` per symbol, interval and backend in the process.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from coffee_ml.data.schema import interval_timedelta
+from coffee_ml.evaluation.verdict import beats_naive
 from coffee_ml.forecast import Forecast, level_tag
 from coffee_ml.models.persistence import LoadedModel, load_model
 
@@ -35,6 +40,19 @@ STALE_BARS = 2  # default limit on the newest closed candle's age, in bars
 
 class StaleDataError(ValueError):
     """The newest stored candle is older than the limit: a forecast from it would mislead."""
+
+    def __init__(self, message: str, age: pd.Timedelta | None = None) -> None:
+        super().__init__(message)
+        self.age = age
+
+
+class OptionError(ValueError):
+    """A request option the model cannot answer (`option`: "horizon" or "level"), e.g. more steps
+    than it forecasts; the message says what it can do."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 def predict(symbol: str, interval: str, model: str, version: str = "production", *, backend: str = "auto",
@@ -75,19 +93,21 @@ class Prediction:
     regime: dict[str, Any]
     data_age: pd.Timedelta
     snapshot: bool  # the bundled sample: a frozen history, judged as of its own end
+    edge: list[dict[str, Any]]  # per step: did the version beat naive on its test split (`step_edges`)
 
     def to_json(self) -> dict[str, Any]:
         """The platform's response shape (timestamps ISO 8601 UTC, the open time of the forecast
         bar; confidences in %, null where unknown), plus what a consumer needs to trust it: the
         symbol, the interval level of `lower`/`upper`, the newest candle read (`as_of`) and
-        whether that is the frozen bundled sample."""
+        whether that is the frozen bundled sample, and per step whether the version has a tested
+        edge over naive there (`edge`)."""
         frame = self.path[["timestamp", "price", "lower", "upper", "confidence"]].astype(object)
         frame["timestamp"] = [t.isoformat() for t in self.path["timestamp"]]
         rows = frame.where(self.path[frame.columns].notna(), None).to_dict(orient="records")
         return {"predictions": rows, "model": self.model, "version": self.version, "trained_at": self.trained_at,
                 "regime": {"name": self.regime["regime"], "confidence": self.regime["confidence"]},
                 "symbol": self.symbol, "interval": self.interval, "level": self.level,
-                "as_of": self.as_of.isoformat(), "snapshot": self.snapshot}
+                "as_of": self.as_of.isoformat(), "snapshot": self.snapshot, "edge": self.edge}
 
     def text(self) -> str:
         """What the sidebar shows, as lines: the horizon's price, interval, confidence, model, regime."""
@@ -106,14 +126,46 @@ class Prediction:
             f"  market regime    {self.regime['regime']} ({self.regime['confidence']:.1f}% confidence, "
             f"{self.regime['method']}, since {'at least ' if self.regime['since_bound'] else ''}"
             f"{self.regime['since']:%Y-%m-%d %H:%M})",
+            f"  tested edge      {self.edge_text()}",
             f"  data             {self.symbol} {self.interval} up to {self.as_of:%Y-%m-%d %H:%M} UTC ({data})",
         ])
+
+    def edge_text(self) -> str:
+        """Where the version beat naive on its test split: 'steps 1, 2 of 24', or none."""
+        steps = [e["step"] for e in self.edge if e["edge"]]
+        if all(e["edge"] is None for e in self.edge):
+            return "untested (the version recorded no test scores per step)"
+        if not steps:
+            return f"none: no step of {len(self.edge)} beats naive on its test split (DM p < 0.05)"
+        return (f"beats naive at step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps))} of "
+                f"{len(self.edge)} on its test split (DM p < 0.05)")
+
+
+def step_edges(metadata: dict[str, Any], steps: int) -> list[dict[str, Any]]:
+    """Per step 1..`steps`: does the version beat naive there (MAE, Diebold-Mariano, the one
+    verdict rule `evaluation.verdict.beats_naive`) on its own test split, which it was neither
+    fitted, early-stopped nor calibrated on? `edge` is None where the version recorded no test
+    scores for the step (saved without a test split)."""
+    table = (metadata.get("metrics_by_horizon") or {}).get("test") or {}
+    out = []
+    for step in range(1, steps + 1):
+        scores = table.get(str(step))
+        known = isinstance(scores, dict) and all(isinstance(scores.get(k), (int, float))
+                                                 for k in ("skill", "dm_pvalue", "dm_stat"))
+        finite = known and all(math.isfinite(scores[k]) for k in ("skill", "dm_pvalue", "dm_stat"))
+        out.append({"step": step, "edge": beats_naive(scores) if known else None,
+                    "skill": round(float(scores["skill"]), 6) if finite else None,
+                    "dm_pvalue": round(float(scores["dm_pvalue"]), 6) if finite else None})
+    return out
 
 
 class Predictor:
     """The production forecast of one symbol and interval, kept warm between calls.
 
-    `max_age`: the oldest the newest closed candle may be (default `STALE_BARS` bars) before
+    `model` (a registry name) forecasts with that model's `version` ("latest", "vNNNN" or
+    "production") instead of whatever serves the symbol. `poll_s`: the fewest seconds between two
+    reads of the store for newer candles (0: every call; a service answering many requests a
+    second sets it to about a second). `max_age`: the oldest the newest closed candle may be (default `STALE_BARS` bars) before
     `predict` refuses with how stale the data are. Candles of the bundled sample, and nothing
     newer, are a frozen history: they are forecast as of their own end, and the answer says so.
     `end`: forecast as of the last closed bar before `end` (a research run's as-of date; no
@@ -122,7 +174,8 @@ class Predictor:
 
     def __init__(self, symbol: str, interval: str, *, backend: str = "auto", level: float = 0.8,
                  max_age: str | pd.Timedelta | None = None, end: str | pd.Timestamp | None = None,
-                 root: Path | None = None) -> None:
+                 root: Path | None = None, model: str | None = None, version: str = "latest",
+                 poll_s: float = 0.0) -> None:
         if not 0 < level < 1:
             raise ValueError(f"level {level}: expected an interval level between 0 and 1, e.g. 0.8")
         self.symbol = symbol
@@ -132,6 +185,9 @@ class Predictor:
         self.max_age = max_age
         self.end = end
         self.root = root
+        self.model = model
+        self.version = version
+        self.poll_s = poll_s
         self._step = interval_timedelta(interval)
         self._limit = pd.Timedelta(max_age) if max_age is not None else STALE_BARS * self._step
         if self._limit <= pd.Timedelta(0):
@@ -143,11 +199,13 @@ class Predictor:
         self.candles_: pd.DataFrame | None = None
         self.bars_ = 0  # how many bars the model and the regime asked for when candles_ was loaded
         self.answer_: tuple[Any, ...] | None = None  # (model path, newest bar) -> forecast, regime
+        self.polled_ = -math.inf  # time.monotonic() of the last read of the store
 
     def _model(self) -> LoadedModel:
         from coffee_ml import registry
 
-        ref = registry.production(self.symbol, self.interval, self.root)
+        ref = (registry.production(self.symbol, self.interval, self.root) if self.model is None
+               else registry.resolve(self.symbol, self.interval, self.model, self.version, self.root))
         if self.loaded_ is None or self.loaded_.ref.path != ref.path:
             self.loaded_ = load_model(ref.symbol, ref.interval, ref.model, ref.version, root=self.root)
         return self.loaded_
@@ -157,9 +215,14 @@ class Predictor:
         holds, and all of them again only when a newly promoted model needs a longer history."""
         from coffee_ml.data import open_store
 
+        if self.candles_ is not None and bars <= self.bars_ and (
+                (self.end is None and now < self.candles_.index[-1] + 2 * self._step)  # the next bar is open
+                or time.monotonic() - self.polled_ < self.poll_s):
+            return self._closed(now), self.sample_end_
         if self.store_ is None:
             self.store_ = open_store(self.backend)
         store = self.store_
+        self.polled_ = time.monotonic()
         with store.backend.session():
             if self.candles_ is None or bars > self.bars_:
                 self.candles_, self.bars_ = store.load_last(self.symbol, self.interval, bars, end=self.end), bars
@@ -169,12 +232,15 @@ class Predictor:
                     self.candles_ = pd.concat([self.candles_, newer]).iloc[-bars:]
             if self.sample_end_ is False:  # loaded with the store, never changes: asked once
                 self.sample_end_ = store.sample_end(self.symbol, self.interval)
+        return self._closed(now), self.sample_end_
+
+    def _closed(self, now: pd.Timestamp) -> pd.DataFrame:
         # a bar still open at `now` is left out, and read again once closed (the feed rewrites it)
         self.candles_ = closed = self.candles_[self.candles_.index + self._step <= now]
         if closed.empty:
             raise ValueError(f"no closed {self.symbol} {self.interval} candles in the store to forecast from"
                              + (f" before {self.end}" if self.end else "") + " (see `coffee-ml data list`)")
-        return closed, self.sample_end_
+        return closed
 
     def predict(self, horizon: int | None = None, now: pd.Timestamp | None = None) -> Prediction:
         """The forecast for the next `horizon` bars (default: the model's horizon)."""
@@ -191,7 +257,8 @@ class Predictor:
         if self.end is None and not snapshot and age > self._limit:
             raise StaleDataError(f"{self.symbol} {self.interval} data are stale: the newest candle "
                                  f"({newest:%Y-%m-%d %H:%M} UTC) closed {_age(age)} ago, over the limit of "
-                                 f"{_age(self._limit)}; import newer candles (coffee-ml import) or raise --max-age")
+                                 f"{_age(self._limit)}; import newer candles (coffee-ml import) or raise --max-age",
+                                 age)
         key = (loaded.ref.path, newest)
         if self.answer_ is None or self.answer_[0] != key:
             self.answer_ = (key, loaded.predict(candles), self._regime(candles))
@@ -199,15 +266,16 @@ class Predictor:
         full = forecast.horizon
         horizon = full if horizon is None else horizon
         if not 1 <= horizon <= full:
-            raise ValueError(f"--horizon {horizon}: {loaded.ref.model} {loaded.ref.version} forecasts 1..{full} "
+            raise OptionError("horizon", f"--horizon {horizon}: {loaded.ref.model} {loaded.ref.version} forecasts 1..{full} "
                              f"bars of {self.interval}")
         return Prediction(self.symbol, self.interval, loaded.ref.model, loaded.ref.version,
                           str(loaded.metadata["trained_at"]), newest, float(forecast.last_close[0]), self.level,
-                          self._path(forecast, horizon), regime, age, snapshot)
+                          self._path(forecast, horizon), regime, age, snapshot,
+                          step_edges(loaded.metadata, horizon))
 
     def _path(self, forecast: Forecast, horizon: int) -> pd.DataFrame:
         if self.level not in forecast.levels:
-            raise ValueError(f"--level {self.level}: {forecast.model} has intervals at "
+            raise OptionError("level", f"--level {self.level}: {forecast.model} has intervals at "
                              f"{', '.join(map(str, forecast.levels))} only")
         frame = forecast.to_frame().iloc[:horizon]
         tag = level_tag(self.level)
@@ -220,11 +288,17 @@ class Predictor:
             "up": forecast.returns[0, :horizon] > 0})
 
     def _regime(self, candles: pd.DataFrame) -> dict[str, Any]:
-        from coffee_ml.regimes.detectors import make_detector
-        from coffee_ml.regimes.history import regime_now
+        return market_regime(candles, self.interval)
 
-        labels = make_detector(REGIME_METHOD, interval=self.interval).fit(candles).predict(candles)
-        return regime_now(labels, REGIME_METHOD)
+
+def market_regime(candles: pd.DataFrame, interval: str) -> dict[str, Any]:
+    """The regime the sidebar shows for the newest of `candles` (pass the last `REGIME_BARS`
+    closed ones): one definition for the sidebar, `predict` and the service's regime endpoint."""
+    from coffee_ml.regimes.detectors import make_detector
+    from coffee_ml.regimes.history import regime_now
+
+    labels = make_detector(REGIME_METHOD, interval=interval).fit(candles).predict(candles)
+    return regime_now(labels, REGIME_METHOD)
 
 
 @lru_cache(maxsize=32)
