@@ -168,3 +168,40 @@ def test_summary_shows_its_headline_and_leaderboard(browser, quickstart_run):
     stages = [n["stage"] for n in json.loads((quickstart_run / "manifest.json").read_text())["notebooks"]]
     for stage in {"02_training", "03_backtesting", "05_hpo", "06_ensembles"} & set(stages):
         assert board.find_element(By.LINK_TEXT, stage).is_displayed()
+
+
+def test_the_trading_view_draws_the_production_forecast(browser, quickstart_run):
+    """`coffee-ml serve` over the quickstart's outputs: the page at / fetches the API and draws the
+    price, the green prediction line and the grey band, and its sidebar says what /api/ml/predict
+    says (price, interval, confidence, version, trained date, regime)."""
+    import httpx
+    from service_server import serve
+
+    outputs = quickstart_run.parent.parent
+    with serve(outputs) as (url, _):
+        browser.get(f"{url}/?symbol=BTCUSDT")
+        deadline = time.monotonic() + 60
+        while browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready") is None:
+            assert time.monotonic() < deadline, "the trading view never finished loading"
+            time.sleep(0.2)
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "yes", \
+            browser.find_element(By.ID, "error").text
+        answer = httpx.get(f"{url}/api/ml/predict/production", params={"symbol": "BTCUSDT"}, timeout=60).json()
+        (quickstart_run / "screenshots").mkdir(exist_ok=True)
+        _screenshot(browser, quickstart_run / "screenshots" / "trading_view.png")
+        lines = {i: browser.find_element(By.ID, i) for i in ("price-line", "prediction-line", "band")}
+        assert lines["prediction-line"].get_attribute("stroke") == "#14813a"
+        assert len(lines["prediction-line"].get_attribute("points").split()) == len(answer["predictions"]) + 1
+        assert len(lines["price-line"].get_attribute("points").split()) == 168
+        assert all(el.is_displayed() for el in lines.values())
+        last = answer["predictions"][-1]
+        shown = {i: browser.find_element(By.ID, i).text for i in ("price", "interval", "confidence", "version",
+                                                                     "model", "regime", "trained")}
+        assert shown["price"] == f"{last['price']:,.2f}"
+        assert shown["interval"] == f"{last['lower']:,.2f} – {last['upper']:,.2f}"
+        assert shown["confidence"].startswith(f"{last['confidence']:.1f}%")
+        assert shown["version"] == answer["version"] and shown["model"] == answer["model"]
+        assert shown["regime"] == f"{answer['regime']['name']} ({answer['regime']['confidence']:.1f}%)"
+        assert shown["trained"] == answer["trained_at"].replace("T", " ")[:16] + " UTC"
+        severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not severe, severe

@@ -5,6 +5,7 @@ and a warm predictor that follows new candles and new promotions."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -202,3 +203,28 @@ def test_cli_predict(fitted, capsys):
     with pytest.raises(SystemExit):
         main(["predict", SYMBOL, "--interval", INTERVAL, "--level", "2"])
     assert "expected a number with 0 < x < 1 such as 0.8" in capsys.readouterr().err
+
+
+def test_a_polling_predictor_answers_from_memory_and_picks_up_new_candles_aside(fitted, tmp_path, monkeypatch):
+    """`poll_s` (the service's setting): calls between polls never read the store; a due poll reads
+    the newer candles in a background thread, and a later call answers from them."""
+    ds, models = fitted
+    monkeypatch.setenv("COFFEE_ML_STORE", str(tmp_path / "live"))
+    store = open_store("embedded", path=tmp_path / "live")
+    sample = load_sample().loc["2025-09-01":]
+    store.write_candles(sample.iloc[:-3].reset_index(), FEED, INTERVAL)
+    registry.promote(save_model(models["hybrid"], ds, symbol=FEED, name="hybrid"))
+    warm = serving.Predictor(FEED, INTERVAL, max_age=pd.Timedelta(days=3650), poll_s=0.2)
+    assert warm.predict().as_of == sample.index[-4] and warm.warm
+    store.write_candles(sample.iloc[-3:].reset_index(), FEED, INTERVAL)
+    deadline = time.monotonic() + 60  # a condition, not a fixed sleep: the machine may be slow
+    while (answer := warm.predict()).as_of != sample.index[-1]:
+        assert answer.as_of == sample.index[-4] and time.monotonic() < deadline
+        time.sleep(0.05)
+    cold = serving.Predictor(FEED, INTERVAL, max_age=pd.Timedelta(days=3650)).predict()
+    pd.testing.assert_frame_equal(answer.path, cold.path)
+    reads = []
+    warm.store_.load_candles = lambda *a, **k: reads.append(a)  # within poll_s: memory only
+    warm.polled_ = time.monotonic()
+    warm.predict()
+    assert reads == []

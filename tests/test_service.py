@@ -12,17 +12,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from service_server import serve
 
 from coffee_ml import registry, serving
 from coffee_ml.data import load_sample
@@ -32,46 +29,6 @@ from coffee_ml.models.persistence import save_model
 
 SYMBOL, INTERVAL, HORIZON = "BTCUSDT", "1h", 6
 TOKEN = "test-token-8f2c"
-START_TIMEOUT_S = 120.0  # a loaded 2-core machine may take long to import torch and open the store
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serve(outputs: Path, *, workers: int = 1, env: dict[str, str] | None = None):
-    """`coffee-ml serve` on a free port with its own outputs folder; yields (base URL, process)."""
-    port = _free_port()
-    full = {**os.environ, "COFFEE_ML_OUTPUTS": str(outputs), "COFFEE_ML_STORE": str(outputs / "store"),
-            "CLICKHOUSE_HOST": "", **(env or {})}
-    log = open(outputs / f"serve-{port}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "coffee_ml.cli", "serve", "--port", str(port),
-                             "--workers", str(workers)], env=full, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:  # wait on the condition (the server answers), not on a fixed time
-            try:
-                if httpx.get(f"{url}/health", timeout=30).status_code in (200, 503):
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {(outputs / f'serve-{port}.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield url, proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -308,6 +265,8 @@ def test_a_backtest_job_runs_to_completion_and_its_report_is_served(client, outp
     job = _wait_job(client, url, ("ok", "failed", "died"))
     assert job["status"] == "ok", job
     assert job["run_id"] and job["run_status"] == "ok" and job["progress"]
+    written = [f for f in outputs.rglob("*") if f.is_file() and "store" not in f.parts]
+    assert written and not [f for f in written if TOKEN.encode() in f.read_bytes()]  # no record holds the token
     links = job["links"]
     page = client.get(links["index"])
     assert page.status_code == 200 and "03_backtesting" in page.text

@@ -198,8 +198,10 @@ class Predictor:
         self.sample_end_: pd.Timestamp | None | bool = False  # False: not asked yet
         self.candles_: pd.DataFrame | None = None
         self.bars_ = 0  # how many bars the model and the regime asked for when candles_ was loaded
-        self.answer_: tuple[Any, ...] | None = None  # (model path, newest bar) -> forecast, regime
+        # (model path, newest bar) -> forecast, regime, {horizon: (path, edges)}
+        self.answer_: tuple[Any, ...] | None = None
         self.polled_ = -math.inf  # time.monotonic() of the last read of the store
+        self.refreshing_ = False  # a background read of newer candles is under way (poll_s > 0)
 
     def _model(self) -> LoadedModel:
         from coffee_ml import registry
@@ -215,10 +217,14 @@ class Predictor:
         holds, and all of them again only when a newly promoted model needs a longer history."""
         from coffee_ml.data import open_store
 
-        if self.candles_ is not None and bars <= self.bars_ and (
-                (self.end is None and now < self.candles_.index[-1] + 2 * self._step)  # the next bar is open
-                or time.monotonic() - self.polled_ < self.poll_s):
-            return self._closed(now), self.sample_end_
+        if self.candles_ is not None and bars <= self.bars_:
+            if self.end is None and now < self.candles_.index[-1] + 2 * self._step:  # the next bar is open
+                return self._closed(now), self.sample_end_
+            if self.poll_s > 0:  # a service: answer from memory, ask the store at most every poll_s, aside
+                if time.monotonic() - self.polled_ >= self.poll_s and self.end is None and not self.refreshing_:
+                    self.refreshing_, self.polled_ = True, time.monotonic()
+                    threading.Thread(target=self._refresh, args=(bars,), daemon=True).start()
+                return self._closed(now), self.sample_end_
         if self.store_ is None:
             self.store_ = open_store(self.backend)
         store = self.store_
@@ -233,6 +239,29 @@ class Predictor:
             if self.sample_end_ is False:  # loaded with the store, never changes: asked once
                 self.sample_end_ = store.sample_end(self.symbol, self.interval)
         return self._closed(now), self.sample_end_
+
+    @property
+    def warm(self) -> bool:
+        """Holds a loaded model and its last answer: a call now reads at most a small JSON file, unless
+        the next bar has closed and must be read (a service then answers it off its event loop)."""
+        return (self.answer_ is not None and self.candles_ is not None and self.loaded_ is not None
+                and (self.poll_s > 0 or (self.end is None and pd.Timestamp.now(tz="UTC")
+                                         < self.candles_.index[-1] + 2 * self._step)))
+
+    def _refresh(self, bars: int) -> None:
+        """Read the candles newer than those held, outside the lock (requests go on being answered
+        from memory meanwhile), then append them under it."""
+        try:
+            last = self.candles_.index[-1]
+            newer = self.store_.load_candles(self.symbol, self.interval, start=last + self._step)
+            if len(newer):
+                with self._lock:
+                    if self.candles_.index[-1] == last:  # nothing replaced them meanwhile
+                        self.candles_ = pd.concat([self.candles_, newer]).iloc[-bars:]
+        except Exception:  # the next request's poll tries again; a store that stays down shows in /health
+            pass
+        finally:
+            self.refreshing_ = False
 
     def _closed(self, now: pd.Timestamp) -> pd.DataFrame:
         # a bar still open at `now` is left out, and read again once closed (the feed rewrites it)
@@ -261,17 +290,19 @@ class Predictor:
                                  age)
         key = (loaded.ref.path, newest)
         if self.answer_ is None or self.answer_[0] != key:
-            self.answer_ = (key, loaded.predict(candles), self._regime(candles))
-        _, forecast, regime = self.answer_
+            self.answer_ = (key, loaded.predict(candles), self._regime(candles), {})
+        _, forecast, regime, paths = self.answer_
         full = forecast.horizon
         horizon = full if horizon is None else horizon
         if not 1 <= horizon <= full:
-            raise OptionError("horizon", f"--horizon {horizon}: {loaded.ref.model} {loaded.ref.version} forecasts 1..{full} "
-                             f"bars of {self.interval}")
+            raise OptionError("horizon", f"--horizon {horizon}: {loaded.ref.model} {loaded.ref.version} forecasts "
+                                         f"1..{full} bars of {self.interval}")
+        if horizon not in paths:  # the same path and edges object for every answer until the next bar
+            paths[horizon] = (self._path(forecast, horizon), step_edges(loaded.metadata, horizon))
+        path, edges = paths[horizon]
         return Prediction(self.symbol, self.interval, loaded.ref.model, loaded.ref.version,
                           str(loaded.metadata["trained_at"]), newest, float(forecast.last_close[0]), self.level,
-                          self._path(forecast, horizon), regime, age, snapshot,
-                          step_edges(loaded.metadata, horizon))
+                          path, regime, age, snapshot, edges)
 
     def _path(self, forecast: Forecast, horizon: int) -> pd.DataFrame:
         if self.level not in forecast.levels:

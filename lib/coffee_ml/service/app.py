@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import pandas as pd
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,6 +94,10 @@ class PromoteRequest(BaseModel):
     interval: str = Field(max_length=8)
     model: str = Field(max_length=64)
     version: str = Field(max_length=12)
+
+
+class _Busy(Exception):
+    """The predictor must load or read before it can answer: not on the event loop."""
 
 
 class _Cache:
@@ -242,7 +246,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     # ---- forecasts -------------------------------------------------------------------------------
 
     def _predict(model: str, symbol: str, horizon: Any, interval: str, strategy: str | None,
-                 level: float) -> dict[str, Any]:
+                 level: float, wait: bool = True) -> Response:
         check_name("symbol", symbol)
         interval = _interval(interval)
         if strategy is not None:
@@ -251,28 +255,40 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         target = predictors.resolve(symbol, interval, model, strategy)
         if target.name is None:
             _serving(symbol, interval)
+        predictor = predictors.get(symbol, interval, target, level)
+        if not wait and not predictor.warm:
+            raise _Busy
         try:
-            answer = predictors.get(symbol, interval, target, level).predict(bars)
+            answer = predictor.predict(bars)
         except ApiError:
             raise
         except (ValueError, registry.RegistryError) as exc:
             raise _data_error(exc, symbol, interval) from None
-        return answer.to_json()
+        return predictors.encoded(predictor, answer)
+
+    async def _predict_async(*args: Any) -> Response:
+        """Answered on the event loop when the predictor holds its answer (a few hundred microseconds,
+        no thread hop: fair under many concurrent clients); in the thread pool when it must load a
+        model or read the store."""
+        try:
+            return _predict(*args, wait=False)
+        except _Busy:
+            return await run_in_threadpool(_predict, *args)
 
     @app.get("/api/ml/predict/{model}", tags=["forecasts"])
-    def predict_get(model: str, symbol: Annotated[str, Query(max_length=64)],
+    async def predict_get(model: str, symbol: Annotated[str, Query(max_length=64)],
                     horizon: Annotated[str | None, Query(max_length=16)] = None,
                     interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL,
                     strategy: Annotated[str | None, Query(max_length=40)] = None,
-                    level: Annotated[float, Query(gt=0, lt=1)] = 0.8) -> dict[str, Any]:
+                    level: Annotated[float, Query(gt=0, lt=1)] = 0.8) -> Response:
         """The forecast path with its interval and confidence per step, the version, the regime and
         the tested edge per step. `model`: production, a model type, a registry name, NAME@vNNNN."""
-        return _predict(model, symbol, horizon, interval, strategy, level)
+        return await _predict_async(model, symbol, horizon, interval, strategy, level)
 
     @app.post("/api/ml/predict", tags=["forecasts"])
-    def predict_post(request: PredictRequest) -> dict[str, Any]:
-        return _predict(request.model_type, request.symbol, request.horizon, request.interval, request.strategy,
-                        request.level)
+    async def predict_post(request: PredictRequest) -> Response:
+        return await _predict_async(request.model_type, request.symbol, request.horizon, request.interval,
+                                    request.strategy, request.level)
 
     @app.get("/api/ml/candles", tags=["forecasts"])
     def candles(symbol: Annotated[str, Query(max_length=64)],

@@ -8,7 +8,7 @@ line, its owner (pid, process start, boot) and, at the end, the outcome. Every u
 reads the same records, so any of them answers for a job another started, and a reader tells a
 job whose process is gone from a live one (`died`), as for runs.
 
-Jobs run niced (+10) with their share of the cores (`COFFEE_ML_JOB_THREADS`, default 1 thread),
+Jobs run niced (+19) with their share of the cores (`COFFEE_ML_JOB_THREADS`, default 1 thread),
 so that the service keeps answering while one runs; at most `max_jobs` run at once.
 """
 
@@ -19,6 +19,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,9 +36,10 @@ KINDS = {  # what a job runs: the notebook whose parameters the request carries
     "train": "02_training.ipynb",
 }
 JOB_FILE = "job.json"
+TOKEN_ENV = "COFFEE_ML_API_TOKEN"
 SPAWNED_FILE = "spawned.json"  # the job's pid as its parent started it, until the job records itself
 LOG_FILE = "log.txt"
-NICE = 10
+NICE = 19  # the lowest priority: a job takes what the service leaves (CFS weight 15 against 1024)
 SPAWN_GRACE_S = 60.0  # a queued record with no process named after this long was never started
 PROGRESS_EVERY_S = 1.0  # the record is rewritten at most this often for progress lines
 _ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
@@ -153,8 +155,8 @@ def start(kind: str, parameters: dict[str, Any], *, max_jobs: int, threads: int 
                   "status": "queued", "created": _now(), "started": None, "finished": None, "run_id": None,
                   "progress": None, "error": None}
         _write(folder, record)
-        env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-                                if v not in os.environ}}
+        env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # a run never sees the API token
+        env |= {v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if v not in os.environ}
         with open(folder / LOG_FILE, "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "coffee_ml.service.jobs", str(folder)],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -188,12 +190,56 @@ def spec_for(kind: str, parameters: dict[str, Any]) -> Any:
                           document={"command": f"POST /api/ml/{kind}", "parameters": parameters})
 
 
+def _lower_priority() -> None:
+    """Nice this process (its kernels inherit it). With the kernel's autogroups (Linux, on by
+    default) a process in a session of its own competes as a group, where its nice value means
+    nothing to other sessions: the group's own nice is set too (/proc/self/autogroup)."""
+    os.nice(NICE)
+    try:
+        Path("/proc/self/autogroup").write_text(str(NICE))
+    except OSError:  # no autogroups (or not Linux): the process's nice value is what counts
+        pass
+
+
+def _descendants(root: int) -> list[int]:
+    """Pids of the processes below `root` (Linux /proc; [] elsewhere)."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else []:
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent[int(entry.name)] = int(stat[stat.rfind(")") + 2:].split()[1])
+    below, frontier = [], {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parent.items() if ppid in frontier}
+        below += sorted(frontier)
+    return below
+
+
+def _keep_children_low(stop: threading.Event) -> None:
+    """The run's kernels start sessions (so autogroups) of their own, which would compete with the
+    service as equals: lower each new one's group as it appears."""
+    done: set[int] = set()
+    while not stop.wait(1.0):
+        for pid in _descendants(os.getpid()):
+            if pid not in done:
+                done.add(pid)
+                try:
+                    Path(f"/proc/{pid}/autogroup").write_text(str(NICE))
+                except OSError:
+                    pass
+
+
 def _main(folder: Path) -> int:
     """The job's process: run it, keeping its record current; the outcome is recorded however the
     run ends (a failed notebook, a full disk, SIGTERM)."""
     from coffee_ml import runner
 
-    os.nice(NICE)
+    _lower_priority()
+    stop = threading.Event()
+    threading.Thread(target=_keep_children_low, args=(stop,), daemon=True).start()
     record = _read(folder)
     if record is None:
         print(f"{folder}: no readable {JOB_FILE}", file=sys.stderr)
@@ -225,6 +271,7 @@ def _main(folder: Path) -> int:
     except Exception as exc:  # a failed notebook or a full disk: recorded, the process ends with 1
         record.update(status="failed", error=" ".join(str(exc).split())[:1000])
         code = 1
+    stop.set()
     record["finished"] = _now()
     _write(folder, record)
     return code

@@ -9,6 +9,7 @@ it loads its model once (again after a promotion or a newer save) and reads only
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from fastapi.responses import Response
 
 from coffee_ml import registry, serving
 from coffee_ml.data.schema import interval_timedelta
@@ -80,6 +82,7 @@ class Predictors:
         self._lock = threading.Lock()
         self._warm: dict[tuple[Any, ...], serving.Predictor] = {}
         self._resolved: dict[tuple[Any, ...], tuple[float, Target]] = {}
+        self._encoded: dict[tuple[int, int], tuple[Any, bytes]] = {}
 
     def resolve(self, symbol: str, interval: str, model: str, strategy: str | None = None) -> Target:
         """`model` as a request names it (see the module's docstring) -> registry name and version."""
@@ -133,6 +136,16 @@ class Predictors:
                                               model=target.name, version=target.version, poll_s=self.poll_s)
                 self._warm[key] = predictor
             return predictor
+
+    def encoded(self, predictor: serving.Predictor, answer: serving.Prediction) -> Response:
+        """The answer as JSON, encoded once per forecast path: until a new bar closes (or another
+        version serves) every request of a predictor and horizon gets the same bytes."""
+        key = (id(predictor), len(answer.path))
+        hit = self._encoded.get(key)
+        if hit is None or hit[0] is not answer.path:
+            hit = (answer.path, json.dumps(answer.to_json(), allow_nan=False).encode())
+            self._encoded[key] = hit
+        return Response(hit[1], media_type="application/json")
 
     def loaded(self) -> Iterator[dict[str, Any]]:
         """What this process holds warm: symbol, interval, model, version."""
