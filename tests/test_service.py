@@ -325,3 +325,34 @@ def test_edges_follow_the_one_verdict_rule():
     assert [e["edge"] for e in edges] == [True, False, False, None]
     assert edges[0]["skill"] == 0.02 and edges[3]["dm_pvalue"] is None
     assert np.isclose(edges[1]["dm_pvalue"], 0.2)
+
+
+def test_a_model_type_resolves_to_its_newest_version_and_an_ensemble_to_its_strategy(tmp_path, monkeypatch):
+    """`{model}` naming: a type picks the newest saved version of that type across registry names;
+    `strategy=` picks among ensembles; unknown ones name what exists."""
+    from coffee_ml.service.errors import ApiError
+    from coffee_ml.service.predictors import Predictors, Target
+
+    monkeypatch.setenv("COFFEE_ML_OUTPUTS", str(tmp_path))
+
+    def saved(name: str, model_type: str, strategy: str | None = None) -> None:  # newest last (saved_at)
+        registry.save({}, {"model_type": model_type, "params": {"strategy": strategy}},
+                      symbol=SYMBOL, interval=INTERVAL, model=name)
+        time.sleep(0.01)
+
+    saved("lstm", "lstm")
+    saved("lstm_fast", "lstm")
+    saved("ensemble_stacking", "ensemble", "stacking")
+    saved("ensemble_average", "ensemble", "average")
+    p = Predictors()
+    assert p.resolve(SYMBOL, INTERVAL, "lstm") == Target("lstm_fast", "latest")  # the type's newest, any name
+    assert p.resolve(SYMBOL, INTERVAL, "lstm_fast@v0001") == Target("lstm_fast", "v0001")
+    assert p.resolve(SYMBOL, INTERVAL, "ensemble") == Target("ensemble_average", "latest")
+    assert p.resolve(SYMBOL, INTERVAL, "ensemble", "stacking") == Target("ensemble_stacking", "latest")
+    assert p.resolve(SYMBOL, INTERVAL, "production") == Target(None, "production")
+    with pytest.raises(ApiError) as no_strategy:
+        p.resolve(SYMBOL, INTERVAL, "ensemble", "voting")
+    assert no_strategy.value.field == "strategy" and set(no_strategy.value.allowed) == {"stacking", "average"}
+    with pytest.raises(ApiError) as no_type:
+        p.resolve(SYMBOL, INTERVAL, "gbm")
+    assert no_type.value.status == 404 and {"lstm", "ensemble", "lstm_fast"} <= set(no_type.value.allowed)

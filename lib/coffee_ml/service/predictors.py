@@ -2,8 +2,8 @@
 
 `{model}` in a request is `production` (what serves the symbol and interval, model or ensemble),
 a model type (`lstm`, `gru`, `hybrid`, `gbm`, `ensemble`, ...: the newest saved version of that
-type, an ensemble optionally of one `strategy`), a registry name (`lstm_fast`), or either with
-`@vNNNN`. One warm predictor per resolved name, version and level is kept per worker process:
+type under any registry name, an ensemble optionally of one `strategy`), a registry name that is
+not a type (`lstm_fast`), or either with `@vNNNN` (a version of the name the first part resolves to). One warm predictor per resolved name, version and level is kept per worker process:
 it loads its model once (again after a promotion or a newer save) and reads only new candles.
 """
 
@@ -110,10 +110,10 @@ class Predictors:
             raise ApiError(404, f"no saved models for {symbol} {interval} (see GET /api/ml/models)", "symbol")
         names = sorted({ref.model for ref, _ in saved})
         types = sorted({str(meta.get("model_type")) for _, meta in saved if meta.get("model_type")})
-        if name in names and strategy is None:
-            return Target(name, "latest")
+        if name not in types and name in names and strategy is None:
+            return Target(name, "latest")  # a registry name that is no type: itself
         matches = [(ref, meta) for ref, meta in saved
-                   if (meta.get("model_type") == name or ref.model == name)
+                   if (meta.get("model_type") == name if name in types else ref.model == name)
                    and (strategy is None or (meta.get("params") or {}).get("strategy") == strategy)]
         if not matches:
             if name in types or name in names:  # the type exists, the strategy does not
