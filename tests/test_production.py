@@ -165,13 +165,21 @@ def test_stale_live_data_are_refused_with_their_age(fitted, tmp_path, monkeypatc
     assert warm.predict(now=closed + pd.Timedelta(minutes=10)).as_of == candles.index[-1]
 
 
-def test_warm_predictor_follows_new_candles_and_promotions(fitted, tmp_path, monkeypatch):
+def _feed_short_of_three_bars(fitted, tmp_path, monkeypatch):
+    """A live feed's store holding the sample from September but its last three bars, and the
+    hybrid promoted for it; returns the store and the whole sample slice."""
     ds, models = fitted
     monkeypatch.setenv("COFFEE_ML_STORE", str(tmp_path / "live"))
     store = open_store("embedded", path=tmp_path / "live")
     sample = load_sample().loc["2025-09-01":]
     store.write_candles(sample.iloc[:-3].reset_index(), FEED, INTERVAL)
     registry.promote(save_model(models["hybrid"], ds, symbol=FEED, name="hybrid"))
+    return store, sample
+
+
+def test_warm_predictor_follows_new_candles_and_promotions(fitted, tmp_path, monkeypatch):
+    ds, models = fitted
+    store, sample = _feed_short_of_three_bars(fitted, tmp_path, monkeypatch)
     warm = serving.Predictor(FEED, INTERVAL, max_age=pd.Timedelta(days=3650))
     first, cached = warm.predict(), warm.answer_
     assert first.as_of == sample.index[-4]
@@ -208,12 +216,7 @@ def test_cli_predict(fitted, capsys):
 def test_a_polling_predictor_answers_from_memory_and_picks_up_new_candles_aside(fitted, tmp_path, monkeypatch):
     """`poll_s` (the service's setting): calls between polls never read the store; a due poll reads
     the newer candles in a background thread, and a later call answers from them."""
-    ds, models = fitted
-    monkeypatch.setenv("COFFEE_ML_STORE", str(tmp_path / "live"))
-    store = open_store("embedded", path=tmp_path / "live")
-    sample = load_sample().loc["2025-09-01":]
-    store.write_candles(sample.iloc[:-3].reset_index(), FEED, INTERVAL)
-    registry.promote(save_model(models["hybrid"], ds, symbol=FEED, name="hybrid"))
+    store, sample = _feed_short_of_three_bars(fitted, tmp_path, monkeypatch)
     warm = serving.Predictor(FEED, INTERVAL, max_age=pd.Timedelta(days=3650), poll_s=0.2)
     assert warm.predict().as_of == sample.index[-4] and warm.warm
     store.write_candles(sample.iloc[-3:].reset_index(), FEED, INTERVAL)

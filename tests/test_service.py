@@ -29,6 +29,8 @@ from coffee_ml.models.persistence import save_model
 
 SYMBOL, INTERVAL, HORIZON = "BTCUSDT", "1h", 6
 TOKEN = "test-token-8f2c"
+JOB_PARAMS = {"symbol": SYMBOL, "models": ["drift"], "method": "simple", "start": "2025-06-01",
+              "test_start": "2025-10-15", "horizon": 6}  # a backtest of a few seconds
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +242,14 @@ def test_two_workers_share_the_registry_and_store(outputs):
         assert len(pids) >= 1  # the kernel spreads connections; both workers answer the same
 
 
+def _start_job(client: httpx.Client) -> str:
+    """POST the small backtest; its status URL (also in Location)."""
+    started = client.post("/api/ml/backtest", json=JOB_PARAMS, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert started.status_code == 202, started.text
+    assert started.headers["location"] == started.json()["status_url"]
+    return started.json()["status_url"]
+
+
 def _wait_job(c: httpx.Client, url: str, done: tuple[str, ...], timeout: float = 600) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -250,15 +260,10 @@ def _wait_job(c: httpx.Client, url: str, done: tuple[str, ...], timeout: float =
 
 
 def test_a_backtest_job_runs_to_completion_and_its_report_is_served(client, outputs):
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    params = {"symbol": SYMBOL, "models": ["drift"], "method": "simple", "start": "2025-06-01",
-              "test_start": "2025-10-15", "horizon": 6}
-    started = client.post("/api/ml/backtest", json=params, headers=auth)
-    assert started.status_code == 202, started.text
-    url = started.json()["status_url"]
-    assert started.headers["location"] == url
+    params = JOB_PARAMS
+    url = _start_job(client)
     # one job at a time here: a second is refused while the first runs
-    second = client.post("/api/ml/backtest", json=params, headers=auth)
+    second = client.post("/api/ml/backtest", json=params, headers={"Authorization": f"Bearer {TOKEN}"})
     job = client.get(url).json()
     if job["status"] in ("queued", "running"):
         _error(second, 429, None)
@@ -285,12 +290,7 @@ def test_a_backtest_job_runs_to_completion_and_its_report_is_served(client, outp
 
 
 def test_a_killed_job_reads_as_died(client, outputs):
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    params = {"symbol": SYMBOL, "models": ["drift"], "method": "simple", "start": "2025-06-01",
-              "test_start": "2025-10-15", "horizon": 6}
-    started = client.post("/api/ml/backtest", json=params, headers=auth)
-    assert started.status_code == 202, started.text
-    url = started.json()["status_url"]
+    url = _start_job(client)
     job = _wait_job(client, url, ("running", "ok", "failed"), timeout=120)
     pid = json.loads((outputs / "jobs" / job["id"] / "job.json").read_text())["owner"]["pid"]
     os.killpg(pid, signal.SIGKILL)

@@ -96,6 +96,14 @@ class PromoteRequest(BaseModel):
     version: str = Field(max_length=12)
 
 
+JOB_ROUTES = [  # path, job kind, what it does (the OpenAPI summary)
+    ("/api/ml/backtest", "backtest", "Start a backtest (notebooks/03_backtesting.ipynb with these parameters) as a run."),
+    ("/api/ml/hpo", "hpo", "Start a hyperparameter search (notebooks/05_hpo.ipynb) as a run."),
+    ("/api/ml/optimize", "hpo", "The guide's name for POST /api/ml/hpo."),
+    ("/api/ml/train", "train", "Train and save models (notebooks/02_training.ipynb) as a run."),
+]
+
+
 class _Busy(Exception):
     """The predictor must load or read before it can answer: not on the event loop."""
 
@@ -127,6 +135,11 @@ def _iso(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _series(symbol: str, interval: str) -> tuple[str, str]:
+    """A request's symbol and interval, checked (422 naming the field)."""
+    return check_name("symbol", symbol), _interval(interval)
 
 
 def _interval(value: str) -> str:
@@ -243,12 +256,19 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             field_name = "interval" if any(s == symbol for s, _ in served) else "symbol"
             raise ApiError(404, str(exc), field_name, [f"{s} {i}" for s, i in served]) from None
 
+    def closed_tail(symbol: str, interval: str, bars: int) -> pd.DataFrame:
+        """The newest `bars` closed candles (a bar still open now is left out, as in serving)."""
+        frame = store().load_last(symbol, interval, bars + 1)
+        frame = frame[frame.index + interval_timedelta(interval) <= pd.Timestamp.now(tz="UTC")].iloc[-bars:]
+        if frame.empty:
+            raise ApiError(404, f"no {symbol} {interval} candles stored (see GET /health)", "symbol")
+        return frame
+
     # ---- forecasts -------------------------------------------------------------------------------
 
     def _predict(model: str, symbol: str, horizon: Any, interval: str, strategy: str | None,
                  level: float, wait: bool = True) -> Response:
-        check_name("symbol", symbol)
-        interval = _interval(interval)
+        symbol, interval = _series(symbol, interval)
         if strategy is not None:
             check_name("strategy", strategy)
         bars = parse_horizon(None if horizon is None else str(horizon), interval)
@@ -295,12 +315,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL,
                 bars: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 168) -> dict[str, Any]:
         """The newest closed candles (what the trading page draws next to the forecast)."""
-        check_name("symbol", symbol)
-        interval = _interval(interval)
-        frame = store().load_last(symbol, interval, bars + 1)
-        frame = frame[frame.index + interval_timedelta(interval) <= pd.Timestamp.now(tz="UTC")].iloc[-bars:]
-        if frame.empty:
-            raise ApiError(404, f"no {symbol} {interval} candles stored (see GET /health)", "symbol")
+        symbol, interval = _series(symbol, interval)
+        frame = closed_tail(symbol, interval, bars)
         return {"symbol": symbol, "interval": interval,
                 "candles": [{"timestamp": t.isoformat(), "open": r.open, "high": r.high, "low": r.low,
                              "close": r.close, "volume": r.volume} for t, r in frame.iterrows()]}
@@ -356,15 +372,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     def regime(symbol: Annotated[str, Query(max_length=64)],
                interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL) -> dict[str, Any]:
         """The current regime as the sidebar shows it (`serving.market_regime`), since when, how sure."""
-        check_name("symbol", symbol)
-        interval = _interval(interval)
+        symbol, interval = _series(symbol, interval)
 
         def compute() -> dict[str, Any]:
-            step = interval_timedelta(interval)
-            frame = store().load_last(symbol, interval, serving.REGIME_BARS + 1)
-            frame = frame[frame.index + step <= pd.Timestamp.now(tz="UTC")].iloc[-serving.REGIME_BARS:]
-            if frame.empty:
-                raise ApiError(404, f"no {symbol} {interval} candles stored (see GET /health)", "symbol")
+            frame = closed_tail(symbol, interval, serving.REGIME_BARS)
             try:
                 now = serving.market_regime(frame, interval)
             except ValueError as exc:
@@ -393,8 +404,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                        interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL) -> dict[str, Any]:
         """Events of the last `days` days (pump-and-dump, flash-crash, statistical), newest first:
         type, severity, score, parts, and whether the event is final or still provisional."""
-        check_name("symbol", symbol)
-        interval = _interval(interval)
+        symbol, interval = _series(symbol, interval)
 
         def compute() -> dict[str, Any]:
             scan, first = _events(symbol, interval, days)
@@ -408,8 +418,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     def anomaly_now(symbol: Annotated[str, Query(max_length=64)],
                     interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL) -> dict[str, Any]:
         """What is anomalous now: each detector's score at the newest bar and the last day's events."""
-        check_name("symbol", symbol)
-        interval = _interval(interval)
+        symbol, interval = _series(symbol, interval)
 
         def compute() -> dict[str, Any]:
             scan, first = _events(symbol, interval, 1)
@@ -454,27 +463,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         "type": "object", "description": "the notebook's parameters (coffee_ml.parameters), e.g. "
                                          "{\"symbol\": \"BTCUSDT\", \"models\": [\"gbm\"]}"}}}}}
 
-    @app.post("/api/ml/backtest", tags=["jobs"], status_code=202, dependencies=[require_token],
-              openapi_extra=job_body)
-    async def backtest(request: Request) -> JSONResponse:
-        """Start a backtest (notebooks/03_backtesting.ipynb with these parameters) as a run."""
-        return await _job_request("backtest", request)
+    def job_endpoint(kind: str, doc: str) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> JSONResponse:
+            return await _job_request(kind, request)
 
-    @app.post("/api/ml/hpo", tags=["jobs"], status_code=202, dependencies=[require_token], openapi_extra=job_body)
-    async def hpo(request: Request) -> JSONResponse:
-        """Start a hyperparameter search (notebooks/05_hpo.ipynb) as a run."""
-        return await _job_request("hpo", request)
+        endpoint.__doc__ = doc
+        endpoint.__name__ = f"start_{kind}"
+        return endpoint
 
-    @app.post("/api/ml/optimize", tags=["jobs"], status_code=202, dependencies=[require_token],
-              openapi_extra=job_body)
-    async def optimize(request: Request) -> JSONResponse:
-        """The guide's name for POST /api/ml/hpo."""
-        return await _job_request("hpo", request)
-
-    @app.post("/api/ml/train", tags=["jobs"], status_code=202, dependencies=[require_token], openapi_extra=job_body)
-    async def train(request: Request) -> JSONResponse:
-        """Train and save models (notebooks/02_training.ipynb) as a run."""
-        return await _job_request("train", request)
+    for path, kind, doc in JOB_ROUTES:
+        app.add_api_route(path, job_endpoint(kind, doc), methods=["POST"], tags=["jobs"], status_code=202,
+                          dependencies=[require_token], openapi_extra=job_body, name=path.rsplit("/", 1)[-1],
+                          response_class=JSONResponse)
 
     @app.get("/api/ml/jobs/{job_id}", tags=["jobs"])
     def job(job_id: str) -> dict[str, Any]:
