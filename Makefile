@@ -10,7 +10,7 @@ PARAMS ?= params/quickstart.yaml
 # stays headless: tests/conftest.py selects Agg for it.
 unexport MPLBACKEND
 
-.PHONY: setup run test bench lab serve clean-outputs
+.PHONY: setup run test format bench lab serve clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,8 @@ run: setup
 	$(BIN)/coffee-ml run $(PARAMS)
 
 test: setup
+	$(BIN)/ruff format --check lib tests
+	$(BIN)/ruff check lib tests
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
 	$(BIN)/python -m pytest tests
 	# the notebooks save models and load the store: into a throw-away outputs folder and store, never
@@ -32,6 +34,11 @@ test: setup
 	tmp=$$(mktemp -d) && COFFEE_ML_OUTPUTS=$$tmp COFFEE_ML_STORE=$$tmp/store CLICKHOUSE_HOST= \
 		$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/*.ipynb; \
 		status=$$?; rm -rf $$tmp; exit $$status
+
+# what make test checks, applied: the formatter, then the linter's safe fixes
+format: setup
+	$(BIN)/ruff format lib tests
+	$(BIN)/ruff check --fix lib tests
 
 bench: setup
 	$(BIN)/python tests/benchmarks/run_all.py

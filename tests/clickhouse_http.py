@@ -43,16 +43,37 @@ from urllib.parse import parse_qsl, urlsplit
 # URL parameters that belong to the HTTP layer rather than to a query's settings.  clickhouse-connect
 # sends some of them (and `enable_http_compression` & co. below) on every request; the transport
 # ones mean nothing without a network between client and engine, so they are ignored.
-_HTTP_PARAMS = frozenset({
-    "query", "database", "default_format", "query_id", "session_id", "session_timeout",
-    "session_check", "wait_end_of_query", "buffer_size", "user", "password", "quota_key",
-    "client_protocol_version", "stacktrace", "compress", "decompress", "role",
-})
-_IGNORED_SETTINGS = frozenset({
-    "enable_http_compression", "send_progress_in_http_headers", "http_headers_progress_interval_ms",
-    "cancel_http_readonly_queries_on_client_close", "http_zlib_compression_level",
-    "readonly",  # once set, the shared session could never set anything back
-})
+_HTTP_PARAMS = frozenset(
+    {
+        "query",
+        "database",
+        "default_format",
+        "query_id",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "wait_end_of_query",
+        "buffer_size",
+        "user",
+        "password",
+        "quota_key",
+        "client_protocol_version",
+        "stacktrace",
+        "compress",
+        "decompress",
+        "role",
+    }
+)
+_IGNORED_SETTINGS = frozenset(
+    {
+        "enable_http_compression",
+        "send_progress_in_http_headers",
+        "http_headers_progress_interval_ms",
+        "cancel_http_readonly_queries_on_client_close",
+        "http_zlib_compression_level",
+        "readonly",  # once set, the shared session could never set anything back
+    }
+)
 _TRAILING_FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 # An insert statement with data after it, on one line as clickhouse-connect writes it (so that a
 # multi-line `INSERT ... VALUES` holding the word FORMAT stays SQL).  The data begins as ClickHouse
@@ -168,8 +189,7 @@ class ChdbServer(ThreadingHTTPServer):
                 self.session.close()
                 self.session = None
 
-    def execute(self, sql: str, fmt: str, params: Mapping[str, str], database: str,
-                settings: Mapping[str, str]) -> Any:
+    def execute(self, sql: str, fmt: str, params: Mapping[str, str], database: str, settings: Mapping[str, str]) -> Any:
         """Run one query as its own HTTP request would: in `database`, with `settings`, bound `params`."""
         with self.lock:
             if self.session is None:
@@ -226,8 +246,10 @@ class ChdbHandler(BaseHTTPRequestHandler):
             if args.get("decompress", "0") != "0" or args.get("compress", "0") != "0":
                 raise ClickHouseError("ClickHouse's native `compress`/`decompress` framing is not supported")
             if os.environ.get("CLICKHOUSE_HTTP_DEBUG"):
-                print(f"request {self.command} {sorted(args)} {dict(self.headers)} {len(body)} bytes "
-                      f"{body[:120]!r}", file=sys.stderr)
+                print(
+                    f"request {self.command} {sorted(args)} {dict(self.headers)} {len(body)} bytes {body[:120]!r}",
+                    file=sys.stderr,
+                )
             self._run(args, body, query_id)
         except ClickHouseError as exc:
             self._error(exc.code, str(exc), query_id)
@@ -236,11 +258,17 @@ class ChdbHandler(BaseHTTPRequestHandler):
 
     def _run(self, args: Mapping[str, str], body: bytes, query_id: str) -> None:
         """Run the URL query followed by the body (ClickHouse joins them); stage inline insert data."""
-        text = (args.get("query", "").encode() + b"\n" + body) if args.get("query") and body \
+        text = (
+            (args.get("query", "").encode() + b"\n" + body)
+            if args.get("query") and body
             else (args.get("query", "").encode() or body)
-        params = {k[len("param_"):]: v for k, v in args.items() if k.startswith("param_")}
-        settings = {k: v for k, v in args.items()
-                    if k in self.server.settings_names and k not in _HTTP_PARAMS | _IGNORED_SETTINGS}
+        )
+        params = {k[len("param_") :]: v for k, v in args.items() if k.startswith("param_")}
+        settings = {
+            k: v
+            for k, v in args.items()
+            if k in self.server.settings_names and k not in _HTTP_PARAMS | _IGNORED_SETTINGS
+        }
         database = args.get("database") or "default"
         if not text.strip():
             raise ClickHouseError("Empty query", 62)
@@ -252,22 +280,41 @@ class ChdbHandler(BaseHTTPRequestHandler):
             result = self.server.execute(sql, fmt, params, database, settings)
         else:
             fmt = args.get("default_format") or "TabSeparated"
-            result = self._insert(insert.group(1).decode(), insert.group(2).decode(),
-                                  text[insert.end():], params, database, settings)
-        summary = {"read_rows": result.rows_read(), "read_bytes": result.bytes_read(),
-                   "written_rows": result.rows_written(), "written_bytes": result.bytes_written(),
-                   "total_rows_to_read": 0, "result_rows": 0, "result_bytes": 0,
-                   "elapsed_ns": int(result.elapsed() * 1e9)}
-        self._reply(200, result.bytes(), {
-            "Content-Type": "application/octet-stream" if fmt in ("Native", "RowBinary", "Arrow", "Parquet")
-            else "text/plain; charset=UTF-8",
-            "X-ClickHouse-Format": fmt,
-            "X-ClickHouse-Query-Id": query_id,
-            "X-ClickHouse-Summary": json.dumps({k: str(v) for k, v in summary.items()}),
-        })
+            result = self._insert(
+                insert.group(1).decode(), insert.group(2).decode(), text[insert.end() :], params, database, settings
+            )
+        summary = {
+            "read_rows": result.rows_read(),
+            "read_bytes": result.bytes_read(),
+            "written_rows": result.rows_written(),
+            "written_bytes": result.bytes_written(),
+            "total_rows_to_read": 0,
+            "result_rows": 0,
+            "result_bytes": 0,
+            "elapsed_ns": int(result.elapsed() * 1e9),
+        }
+        self._reply(
+            200,
+            result.bytes(),
+            {
+                "Content-Type": "application/octet-stream"
+                if fmt in ("Native", "RowBinary", "Arrow", "Parquet")
+                else "text/plain; charset=UTF-8",
+                "X-ClickHouse-Format": fmt,
+                "X-ClickHouse-Query-Id": query_id,
+                "X-ClickHouse-Summary": json.dumps({k: str(v) for k, v in summary.items()}),
+            },
+        )
 
-    def _insert(self, statement: str, fmt: str, data: bytes, params: Mapping[str, str], database: str,
-                settings: Mapping[str, str]) -> Any:
+    def _insert(
+        self,
+        statement: str,
+        fmt: str,
+        data: bytes,
+        params: Mapping[str, str],
+        database: str,
+        settings: Mapping[str, str],
+    ) -> Any:
         """Insert inline data: chdb takes no binary input with a query, so read it back with file()."""
         handle, staged = tempfile.mkstemp(prefix="chdb-insert-", suffix=f".{fmt.lower()}")
         try:
@@ -293,16 +340,24 @@ class ChdbHandler(BaseHTTPRequestHandler):
 
     def _error(self, code: int, message: str, query_id: str) -> None:
         text = message if message.startswith("Code:") else f"Code: {code}. DB::Exception: {message}"
-        self._reply(500, text.rstrip().encode() + b"\n", {
-            "Content-Type": "text/plain; charset=UTF-8",
-            "X-ClickHouse-Exception-Code": str(code),
-            "X-ClickHouse-Query-Id": query_id,
-        })
+        self._reply(
+            500,
+            text.rstrip().encode() + b"\n",
+            {
+                "Content-Type": "text/plain; charset=UTF-8",
+                "X-ClickHouse-Exception-Code": str(code),
+                "X-ClickHouse-Query-Id": query_id,
+            },
+        )
 
     def _reply(self, status: int, payload: bytes, headers: Mapping[str, str]) -> None:
         self.send_response(status)
-        for name, value in {**headers, "X-ClickHouse-Server-Display-Name": "chdb-test",
-                            "X-ClickHouse-Timezone": "UTC", "Content-Length": str(len(payload))}.items():
+        for name, value in {
+            **headers,
+            "X-ClickHouse-Server-Display-Name": "chdb-test",
+            "X-ClickHouse-Timezone": "UTC",
+            "Content-Length": str(len(payload)),
+        }.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
@@ -337,8 +392,9 @@ def serve(path: str | os.PathLike[str], port: int = 0, timeout: float = 60.0) ->
     A subprocess because chdb allows one session per process (and per store): the test process keeps
     its own chdb free, and the store is released when the block ends.
     """
-    proc = subprocess.Popen([sys.executable, __file__, "--path", os.fspath(path), "--port", str(port)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--path", os.fspath(path), "--port", str(port)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], timeout)

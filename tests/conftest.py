@@ -27,8 +27,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("COFFEE_ML_SHARED_DATA", ROOT.parent / "shared" / "data"))
 FIXTURES = ROOT / "tests" / "fixtures"
 # The exchange's headerless daily dump layout (see ../shared/data/README.md).
-RAW_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
-               "taker_buy_base", "taker_buy_quote", "ignore"]
+RAW_COLUMNS = [
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base",
+    "taker_buy_quote",
+    "ignore",
+]
 _db_names = itertools.count()
 
 
@@ -42,8 +54,10 @@ def market_data() -> Path:
 def shared_data() -> Path:
     """The full data set, for tests about a whole month of dumps (31 files, 6.7 MB: not committed)."""
     if not (SHARED_DATA / "binance-raw" / "2024-03").is_dir():
-        pytest.skip(f"needs the full March 2024 month of raw dumps (6.7 MB, not committed) at {SHARED_DATA}; "
-                    "tests/fixtures holds two of its days for the other tests")
+        pytest.skip(
+            f"needs the full March 2024 month of raw dumps (6.7 MB, not committed) at {SHARED_DATA}; "
+            "tests/fixtures holds two of its days for the other tests"
+        )
     return SHARED_DATA
 
 

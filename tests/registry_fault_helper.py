@@ -40,6 +40,7 @@ def install(pause_at: int | None = None, name: str | None = None) -> list[int]:
                     while True:
                         time.sleep(3600)
             return func(*args, **kwargs)
+
         return wrapper
 
     def opens_for_writing(file, mode="r", *args, **kwargs):
@@ -70,8 +71,14 @@ def serve(root: str, symbol: str, interval: str) -> None:
                     registry.promote(ref, reason="fault test")
                 else:
                     count = install(int(words[2]))
-                    registry.save({"w": torch.arange(4.0)}, {"note": "fault test"}, symbol=symbol,
-                                  interval=interval, model=words[1], root=_path(root))
+                    registry.save(
+                        {"w": torch.arange(4.0)},
+                        {"note": "fault test"},
+                        symbol=symbol,
+                        interval=interval,
+                        model=words[1],
+                        root=_path(root),
+                    )
                 _say(f"done {os.getpid()} {count[0]}")
                 os._exit(0)
             except BaseException as exc:  # noqa: BLE001 - report, never fall back into the server loop
@@ -99,4 +106,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(*sys.argv[2:5])
     else:
-        cli(sys.argv[2], sys.argv[sys.argv.index("--") + 1:])
+        cli(sys.argv[2], sys.argv[sys.argv.index("--") + 1 :])

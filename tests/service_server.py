@@ -27,13 +27,22 @@ def _free_port() -> int:
 def serve(outputs: Path, *, workers: int = 1, env: dict[str, str] | None = None):
     """`coffee-ml serve` on a free port with its own outputs folder; yields (base URL, process)."""
     port = _free_port()
-    full = {**os.environ, "COFFEE_ML_OUTPUTS": str(outputs), "COFFEE_ML_STORE": str(outputs / "store"),
-            "CLICKHOUSE_HOST": "", **(env or {})}
+    full = {
+        **os.environ,
+        "COFFEE_ML_OUTPUTS": str(outputs),
+        "COFFEE_ML_STORE": str(outputs / "store"),
+        "CLICKHOUSE_HOST": "",
+        **(env or {}),
+    }
     log_path = Path(tempfile.mkdtemp(prefix="coffee-ml-serve-")) / "serve.log"  # never in the outputs folder
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "coffee_ml.cli", "serve", "--port", str(port),
-                             "--workers", str(workers)], env=full, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coffee_ml.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        env=full,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -23,7 +23,7 @@ def hours() -> pd.DataFrame:
 def _pump(after: int = 30) -> pd.DataFrame:
     """Known answer: 300 flat hours at 100 with volume 10, a 2-bar +12% rise on 70 volume (+600%),
     then the whole rise given back, then `after` - 2 flat bars."""
-    close = np.r_[np.full(300, 100.0), 106.0, 112.0, 100.0, np.full(max(after - 1, 0), 100.0)][:300 + 2 + after]
+    close = np.r_[np.full(300, 100.0), 106.0, 112.0, 100.0, np.full(max(after - 1, 0), 100.0)][: 300 + 2 + after]
     volume = np.r_[np.full(300, 10.0), 70.0, 70.0, np.full(len(close) - 302, 10.0)]
     idx = pd.date_range("2024-01-01", periods=len(close), freq="h", tz="UTC")
     return pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": volume}, index=idx)
@@ -38,8 +38,19 @@ def test_point_mapping_on_a_known_pump():
     assert s["score"] == pytest.approx(30 + 30 + 20 * 10 / 11 + 20) and s["severity"] == "CRITICAL"
 
 
-@pytest.mark.parametrize(("score", "level"), [(0, "LOW"), (25, "LOW"), (26, "MEDIUM"), (50, "MEDIUM"), (51, "HIGH"),
-                                              (75, "HIGH"), (76, "CRITICAL"), (100, "CRITICAL")])
+@pytest.mark.parametrize(
+    ("score", "level"),
+    [
+        (0, "LOW"),
+        (25, "LOW"),
+        (26, "MEDIUM"),
+        (50, "MEDIUM"),
+        (51, "HIGH"),
+        (75, "HIGH"),
+        (76, "CRITICAL"),
+        (100, "CRITICAL"),
+    ],
+)
 def test_severity_bands(score, level):
     assert an.severity([score])[0] == level
 
@@ -72,7 +83,7 @@ def test_every_detector_reads_only_the_past(hours):
     final = truncated["final"].to_numpy()
     assert (~final).sum() == 24 and not final[-24:].any()
     pd.testing.assert_frame_equal(full[final], truncated[final])
-    pd.testing.assert_frame_equal(full.iloc[:cut - 24], scr.iloc[:cut - 24])
+    pd.testing.assert_frame_equal(full.iloc[: cut - 24], scr.iloc[: cut - 24])
     crash_a = an.crash_risk(hours, "1h").iloc[:cut]
     pd.testing.assert_frame_equal(crash_a, an.crash_risk(scrambled, "1h").iloc[:cut])
     pd.testing.assert_frame_equal(crash_a, an.crash_risk(hours.iloc[:cut], "1h"))
@@ -122,10 +133,19 @@ def test_detect_reads_the_store_and_reports_events_of_the_last_days():
 
 
 # ------------------------------------------------ one time parser, defaults per interval (issue 20, 8)
-@pytest.mark.parametrize("when", ["2024-06-01", "2024-06-01 00:00", datetime.date(2024, 6, 1),
-                                  datetime.datetime(2024, 6, 1), np.datetime64("2024-06-01"),
-                                  pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-01", tz="UTC"),
-                                  pd.Timestamp("2024-06-01 02:00", tz="Europe/Berlin")])
+@pytest.mark.parametrize(
+    "when",
+    [
+        "2024-06-01",
+        "2024-06-01 00:00",
+        datetime.date(2024, 6, 1),
+        datetime.datetime(2024, 6, 1),
+        np.datetime64("2024-06-01"),
+        pd.Timestamp("2024-06-01"),
+        pd.Timestamp("2024-06-01", tz="UTC"),
+        pd.Timestamp("2024-06-01 02:00", tz="Europe/Berlin"),
+    ],
+)
 def test_report_from_takes_every_kind_of_time(hours, when):
     span = hours.loc["2024-05-01":"2024-07-31"]
     events = an.find_events(span, "1h", report_from=when)
@@ -133,12 +153,15 @@ def test_report_from_takes_every_kind_of_time(hours, when):
     assert len(an.scan(span, "1h", report_from=when).events) == len(events)
 
 
-@pytest.mark.parametrize("when, message", [
-    ("2024-13-01", r"time bound '2024-13-01' \(report_from\) is not a date or time"),
-    ("yesterday-ish", r"time bound 'yesterday-ish' \(report_from\) is not a date or time"),
-    (1717200000, r"time bound 1717200000 \(report_from\) is not a date or time: expected a date string"),
-    ("0001-01-01", r"time bound '0001-01-01' \(report_from\) is out of range"),
-])
+@pytest.mark.parametrize(
+    "when, message",
+    [
+        ("2024-13-01", r"time bound '2024-13-01' \(report_from\) is not a date or time"),
+        ("yesterday-ish", r"time bound 'yesterday-ish' \(report_from\) is not a date or time"),
+        (1717200000, r"time bound 1717200000 \(report_from\) is not a date or time: expected a date string"),
+        ("0001-01-01", r"time bound '0001-01-01' \(report_from\) is out of range"),
+    ],
+)
 def test_a_bad_report_from_is_one_line_naming_it(hours, when, message):
     with pytest.raises(ValueError, match=message) as info:
         an.find_events(hours.iloc[:500], "1h", report_from=when)
@@ -147,8 +170,9 @@ def test_a_bad_report_from_is_one_line_naming_it(hours, when, message):
 
 def test_detect_and_load_window_parse_start_and_end_like_scan():
     a = an.detect("BTCUSDT", "1h", start="2025-09-01", end=datetime.date(2025, 10, 1))
-    b = an.detect("BTCUSDT", "1h", start=pd.Timestamp("2025-09-01 02:00", tz="Europe/Berlin"),
-                  end=np.datetime64("2025-10-01"))
+    b = an.detect(
+        "BTCUSDT", "1h", start=pd.Timestamp("2025-09-01 02:00", tz="Europe/Berlin"), end=np.datetime64("2025-10-01")
+    )
     pd.testing.assert_frame_equal(a, b)
     assert len(a) and (a["start"] >= pd.Timestamp("2025-09-01", tz="UTC")).all()
     assert (a["start"] < pd.Timestamp("2025-10-01", tz="UTC")).all()
@@ -175,8 +199,16 @@ def _minute_pump() -> pd.DataFrame:
     volume[2000:2060] *= 3.6
     open_ = np.r_[close[0], close[:-1]]
     idx = pd.date_range("2024-03-01", periods=len(close), freq="min", tz="UTC")
-    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.0002,
-                         "low": np.minimum(open_, close) * 0.9998, "close": close, "volume": volume}, index=idx)
+    return pd.DataFrame(
+        {
+            "open": open_,
+            "high": np.maximum(open_, close) * 1.0002,
+            "low": np.minimum(open_, close) * 0.9998,
+            "close": close,
+            "volume": volume,
+        },
+        index=idx,
+    )
 
 
 def test_defaults_follow_the_interval_and_find_a_minute_pump():
@@ -198,8 +230,9 @@ def test_defaults_follow_the_interval_and_find_a_minute_pump():
         events = an.find_events(minutes, "1m")
         hourly = an.find_events(minutes, "1m", **{k: HOURLY[k] for k in SCAN_SETTINGS})
     pumps = events[events["type"] == "pump_dump"]
-    assert len(pumps) == 1 and pd.Timestamp("2024-03-02 09:20", tz="UTC") <= pumps["start"].iloc[0] \
-        <= pd.Timestamp("2024-03-02 10:20", tz="UTC")
+    assert len(pumps) == 1 and pd.Timestamp("2024-03-02 09:20", tz="UTC") <= pumps["start"].iloc[0] <= pd.Timestamp(
+        "2024-03-02 10:20", tz="UTC"
+    )
     assert not (hourly["type"] == "pump_dump").any()  # what the hourly bar counts gave before
     with pytest.warns(UserWarning):  # the lower-level detectors follow the interval too
         pd.testing.assert_frame_equal(an.crash_risk(minutes, "1m"), an.crash_risk(minutes, "1m", rank_bars=1440))

@@ -17,13 +17,25 @@ def candles():
     return load_sample().loc["2025-03-01":"2025-07-01"]
 
 
-PARAMS = {"hybrid": {"window": 24, "shrinks": (0.5, 1.0)}, "drift": {"window": 24},
-          "lstm": {"window": 24, "hidden": 8, "layers": 1, "max_epochs": 2}}
+PARAMS = {
+    "hybrid": {"window": 24, "shrinks": (0.5, 1.0)},
+    "drift": {"window": 24},
+    "lstm": {"window": 24, "hidden": 8, "layers": 1, "max_epochs": 2},
+}
 
 
 def _request(**kw):
-    base = {"symbol": "BTCUSDT", "modelType": "hybrid", "method": "walk_forward", "retrainEvery": 300,
-            "horizon": 6, "window": 24, "groups": ["price", "volatility"], "test_fraction": 0.4, "n_jobs": 1}
+    base = {
+        "symbol": "BTCUSDT",
+        "modelType": "hybrid",
+        "method": "walk_forward",
+        "retrainEvery": 300,
+        "horizon": 6,
+        "window": 24,
+        "groups": ["price", "volatility"],
+        "test_fraction": 0.4,
+        "n_jobs": 1,
+    }
     request = {**base, **kw}
     names = [request["modelType"]] if isinstance(request["modelType"], str) else request["modelType"]
     return {"model_params": {k: v for k, v in PARAMS.items() if k in names}, **request}
@@ -45,8 +57,9 @@ def test_fold_plan_expanding_and_rolling():
 
 
 def test_request_accepts_the_platform_shape():
-    r = BacktestRequest.from_dict({"symbol": "BTCUSDT", "modelType": "lstm", "method": "simple",
-                                   "from": "2024-01-01", "to": "2025-01-01"})
+    r = BacktestRequest.from_dict(
+        {"symbol": "BTCUSDT", "modelType": "lstm", "method": "simple", "from": "2024-01-01", "to": "2025-01-01"}
+    )
     assert (r.model_type, r.method, r.start, r.end) == ("lstm", "simple", "2024-01-01", "2025-01-01")
     with pytest.raises(ValueError, match="unknown backtest request field 'modeltype'"):
         BacktestRequest.from_dict({"symbol": "X", "modeltype": "lstm"})
@@ -54,7 +67,9 @@ def test_request_accepts_the_platform_shape():
         run_backtest({"symbol": "X", "modelType": "naive", "method": "monte_carlo"}, candles=pd.DataFrame())
     # every bad parameter fails before any candle is read or model fitted (the frame is empty)
     with pytest.raises(ValueError, match="model 'lstm' has no parameter 'hiden'"):
-        run_backtest({"symbol": "X", "modelType": ["lstm"], "model_params": {"lstm": {"hiden": 8}}}, candles=pd.DataFrame())
+        run_backtest(
+            {"symbol": "X", "modelType": ["lstm"], "model_params": {"lstm": {"hiden": 8}}}, candles=pd.DataFrame()
+        )
     with pytest.raises(ValueError, match="model_params given for gru, which are not in modelType"):
         run_backtest({"symbol": "X", "modelType": "lstm", "model_params": {"gru": {}}}, candles=pd.DataFrame())
     with pytest.raises(ValueError, match="unknown model 'tft'"):
@@ -115,8 +130,18 @@ def test_comparison_runs_identical_folds_in_parallel(candles):
         row = table.loc[name]
         beats = row["dm_pvalue"] < 0.05 and row["dm_stat"] < 0
         assert row["verdict"].startswith(f"beats naive: {'yes' if beats else 'no'} at p<0.05")
-    assert {"dm_pvalue", "dir_acc_lo", "dir_acc_hi", "pt_pvalue", "brier_skill", "coverage_80_highvol",
-            "winkler_ratio_95", "sharpe", "hold_sharpe", "direction"} <= set(table.columns)
+    assert {
+        "dm_pvalue",
+        "dir_acc_lo",
+        "dir_acc_hi",
+        "pt_pvalue",
+        "brier_skill",
+        "coverage_80_highvol",
+        "winkler_ratio_95",
+        "sharpe",
+        "hold_sharpe",
+        "direction",
+    } <= set(table.columns)
     assert table.loc["naive", "direction"] == "no call"
     _, trade = parallel.results["drift"].trading(parallel.request.rules())
     assert table.loc["drift", "sharpe"] == trade.loc["strategy", "sharpe"]
@@ -138,8 +163,14 @@ def test_kept_models_of_the_last_fold_can_be_saved(candles, tmp_path):
     lo, hi = report.folds[-1].test_rows
     ends = last.final_dataset.splits["test"]
     assert len(ends) and ends.min() >= lo and ends.max() < hi  # the model of the last fold
-    ref = save_model(last.final_model, last.final_dataset, symbol="BTCUSDT", name="hybrid", root=tmp_path,
-                     extra={"backtest": report.summary().loc["hybrid"].to_dict()})
+    ref = save_model(
+        last.final_model,
+        last.final_dataset,
+        symbol="BTCUSDT",
+        name="hybrid",
+        root=tmp_path,
+        extra={"backtest": report.summary().loc["hybrid"].to_dict()},
+    )
     loaded = load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
     assert loaded.metadata["backtest"]["verdict"] == report.summary().loc["hybrid", "verdict"]
     assert ref.version == "v0001"
@@ -152,11 +183,19 @@ class _Spy(FoldHook):
 
     def fit(self, context):
         ds, fold = context.dataset, context.fold
-        _Spy.seen.append({"block": fold.test_rows[0], "horizon": ds.horizon, "cutoff": fold.val_rows[1],
-                          "train_last": int(ds.splits["train"].max()), "val_last": int(ds.splits["val"].max()),
-                          "past": None if context.past is None else context.past.origins,
-                          "index": ds.features.index, "hidden": bool(np.isnan(ds.y[fold.val_rows[1]:]).all()),
-                          "val_known": bool(np.isfinite(ds.y[ds.splits["val"]]).all())})
+        _Spy.seen.append(
+            {
+                "block": fold.test_rows[0],
+                "horizon": ds.horizon,
+                "cutoff": fold.val_rows[1],
+                "train_last": int(ds.splits["train"].max()),
+                "val_last": int(ds.splits["val"].max()),
+                "past": None if context.past is None else context.past.origins,
+                "index": ds.features.index,
+                "hidden": bool(np.isnan(ds.y[fold.val_rows[1] :]).all()),
+                "val_known": bool(np.isfinite(ds.y[ds.splits["val"]]).all()),
+            }
+        )
         return self
 
     def transform(self, forecast):

@@ -36,14 +36,20 @@ class Case:
 
 def _params(notebook: str, step: str = "", shared: str = "symbol: BTCUSDT, interval: 1h", name: str = "bad") -> str:
     """A params file with one notebook and its parameters as YAML flow text (written as is)."""
-    return (f"name: {name}\nparameters: {{{shared}}}\nnotebooks:\n  - notebook: {notebook}.ipynb\n"
-            f"    parameters: {{{step}}}\n")
+    return (
+        f"name: {name}\nparameters: {{{shared}}}\nnotebooks:\n  - notebook: {notebook}.ipynb\n"
+        f"    parameters: {{{step}}}\n"
+    )
 
 
 def _value(notebook: str, step: str, *expect: str) -> Case:
     """`coffee-ml run` of a params file whose `notebook` entry sets `step`."""
-    return Case(f"run-{notebook[:2]}-{step}", ["run", "{d}/p.yaml"], ("{d}/p.yaml", f"{notebook}.ipynb", *expect),
-                {"p.yaml": _params(notebook, step)})
+    return Case(
+        f"run-{notebook[:2]}-{step}",
+        ["run", "{d}/p.yaml"],
+        ("{d}/p.yaml", f"{notebook}.ipynb", *expect),
+        {"p.yaml": _params(notebook, step)},
+    )
 
 
 def _file(case_id: str, text: object, *expect: str, command: str = "run") -> Case:
@@ -52,8 +58,12 @@ def _file(case_id: str, text: object, *expect: str, command: str = "run") -> Cas
 
 
 def _hpo(step: str, *expect: str, argv: tuple[str, ...] = ()) -> Case:
-    return Case(f"hpo-{step}{'-' + ' '.join(argv) if argv else ''}", ["hpo", "{d}/h.yaml", *argv], expect,
-                {"h.yaml": _params("05_hpo", step)})
+    return Case(
+        f"hpo-{step}{'-' + ' '.join(argv) if argv else ''}",
+        ["hpo", "{d}/h.yaml", *argv],
+        expect,
+        {"h.yaml": _params("05_hpo", step)},
+    )
 
 
 def _override(*pairs: str, expect: tuple[str, ...]) -> Case:
@@ -62,15 +72,23 @@ def _override(*pairs: str, expect: tuple[str, ...]) -> Case:
 
 
 QUICK = (Path(__file__).resolve().parents[1] / "params" / "quickstart.yaml").read_text()
-ALIAS_BOMB = ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-              "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
-              "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
-              "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
-              "i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]\nname: bomb\nnotebooks: [00_data.ipynb]\n")
+ALIAS_BOMB = (
+    "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+    "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+    "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+    "i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]\nname: bomb\nnotebooks: [00_data.ipynb]\n"
+)
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01" + bytes(range(256))
 LATIN1 = "name: caf\u00e9\nnotebooks: [00_data.ipynb]\n".encode("latin-1")
-MANIFEST = {"run_id": "r", "name": "r", "params": {}, "overrides": {}, "status": "ok",
-            "notebooks": [{"notebook": "00_data.ipynb", "stage": "00_data", "parameters": {}, "status": "ok"}]}
+MANIFEST = {
+    "run_id": "r",
+    "name": "r",
+    "params": {},
+    "overrides": {},
+    "status": "ok",
+    "notebooks": [{"notebook": "00_data.ipynb", "stage": "00_data", "parameters": {}, "status": "ok"}],
+}
 CSV_HEADER = "open_time,open,high,low,close,volume\n"
 
 
@@ -94,8 +112,12 @@ CASES: list[Case] = [
     _value("02_training", "models: lstm", "models = 'lstm'", "expected a non-empty list"),
     _value("02_training", "models: [lstm_fast, 5]", "unknown model 5"),
     _value("02_training", "models: [[lstm]]", "unknown model ['lstm']"),
-    _value("02_training", "models: [drift], model_params: {gru: {hidden: 8}}", "model_params",
-           "given for 'gru', which is not in models"),
+    _value(
+        "02_training",
+        "models: [drift], model_params: {gru: {hidden: 8}}",
+        "model_params",
+        "given for 'gru', which is not in models",
+    ),
     _value("02_training", "models: [drift], model_params: {drift: {nosuch: 1}}", "model 'drift' has no parameter"),
     _value("02_training", "model_params: [1]", "model_params = [1]", "a mapping"),
     _value("02_training", "models: [drift], model_params: {drift: 5}", "model_params.drift = 5"),
@@ -187,8 +209,12 @@ CASES: list[Case] = [
     _value("08_production", "horizon: 0", "horizon = 0"),
     _value("08_production", "promote: 'false'", "promote = 'false'"),
     _value("08_production", "monitor_window: 0", "monitor_window = 0"),
-    Case("run-shared-undeclared", ["run", "{d}/p.yaml"], ("{d}/p.yaml", "00_data.ipynb declares no parameter(s) epochs"),
-         {"p.yaml": _params("00_data", shared="epochs: 3")}),
+    Case(
+        "run-shared-undeclared",
+        ["run", "{d}/p.yaml"],
+        ("{d}/p.yaml", "00_data.ipynb declares no parameter(s) epochs"),
+        {"p.yaml": _params("00_data", shared="epochs: 3")},
+    ),
     # --- params file structure and file types (section 7) ---------------------------------------
     _file("empty-file", "", "non-empty 'notebooks' list"),
     _file("list-document", "[]\n", "non-empty 'notebooks' list"),
@@ -200,15 +226,24 @@ CASES: list[Case] = [
     _file("notebook-absolute", "notebooks: [/etc/passwd]\n", "/etc/passwd is outside"),
     _file("notebook-null", "notebooks: [{notebook: null}]\n", "notebooks[1] must be a notebook name"),
     _file("entry-without-notebook", "notebooks: [{parameters: {}}]\n", "notebooks[1] must be a notebook name"),
-    _file("entry-key-typo", "notebooks: [{notebook: 02_training.ipynb, paramters: {}}]\n",
-          "notebooks[1]: unknown key(s) paramters"),
+    _file(
+        "entry-key-typo",
+        "notebooks: [{notebook: 02_training.ipynb, paramters: {}}]\n",
+        "notebooks[1]: unknown key(s) paramters",
+    ),
     _file("top-key-typo", "paramters: {epochs: 3}\nnotebooks: [02_training.ipynb]\n", "unknown key(s) paramters"),
     _file("parameters-list", "parameters: [1]\nnotebooks: [02_training.ipynb]\n", "'parameters' must be a mapping"),
-    _file("step-parameters-int", "notebooks: [{notebook: 02_training.ipynb, parameters: 5}]\n",
-          "notebooks[1].parameters must be a mapping"),
+    _file(
+        "step-parameters-int",
+        "notebooks: [{notebook: 02_training.ipynb, parameters: 5}]\n",
+        "notebooks[1].parameters must be a mapping",
+    ),
     _file("parameter-key-int", "parameters: {1: 2}\nnotebooks: [02_training.ipynb]\n", "key 1 is not a parameter name"),
-    _file("parameter-key-space", "parameters: {'a b': 1}\nnotebooks: [02_training.ipynb]\n",
-          "key 'a b' is not a parameter name"),
+    _file(
+        "parameter-key-space",
+        "parameters: {'a b': 1}\nnotebooks: [02_training.ipynb]\n",
+        "key 'a b' is not a parameter name",
+    ),
     _file("notebook-twice", "notebooks: [02_training.ipynb, 02_training.ipynb]\n", "02_training listed twice"),
     _file("invalid-yaml", "notebooks: [\n", "not valid YAML"),
     _file("tab-indent", "notebooks:\n\t- 00_data.ipynb\n", "not valid YAML"),
@@ -227,10 +262,10 @@ CASES: list[Case] = [
     _file("fifo", FIFO, "is not a regular file"),
     Case("dev-null", ["run", "/dev/null"], ("/dev/null", "is not a regular file")),
     Case("missing-file", ["run", "{d}/none.yaml"], ("{d}/none.yaml", "params file not found")),
-    _file("name-bidi", "name: \"evil\\u202eexe\"\nnotebooks: [00_data.ipynb]\n", "U+202E"),
-    _file("name-escape", "name: \"red\\e[31m\"\nnotebooks: [00_data.ipynb]\n", "U+001B"),
-    _file("name-newline", "name: \"a\\nb\"\nnotebooks: [00_data.ipynb]\n", "U+000A"),
-    _file("name-zero-width", "name: \"a\\u200bb\"\nnotebooks: [00_data.ipynb]\n", "U+200B"),
+    _file("name-bidi", 'name: "evil\\u202eexe"\nnotebooks: [00_data.ipynb]\n', "U+202E"),
+    _file("name-escape", 'name: "red\\e[31m"\nnotebooks: [00_data.ipynb]\n', "U+001B"),
+    _file("name-newline", 'name: "a\\nb"\nnotebooks: [00_data.ipynb]\n', "U+000A"),
+    _file("name-zero-width", 'name: "a\\u200bb"\nnotebooks: [00_data.ipynb]\n', "U+200B"),
     _file("name-list", "name: [1, 2]\nnotebooks: [00_data.ipynb]\n", "name = [1, 2]"),
     _file("name-too-long", f"name: {'x' * 500}\nnotebooks: [00_data.ipynb]\n", "name is 500 characters"),
     _file("batch-as-params-jobs", "notebooks: [00_data.ipynb]\n", "--jobs is for batch files", command="run"),
@@ -268,78 +303,186 @@ CASES: list[Case] = [
     _hpo("model: lstm_fast", "trials = -1", argv=("-p", "trials=-1")),
     _hpo("model: lstm_fast", "declares parameter(s) nope", argv=("-p", "nope=1")),
     _hpo("storage: 'sqlite:////elsewhere/x.db'", "{d}/h.yaml", "storage"),
-    Case("hpo-outside-notebook", ["hpo", "{d}/h.yaml"], ("{d}/h.yaml", "../../../tmp/05_hpo.ipynb is outside"),
-         {"h.yaml": "notebooks: [{notebook: ../../../tmp/05_hpo.ipynb, parameters: {trials: 1}}]\n"}),
-    Case("hpo-no-entry", ["hpo", "{d}/h.yaml"], ("{d}/h.yaml", "no 05_hpo.ipynb entry"),
-         {"h.yaml": "notebooks: [00_data.ipynb]\n"}),
-    Case("hpo-workers-0", ["hpo", "{d}/h.yaml", "--workers", "0"], ("--workers", "expected a whole number >= 1"),
-         {"h.yaml": _params("05_hpo")}),
+    Case(
+        "hpo-outside-notebook",
+        ["hpo", "{d}/h.yaml"],
+        ("{d}/h.yaml", "../../../tmp/05_hpo.ipynb is outside"),
+        {"h.yaml": "notebooks: [{notebook: ../../../tmp/05_hpo.ipynb, parameters: {trials: 1}}]\n"},
+    ),
+    Case(
+        "hpo-no-entry",
+        ["hpo", "{d}/h.yaml"],
+        ("{d}/h.yaml", "no 05_hpo.ipynb entry"),
+        {"h.yaml": "notebooks: [00_data.ipynb]\n"},
+    ),
+    Case(
+        "hpo-workers-0",
+        ["hpo", "{d}/h.yaml", "--workers", "0"],
+        ("--workers", "expected a whole number >= 1"),
+        {"h.yaml": _params("05_hpo")},
+    ),
     Case("hpo-missing-file", ["hpo", "{d}/none.yaml"], ("{d}/none.yaml", "not found")),
     Case("hpo-directory", ["hpo", "{d}"], ("{d}", "is a directory")),
     _file("hpo-alias-bomb", ALIAS_BOMB, "more than 10,000 values", command="hpo"),
     _file("hpo-binary", PNG, "not UTF-8 text", command="hpo"),
     # --- coffee-ml backtest ----------------------------------------------------------------------
-    Case("backtest-unknown-model", ["backtest", "--symbol", "BTCUSDT", "--models", "nosuch"],
-         ("03_backtesting.ipynb", "unknown model 'nosuch'", "lstm_fast")),
-    Case("backtest-unknown-model-comma", ["backtest", "--symbol", "BTCUSDT", "--models", "hybrid,nope"],
-         ("unknown model 'nope'",)),
-    Case("backtest-reversed-dates", ["backtest", "--symbol", "BTCUSDT", "--from", "2025-12-01", "--to", "2025-01-01"],
-         ("start 2025-12-01 is after end 2025-01-01",)),
+    Case(
+        "backtest-unknown-model",
+        ["backtest", "--symbol", "BTCUSDT", "--models", "nosuch"],
+        ("03_backtesting.ipynb", "unknown model 'nosuch'", "lstm_fast"),
+    ),
+    Case(
+        "backtest-unknown-model-comma",
+        ["backtest", "--symbol", "BTCUSDT", "--models", "hybrid,nope"],
+        ("unknown model 'nope'",),
+    ),
+    Case(
+        "backtest-reversed-dates",
+        ["backtest", "--symbol", "BTCUSDT", "--from", "2025-12-01", "--to", "2025-01-01"],
+        ("start 2025-12-01 is after end 2025-01-01",),
+    ),
     Case("backtest-bad-date", ["backtest", "--symbol", "BTCUSDT", "--from", "yesterday"], ("start = 'yesterday'",)),
     Case("backtest-interval", ["backtest", "--symbol", "BTCUSDT", "--interval", "2m"], ("interval = '2m'",)),
     Case("backtest-method", ["backtest", "--symbol", "BTCUSDT", "--method", "bogus"], ("--method", "bogus")),
     Case("backtest-horizon", ["backtest", "--symbol", "BTCUSDT", "--horizon", "0"], ("--horizon", "'0'")),
     Case("backtest-epochs", ["backtest", "--symbol", "BTCUSDT", "--epochs", "-1"], ("--epochs", "'-1'")),
     Case("backtest-symbol", ["backtest", "--symbol", "btc usdt"], ("symbol = 'btc usdt'",)),
-    Case("backtest-test-start", ["backtest", "--symbol", "BTCUSDT", "--test-start", "2030-01-01"],
-         ("test_start 2030-01-01 is after end",)),
+    Case(
+        "backtest-test-start",
+        ["backtest", "--symbol", "BTCUSDT", "--test-start", "2030-01-01"],
+        ("test_start 2030-01-01 is after end",),
+    ),
     Case("backtest-p-n-jobs", ["backtest", "--symbol", "BTCUSDT", "-p", "n_jobs=0"], ("n_jobs = 0", "(set with -p)")),
     Case("backtest-p-unknown", ["backtest", "--symbol", "BTCUSDT", "-p", "nope=1"], ("declares parameter(s) nope",)),
     Case("backtest-symbol-not-stored", ["backtest", "--symbol", "NOSUCH"], ("no NOSUCH candles in the store",)),
     # --- batch files -----------------------------------------------------------------------------
-    Case("batch-includes-itself", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "runs[1]", "includes itself"),
-         {"b.yaml": _batch("params: b.yaml")}),
-    Case("batch-cycle", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "a cycle of batch files (b.yaml -> c.yaml -> b.yaml)"),
-         {"b.yaml": _batch("params: c.yaml"), "c.yaml": _batch("params: b.yaml")}),
-    Case("batch-nested", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "runs[1] (c.yaml)", "batches do not nest"),
-         {"b.yaml": _batch("params: c.yaml"), "c.yaml": _batch("params: p.yaml"), "p.yaml": _params("00_data")}),
-    Case("batch-jobs-0", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "jobs must be a whole number >= 1"),
-         {"b.yaml": _batch("params: p.yaml", extra="jobs: 0\n"), "p.yaml": _params("00_data")}),
+    Case(
+        "batch-includes-itself",
+        ["run", "{d}/b.yaml"],
+        ("{d}/b.yaml", "runs[1]", "includes itself"),
+        {"b.yaml": _batch("params: b.yaml")},
+    ),
+    Case(
+        "batch-cycle",
+        ["run", "{d}/b.yaml"],
+        ("{d}/b.yaml", "a cycle of batch files (b.yaml -> c.yaml -> b.yaml)"),
+        {"b.yaml": _batch("params: c.yaml"), "c.yaml": _batch("params: b.yaml")},
+    ),
+    Case(
+        "batch-nested",
+        ["run", "{d}/b.yaml"],
+        ("{d}/b.yaml", "runs[1] (c.yaml)", "batches do not nest"),
+        {"b.yaml": _batch("params: c.yaml"), "c.yaml": _batch("params: p.yaml"), "p.yaml": _params("00_data")},
+    ),
+    Case(
+        "batch-jobs-0",
+        ["run", "{d}/b.yaml"],
+        ("{d}/b.yaml", "jobs must be a whole number >= 1"),
+        {"b.yaml": _batch("params: p.yaml", extra="jobs: 0\n"), "p.yaml": _params("00_data")},
+    ),
     Case("batch-empty-runs", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "non-empty 'runs' list"), {"b.yaml": "runs: []\n"}),
-    Case("batch-missing-entry", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "runs[1] (none.yaml)", "not found"),
-         {"b.yaml": _batch("params: none.yaml")}),
-    Case("batch-entry-key", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "runs[1]: unknown key(s) paramters"),
-         {"b.yaml": _batch("{params: p.yaml, paramters: {}}"), "p.yaml": _params("00_data")}),
-    Case("batch-entry-value", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "runs[1] (p.yaml)", "epochs = -1"),
-         {"b.yaml": _batch("{params: p.yaml, parameters: {epochs: -1}}"), "p.yaml": _params("02_training")}),
-    Case("batch-p-value", ["run", "{d}/b.yaml", "-p", "epochs=-1"], ("{d}/b.yaml", "epochs = -1"),
-         {"b.yaml": _batch("params: p.yaml"), "p.yaml": _params("02_training")}),
-    Case("batch-entry-binary", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "runs[1] (p.yaml)", "not UTF-8 text"),
-         {"b.yaml": _batch("params: p.yaml"), "p.yaml": PNG}),
-    Case("batch-name-bidi", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "U+202E"),
-         {"b.yaml": "name: \"x\\u202ey\"\nruns: [{params: p.yaml}]\n", "p.yaml": _params("00_data")}),
-    Case("batch-alias-bomb", ["run", "{d}/b.yaml"], ("{d}/b.yaml", "more than 10,000 values"),
-         {"b.yaml": ALIAS_BOMB.replace("notebooks: [00_data.ipynb]", "runs: [{params: p.yaml}]")}),
-    Case("batch-jobs-cli", ["run", "{d}/b.yaml", "--jobs", "0"], ("--jobs", "'0'"),
-         {"b.yaml": _batch("params: p.yaml"), "p.yaml": _params("00_data")}),
+    Case(
+        "batch-missing-entry",
+        ["run", "{d}/b.yaml"],
+        ("{d}/b.yaml", "runs[1] (none.yaml)", "not found"),
+        {"b.yaml": _batch("params: none.yaml")},
+    ),
+    Case(
+        "batch-entry-key",
+        ["run", "{d}/b.yaml"],
+        ("{d}/b.yaml", "runs[1]: unknown key(s) paramters"),
+        {"b.yaml": _batch("{params: p.yaml, paramters: {}}"), "p.yaml": _params("00_data")},
+    ),
+    Case(
+        "batch-entry-value",
+        ["run", "{d}/b.yaml"],
+        ("{d}/b.yaml", "runs[1] (p.yaml)", "epochs = -1"),
+        {"b.yaml": _batch("{params: p.yaml, parameters: {epochs: -1}}"), "p.yaml": _params("02_training")},
+    ),
+    Case(
+        "batch-p-value",
+        ["run", "{d}/b.yaml", "-p", "epochs=-1"],
+        ("{d}/b.yaml", "epochs = -1"),
+        {"b.yaml": _batch("params: p.yaml"), "p.yaml": _params("02_training")},
+    ),
+    Case(
+        "batch-entry-binary",
+        ["run", "{d}/b.yaml"],
+        ("{d}/b.yaml", "runs[1] (p.yaml)", "not UTF-8 text"),
+        {"b.yaml": _batch("params: p.yaml"), "p.yaml": PNG},
+    ),
+    Case(
+        "batch-name-bidi",
+        ["run", "{d}/b.yaml"],
+        ("{d}/b.yaml", "U+202E"),
+        {"b.yaml": 'name: "x\\u202ey"\nruns: [{params: p.yaml}]\n', "p.yaml": _params("00_data")},
+    ),
+    Case(
+        "batch-alias-bomb",
+        ["run", "{d}/b.yaml"],
+        ("{d}/b.yaml", "more than 10,000 values"),
+        {"b.yaml": ALIAS_BOMB.replace("notebooks: [00_data.ipynb]", "runs: [{params: p.yaml}]")},
+    ),
+    Case(
+        "batch-jobs-cli",
+        ["run", "{d}/b.yaml", "--jobs", "0"],
+        ("--jobs", "'0'"),
+        {"b.yaml": _batch("params: p.yaml"), "p.yaml": _params("00_data")},
+    ),
     # --- rerun (section 5) -----------------------------------------------------------------------
     Case("rerun-unknown-id", ["rerun", "no-such-run"], ("no-such-run",)),
-    Case("rerun-outside", ["rerun", "{d}/elsewhere/runs/evil"], ("{d}/elsewhere/runs/evil",),
-         {"elsewhere/runs/evil/manifest.json": json.dumps(MANIFEST)}),
+    Case(
+        "rerun-outside",
+        ["rerun", "{d}/elsewhere/runs/evil"],
+        ("{d}/elsewhere/runs/evil",),
+        {"elsewhere/runs/evil/manifest.json": json.dumps(MANIFEST)},
+    ),
     Case("rerun-manifest-list", ["rerun", "r1"], ("r1", "manifest"), {"{out}/runs/r1/manifest.json": "[1, 2]"}),
     Case("rerun-manifest-empty-object", ["rerun", "r2"], ("r2", "manifest"), {"{out}/runs/r2/manifest.json": "{}"}),
     Case("rerun-manifest-not-json", ["rerun", "r3"], ("r3", "manifest"), {"{out}/runs/r3/manifest.json": "{oops"}),
     Case("rerun-manifest-binary", ["rerun", "r4"], ("r4", "manifest"), {"{out}/runs/r4/manifest.json": PNG}),
-    Case("rerun-manifest-passwd", ["rerun", "r5"], ("r5", "../../../../etc/passwd"),
-         {"{out}/runs/r5/manifest.json": json.dumps({**MANIFEST, "notebooks": [
-             {"notebook": "../../../../etc/passwd", "stage": "x", "parameters": {}, "status": "ok"}]})}),
-    Case("rerun-manifest-bad-value", ["rerun", "r6"], ("r6", "epochs = -1"),
-         {"{out}/runs/r6/manifest.json": json.dumps({**MANIFEST, "notebooks": [
-             {"notebook": "02_training.ipynb", "stage": "02_training", "parameters": {"epochs": -1},
-              "status": "ok"}]})}),
+    Case(
+        "rerun-manifest-passwd",
+        ["rerun", "r5"],
+        ("r5", "../../../../etc/passwd"),
+        {
+            "{out}/runs/r5/manifest.json": json.dumps(
+                {
+                    **MANIFEST,
+                    "notebooks": [
+                        {"notebook": "../../../../etc/passwd", "stage": "x", "parameters": {}, "status": "ok"}
+                    ],
+                }
+            )
+        },
+    ),
+    Case(
+        "rerun-manifest-bad-value",
+        ["rerun", "r6"],
+        ("r6", "epochs = -1"),
+        {
+            "{out}/runs/r6/manifest.json": json.dumps(
+                {
+                    **MANIFEST,
+                    "notebooks": [
+                        {
+                            "notebook": "02_training.ipynb",
+                            "stage": "02_training",
+                            "parameters": {"epochs": -1},
+                            "status": "ok",
+                        }
+                    ],
+                }
+            )
+        },
+    ),
     Case("rerun-no-manifest", ["rerun", "r7"], ("r7",), {"{out}/runs/r7/other.txt": "x"}),
-    Case("rerun-p-unknown", ["rerun", "r8", "-p", "x"], ("-p expects key=value",),
-         {"{out}/runs/r8/manifest.json": json.dumps(MANIFEST)}),
+    Case(
+        "rerun-p-unknown",
+        ["rerun", "r8", "-p", "x"],
+        ("-p expects key=value",),
+        {"{out}/runs/r8/manifest.json": json.dumps(MANIFEST)},
+    ),
     # --- predict, models ------------------------------------------------------------------------
     Case("predict-interval", ["predict", "BTCUSDT", "--interval", "2m"], ("2m",)),
     Case("predict-no-model", ["predict", "BTCUSDT", "--interval", "1h"], ("no production model for BTCUSDT 1h",)),
@@ -355,40 +498,91 @@ CASES: list[Case] = [
     Case("models-show-bad-version", ["models", "show", "BTCUSDT", "1h", "hybrid", "vABC"], ("BTCUSDT/1h/hybrid",)),
     Case("models-show-traversal", ["models", "show", "../../etc", "1h", "hybrid"], ("../../etc",)),
     Case("models-monitor-none", ["models", "monitor", "BTCUSDT", "--interval", "1h"], ("BTCUSDT",)),
-    Case("models-monitor-threshold", ["models", "monitor", "BTCUSDT", "--interval", "1h", "--threshold", "2"],
-         ("--threshold", "'2'")),
-    Case("models-monitor-version", ["models", "monitor", "BTCUSDT", "--interval", "1h", "--version", "v0001"],
-         ("--version v0001 needs --model",)),
+    Case(
+        "models-monitor-threshold",
+        ["models", "monitor", "BTCUSDT", "--interval", "1h", "--threshold", "2"],
+        ("--threshold", "'2'"),
+    ),
+    Case(
+        "models-monitor-version",
+        ["models", "monitor", "BTCUSDT", "--interval", "1h", "--version", "v0001"],
+        ("--version v0001 needs --model",),
+    ),
     # --- import, data ----------------------------------------------------------------------------
     Case("import-missing", ["import", "{d}/nope.csv", "--symbol", "BTCUSDT", "--interval", "1m"], ("nope.csv",)),
-    Case("import-empty-dir", ["import", "{d}/empty", "--symbol", "BTCUSDT", "--interval", "1m"], ("{d}/empty",),
-         {"empty": DIR}),
-    Case("import-binary", ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m"], ("x.csv",),
-         {"x.csv": PNG}),
-    Case("import-latin-1", ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--format", "csv"],
-         ("x.csv",), {"x.csv": (CSV_HEADER + "1709251200000,62000,62100,61900,62050,caf\u00e9\n").encode("latin-1")}),
-    Case("import-interval", ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "2m"], ("unknown interval '2m'",),
-         {"x.csv": CSV_HEADER}),
-    Case("import-symbol", ["import", "{d}/x.csv", "--symbol", "btc usdt", "--interval", "1m"], ("btc usdt",),
-         {"x.csv": CSV_HEADER}),
-    Case("import-map", ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--map", "oops"],
-         ("--map expects SRC=DST",), {"x.csv": CSV_HEADER}),
-    Case("import-header-only", ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--format", "csv"],
-         ("x.csv",), {"x.csv": CSV_HEADER}),
-    Case("import-empty-file", ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m"], ("x.csv",),
-         {"x.csv": ""}),
-    Case("import-parquet-not", ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--format", "parquet"],
-         ("x.csv",), {"x.csv": CSV_HEADER + "1709251200000,1,2,0.5,1.5,10\n"}),
-    Case("import-float-timestamps", ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--format",
-                                     "binance"], ("x.csv", "row"),
-         {"x.csv": "1.709251200e+12,1,2,0.5,1.5,10,1.70925125999e+12,15,3,5,7,0\n"
-                   "1.709251260e+12,1,2,0.5,1.5,10,1.70925131999e+12,15,3,5,7,0\n"}),
-    Case("import-negative-price", ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--format", "csv"],
-         ("x.csv", "row"), {"x.csv": CSV_HEADER + "1709251200000,-1,2,-5,1.5,10\n"}),
+    Case(
+        "import-empty-dir",
+        ["import", "{d}/empty", "--symbol", "BTCUSDT", "--interval", "1m"],
+        ("{d}/empty",),
+        {"empty": DIR},
+    ),
+    Case(
+        "import-binary", ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m"], ("x.csv",), {"x.csv": PNG}
+    ),
+    Case(
+        "import-latin-1",
+        ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--format", "csv"],
+        ("x.csv",),
+        {"x.csv": (CSV_HEADER + "1709251200000,62000,62100,61900,62050,caf\u00e9\n").encode("latin-1")},
+    ),
+    Case(
+        "import-interval",
+        ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "2m"],
+        ("unknown interval '2m'",),
+        {"x.csv": CSV_HEADER},
+    ),
+    Case(
+        "import-symbol",
+        ["import", "{d}/x.csv", "--symbol", "btc usdt", "--interval", "1m"],
+        ("btc usdt",),
+        {"x.csv": CSV_HEADER},
+    ),
+    Case(
+        "import-map",
+        ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--map", "oops"],
+        ("--map expects SRC=DST",),
+        {"x.csv": CSV_HEADER},
+    ),
+    Case(
+        "import-header-only",
+        ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--format", "csv"],
+        ("x.csv",),
+        {"x.csv": CSV_HEADER},
+    ),
+    Case(
+        "import-empty-file",
+        ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m"],
+        ("x.csv",),
+        {"x.csv": ""},
+    ),
+    Case(
+        "import-parquet-not",
+        ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--format", "parquet"],
+        ("x.csv",),
+        {"x.csv": CSV_HEADER + "1709251200000,1,2,0.5,1.5,10\n"},
+    ),
+    Case(
+        "import-float-timestamps",
+        ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--format", "binance"],
+        ("x.csv", "row"),
+        {
+            "x.csv": "1.709251200e+12,1,2,0.5,1.5,10,1.70925125999e+12,15,3,5,7,0\n"
+            "1.709251260e+12,1,2,0.5,1.5,10,1.70925131999e+12,15,3,5,7,0\n"
+        },
+    ),
+    Case(
+        "import-negative-price",
+        ["import", "{d}/x.csv", "--symbol", "BTCUSDT", "--interval", "1m", "--format", "csv"],
+        ("x.csv", "row"),
+        {"x.csv": CSV_HEADER + "1709251200000,-1,2,-5,1.5,10\n"},
+    ),
     Case("import-dev-null", ["import", "/dev/null", "--symbol", "BTCUSDT", "--interval", "1m"], ("/dev/null",)),
     Case("data-gaps-interval", ["data", "gaps", "BTCUSDT", "--interval", "2m"], ("2m",)),
-    Case("data-gaps-start", ["data", "gaps", "BTCUSDT", "--interval", "1h", "--start", "yesterday-ish"],
-         ("yesterday-ish",)),
+    Case(
+        "data-gaps-start",
+        ["data", "gaps", "BTCUSDT", "--interval", "1h", "--start", "yesterday-ish"],
+        ("yesterday-ish",),
+    ),
     Case("data-gaps-symbol", ["data", "gaps", "btc usdt", "--interval", "1h"], ("btc usdt",)),
     Case("data-list-server", ["data", "list", "--backend", "server"], ("CLICKHOUSE_HOST",)),
     Case("data-check-server", ["data", "check", "--backend", "server"], ("CLICKHOUSE_HOST",)),

@@ -15,10 +15,14 @@ from coffee_ml.reports.index import write_outputs_index
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # tests/fixtures/ETHUSDC-1h-first500.parquet spans 2018-12-15 03:00 .. 2019-01-04 22:00
-ETH = 'name: eth\nparameters: {symbol: ETHUSDC, interval: 1h, start: "2018-12-15", end: "2019-01-05"}\n' \
-      "notebooks: [00_data.ipynb]\n"
-BTC = 'name: btc\nparameters: {symbol: BTCUSDT, interval: 1h, start: "2025-06-01", end: "2025-09-01"}\n' \
-      "notebooks: [00_data.ipynb]\n"
+ETH = (
+    'name: eth\nparameters: {symbol: ETHUSDC, interval: 1h, start: "2018-12-15", end: "2019-01-05"}\n'
+    "notebooks: [00_data.ipynb]\n"
+)
+BTC = (
+    'name: btc\nparameters: {symbol: BTCUSDT, interval: 1h, start: "2025-06-01", end: "2025-09-01"}\n'
+    "notebooks: [00_data.ipynb]\n"
+)
 TWO = "name: majors\njobs: 1\nruns:\n  - params: btc.yaml\n  - params: eth.yaml\n"
 
 
@@ -49,7 +53,10 @@ def test_symbols_run_in_parallel_processes(tmp_path):
     state = _state(index)
     assert state["status"] == "ok" and state["jobs"] == 2
     entries = state["entries"]
-    assert [(e["label"], e["symbol"], e["status"]) for e in entries] == [("btc", "BTCUSDT", "ok"), ("eth", "ETHUSDC", "ok")]
+    assert [(e["label"], e["symbol"], e["status"]) for e in entries] == [
+        ("btc", "BTCUSDT", "ok"),
+        ("eth", "ETHUSDC", "ok"),
+    ]
     manifests = [json.loads((index.parent / e["run_index"]).with_name("manifest.json").read_text()) for e in entries]
     assert [m["run_id"] for m in manifests] == [e["run_id"] for e in entries]
     assert [m["notebooks"][0]["parameters"]["symbol"] for m in manifests] == ["BTCUSDT", "ETHUSDC"]
@@ -65,14 +72,19 @@ def test_symbols_run_in_parallel_processes(tmp_path):
     assert lines[0].startswith(f"batch {index.parent.name}: 2 run(s) in 2 process(es)")
     assert lines[-1].startswith(f"batch {index.parent.name} ok in ") and lines[-1].endswith("2 ok, 0 failed")
     outputs_page = (config.outputs_dir() / "index.html").read_text()  # rewritten once the batch finished
-    assert f"batches/{index.parent.name}/index.html" in outputs_page and "2 <span class=\"status ok\">" in outputs_page
+    assert f"batches/{index.parent.name}/index.html" in outputs_page and '2 <span class="status ok">' in outputs_page
 
 
 def test_a_failing_entry_stops_only_itself(capsys, tmp_path):
     """btc runs; btc-2 asks for a range without candles, so its 00_data fails in cell 6; eth names
     a symbol not imported here, so its run never starts. Each failure is kept to its entry."""
-    path = _files(tmp_path, btc=BTC, eth=ETH, batch="name: majors\nruns:\n  - params: btc.yaml\n  - params: btc.yaml\n"
-                  '    parameters: {start: "2030-01-01", end: "2030-02-01"}\n  - params: eth.yaml\n')
+    path = _files(
+        tmp_path,
+        btc=BTC,
+        eth=ETH,
+        batch="name: majors\nruns:\n  - params: btc.yaml\n  - params: btc.yaml\n"
+        '    parameters: {start: "2030-01-01", end: "2030-02-01"}\n  - params: eth.yaml\n',
+    )
     code = main(["run", str(path), "--jobs", "2"])
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
@@ -86,11 +98,17 @@ def test_a_failing_entry_stops_only_itself(capsys, tmp_path):
     error = "ValueError: no BTCUSDT 1h candles in [2030-01-01, 2030-02-01); see the coverage table above"
     assert failed["error"] == error and failed["notebook"] == "00_data.ipynb"
     assert failed["overrides"] == {"start": "2030-01-01", "end": "2030-02-01"}
-    assert failed["cell"]["number"] == 6 and failed["cell"]["of"] == 8 and "if candles.empty:" in failed["cell"]["source"]
+    assert (
+        failed["cell"]["number"] == 6 and failed["cell"]["of"] == 8 and "if candles.empty:" in failed["cell"]["source"]
+    )
     log = (index.parent / failed["log"]).read_text()
     assert "00_data.ipynb failed in 0:0" in log and error in log and "  failing cell 6/8:\n" in log
-    assert "    |     raise ValueError(f\"no {symbol} {interval} candles in" in log
-    assert missing["run_id"] is None and missing["notebook"] is None and "no ETHUSDC candles in the store" in missing["error"]
+    assert '    |     raise ValueError(f"no {symbol} {interval} candles in' in log
+    assert (
+        missing["run_id"] is None
+        and missing["notebook"] is None
+        and "no ETHUSDC candles in the store" in missing["error"]
+    )
     assert (index.parent / missing["log"]).read_text().startswith("failed: ParamsError: ")
     page = (index.parent / "index.html").read_text()
     assert "code cell 6 of 8" in page and "no BTCUSDT 1h candles in [2030-01-01, 2030-02-01)" in page
@@ -103,33 +121,46 @@ def test_a_failing_entry_stops_only_itself(capsys, tmp_path):
 
 
 def test_entry_overrides_and_labels(tmp_path):
-    path = _files(tmp_path, btc=BTC, batch="runs:\n  - params: btc.yaml\n    parameters: {start: 2025-07-01}\n"
-                                            "  - params: btc.yaml\n")
+    path = _files(
+        tmp_path,
+        btc=BTC,
+        batch="runs:\n  - params: btc.yaml\n    parameters: {start: 2025-07-01}\n  - params: btc.yaml\n",
+    )
     spec = batch.load_batch(path, overrides={"end": "2025-08-01"})
     assert spec.name == "batch" and spec.jobs is None
     assert [(e.label, e.symbol, e.overrides) for e in spec.entries] == [
-        ("btc", "BTCUSDT", {"start": "2025-07-01", "end": "2025-08-01"}), ("btc-2", "BTCUSDT", {"end": "2025-08-01"})]
+        ("btc", "BTCUSDT", {"start": "2025-07-01", "end": "2025-08-01"}),
+        ("btc-2", "BTCUSDT", {"end": "2025-08-01"}),
+    ]
     assert batch.is_batch(path) and not batch.is_batch(tmp_path / "btc.yaml") and not batch.is_batch(tmp_path / "no")
 
 
 def test_shipped_batch_file_is_valid():
     spec = batch.load_batch(config.PARAMS_DIR / "batch.yaml")
-    assert spec.jobs == 2 and [(e.label, e.symbol) for e in spec.entries] == [("btc_1h", "BTCUSDT"), ("eth_1h", "ETHUSDC")]
+    assert spec.jobs == 2 and [(e.label, e.symbol) for e in spec.entries] == [
+        ("btc_1h", "BTCUSDT"),
+        ("eth_1h", "ETHUSDC"),
+    ]
     eth = runner.load_params(config.PARAMS_DIR / "eth_1h.yaml")
     assert runner.check_spec(eth) == [] and eth.steps[0].parameters["start"] == "2018-12-15"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("runs: []\n", "batch.yaml: expected a mapping with a non-empty 'runs' list"),
-    ("runs: [btc.yaml]\n", "batch.yaml: runs[1] must be a mapping with 'params: <file>.yaml'"),
-    ("runs:\n  - params: btc.yaml\n  - params: missing.yaml\n", "batch.yaml: runs[2] (missing.yaml): "),
-    ("runs:\n  - {params: btc.yaml, parameters: {epochs: 3}}\n",
-     "runs[1] (btc.yaml): -p: no notebook of {folder}/btc.yaml declares parameter(s) epochs"),
-    ("runs:\n  - {params: btc.yaml, paramters: {start: 2025-01-01}}\n", "runs[1]: unknown key(s) paramters"),
-    ("job: 2\nruns:\n  - params: btc.yaml\n", "batch.yaml: unknown key(s) job (expected jobs, name, runs)"),
-    ("jobs: 0\nruns:\n  - params: btc.yaml\n", "batch.yaml: jobs must be a whole number >= 1, got 0"),
-    ("runs:\n  - params: eth.yaml\n", "runs[1] (eth.yaml): {folder}/eth.yaml: expected a mapping with a non-empty"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("runs: []\n", "batch.yaml: expected a mapping with a non-empty 'runs' list"),
+        ("runs: [btc.yaml]\n", "batch.yaml: runs[1] must be a mapping with 'params: <file>.yaml'"),
+        ("runs:\n  - params: btc.yaml\n  - params: missing.yaml\n", "batch.yaml: runs[2] (missing.yaml): "),
+        (
+            "runs:\n  - {params: btc.yaml, parameters: {epochs: 3}}\n",
+            "runs[1] (btc.yaml): -p: no notebook of {folder}/btc.yaml declares parameter(s) epochs",
+        ),
+        ("runs:\n  - {params: btc.yaml, paramters: {start: 2025-01-01}}\n", "runs[1]: unknown key(s) paramters"),
+        ("job: 2\nruns:\n  - params: btc.yaml\n", "batch.yaml: unknown key(s) job (expected jobs, name, runs)"),
+        ("jobs: 0\nruns:\n  - params: btc.yaml\n", "batch.yaml: jobs must be a whole number >= 1, got 0"),
+        ("runs:\n  - params: eth.yaml\n", "runs[1] (eth.yaml): {folder}/eth.yaml: expected a mapping with a non-empty"),
+    ],
+)
 def test_bad_batch_files_fail_before_anything_runs(tmp_path, text, message):
     path = _files(tmp_path, btc=BTC, eth="name: eth\n", batch=text)
     with pytest.raises(runner.ParamsError) as caught:
@@ -138,10 +169,13 @@ def test_bad_batch_files_fail_before_anything_runs(tmp_path, text, message):
     assert not (config.outputs_dir() / "batches").exists() and not (config.outputs_dir() / "runs").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["{batch}", "-p", "epochs=3"], "runs[1] (btc.yaml): -p: no notebook of"),
-    (["{btc}", "--jobs", "2"], "btc.yaml: --jobs is for batch files"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["{batch}", "-p", "epochs=3"], "runs[1] (btc.yaml): -p: no notebook of"),
+        (["{btc}", "--jobs", "2"], "btc.yaml: --jobs is for batch files"),
+    ],
+)
 def test_cli_errors_exit_1_before_running(capsys, tmp_path, argv, message):
     path = _files(tmp_path, btc=BTC, batch="runs:\n  - params: btc.yaml\n")
     code = main(["run", *[a.format(batch=path, btc=tmp_path / "btc.yaml") for a in argv]])
@@ -157,9 +191,15 @@ def test_each_process_gets_its_share_of_threads_and_reports_every_failure(tmp_pa
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "7")  # the user's setting wins
     seen = {}
-    failure = runner.RunFailed("run failed", tmp_path / "runs" / "r1" / "index.html",
-                               {"notebook": "00_data.ipynb", "error": "ValueError: x",
-                                "cell": {"index": 9, "number": 5, "of": 8, "execution_count": 5, "source": "y"}})
+    failure = runner.RunFailed(
+        "run failed",
+        tmp_path / "runs" / "r1" / "index.html",
+        {
+            "notebook": "00_data.ipynb",
+            "error": "ValueError: x",
+            "cell": {"index": 9, "number": 5, "of": 8, "execution_count": 5, "source": "y"},
+        },
+    )
 
     def fake_run(params, outputs, overrides, progress):
         seen.update({var: os.environ.get(var) for var in provenance.THREAD_VARIABLES}, overrides=overrides)
@@ -171,9 +211,14 @@ def test_each_process_gets_its_share_of_threads_and_reports_every_failure(tmp_pa
     monkeypatch.setattr(runner, "run", fake_run)
     result = batch._run_entry("fails.yaml", {"x": 1}, str(tmp_path), str(tmp_path / "a.log"), 3)
     assert seen == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "7", "overrides": {"x": 1}}
-    assert result == {"status": "failed", "index": str(failure.index), "error": "ValueError: x",
-                      "notebook": "00_data.ipynb", "cell": {"number": 5, "of": 8, "source": "y"},
-                      "seconds": result["seconds"]}
+    assert result == {
+        "status": "failed",
+        "index": str(failure.index),
+        "error": "ValueError: x",
+        "notebook": "00_data.ipynb",
+        "cell": {"number": 5, "of": 8, "source": "y"},
+        "seconds": result["seconds"],
+    }
     assert (tmp_path / "a.log").read_text() == "run r1 started\n[1/1] 00_data.ipynb\n"
     # the run id still in the environment (a calling kernel's, say) does not name the next entry's run
     result = batch._run_entry("other.yaml", {}, str(tmp_path), str(tmp_path / "b.log"), 3)
@@ -212,20 +257,37 @@ def test_a_killed_entry_process_fails_only_its_entry(tmp_path):
 def test_outputs_index_lists_batches_newest_first(tmp_path):
     outputs = tmp_path / "outputs"
     for batch_id, started, status, entries in [
-            ("20250101-000000-old-aaaa", "2025-01-01T00:00:00+00:00", "ok", ["ok"]),
-            ("20250102-000000-new-bbbb", "2025-01-02T00:00:00+00:00", "failed", ["ok", "failed", "ok"])]:
+        ("20250101-000000-old-aaaa", "2025-01-01T00:00:00+00:00", "ok", ["ok"]),
+        ("20250102-000000-new-bbbb", "2025-01-02T00:00:00+00:00", "failed", ["ok", "failed", "ok"]),
+    ]:
         folder = outputs / "batches" / batch_id
         folder.mkdir(parents=True)
-        (folder / batch.BATCH_JSON).write_text(json.dumps({"batch_id": batch_id, "name": batch_id, "status": status,
-                                                           "started": started, "total_seconds": 61,
-                                                           "entries": [{"status": s} for s in entries]}))
+        (folder / batch.BATCH_JSON).write_text(
+            json.dumps(
+                {
+                    "batch_id": batch_id,
+                    "name": batch_id,
+                    "status": status,
+                    "started": started,
+                    "total_seconds": 61,
+                    "entries": [{"status": s} for s in entries],
+                }
+            )
+        )
         (folder / "index.html").write_text("<html></html>")
     (outputs / "batches" / "20250103-000000-empty-cccc").mkdir()  # no batch.json: not listed
     page = write_outputs_index(outputs).read_text()
-    assert page.index("<h2>Batches</h2>") < page.index("20250102-000000-new-bbbb") < page.index(
-        "20250101-000000-old-aaaa") < page.index("<h2>Runs</h2>") and "empty" not in page
+    assert (
+        page.index("<h2>Batches</h2>")
+        < page.index("20250102-000000-new-bbbb")
+        < page.index("20250101-000000-old-aaaa")
+        < page.index("<h2>Runs</h2>")
+        and "empty" not in page
+    )
     assert '2 <span class="status ok">ok</span> · 1 <span class="status failed">failed</span>' in page
     assert "1 min 1 s" in page and "no runs yet" in page
-    assert _links(outputs / "index.html") == ["batches/20250102-000000-new-bbbb/index.html",
-                                              "batches/20250101-000000-old-aaaa/index.html"]
+    assert _links(outputs / "index.html") == [
+        "batches/20250102-000000-new-bbbb/index.html",
+        "batches/20250101-000000-old-aaaa/index.html",
+    ]
     assert "Batches" not in write_outputs_index(tmp_path / "none").read_text()

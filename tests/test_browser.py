@@ -28,9 +28,18 @@ from coffee_ml import config, runner
 
 # As the machine notes require: no sandbox as root, and no background connections to Google's
 # services, which a closed network refuses (and which would fill the console with errors).
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1400,1000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+]
 SCREENSHOT_MAX_HEIGHT = 8000  # CSS pixels: enough for a long report, bounded for the PNG's sake
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
 # Every image decoded (data URIs decode asynchronously), then what the checks need, in one round trip.
@@ -62,8 +71,13 @@ def quickstart_run(tmp_path_factory) -> Path:
         return Path(existing).resolve()
     outputs = tmp_path_factory.mktemp("outputs-quickstart")
     with pytest.MonkeyPatch.context() as env:
-        for var in ("CLICKHOUSE_HOST", "CLICKHOUSE_PORT", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD",
-                    "CLICKHOUSE_DATABASE"):
+        for var in (
+            "CLICKHOUSE_HOST",
+            "CLICKHOUSE_PORT",
+            "CLICKHOUSE_USER",
+            "CLICKHOUSE_PASSWORD",
+            "CLICKHOUSE_DATABASE",
+        ):
             env.delenv(var, raising=False)
         env.setenv("COFFEE_ML_OUTPUTS", str(outputs))
         env.setenv("COFFEE_ML_STORE", str(outputs / "store"))
@@ -77,8 +91,10 @@ def browser(tmp_path_factory):
     """Headless Chromium with its console log captured."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        pytest.skip("headless Chromium not found: needs Debian's chromium and chromium-driver "
-                    "(/usr/bin/chromium, /usr/bin/chromedriver; .ci/run installs them)")
+        pytest.skip(
+            "headless Chromium not found: needs Debian's chromium and chromium-driver "
+            "(/usr/bin/chromium, /usr/bin/chromedriver; .ci/run installs them)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
@@ -95,8 +111,9 @@ def _screenshot(browser: webdriver.Chrome, path: Path) -> None:
     """The whole page (up to SCREENSHOT_MAX_HEIGHT), not just the window."""
     size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], SCREENSHOT_MAX_HEIGHT), "scale": 1}
-    shot = browser.execute_cdp_cmd("Page.captureScreenshot",
-                                   {"format": "png", "captureBeyondViewport": True, "clip": clip})
+    shot = browser.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
@@ -121,8 +138,7 @@ def _check_page(browser: webdriver.Chrome, page: Path, shot: Path, expected_imag
         target = _local_target(link)
         if target is not None and not target.exists():
             problems.append(f"link {link['href']!r} points to a missing file")
-    problems += [f"console: {entry['message']}" for entry in browser.get_log("browser")
-                 if entry["level"] == "SEVERE"]
+    problems += [f"console: {entry['message']}" for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     return [f"{page.name}: {p}" for p in problems]
 
 
@@ -131,14 +147,18 @@ def test_every_page_loads_in_a_real_browser(browser, quickstart_run):
 
     `browser` comes first, so a machine without Chromium skips before running the pipeline.
     """
-    images = {p.stem: sum(_image_outputs(c) for c in nbformat.read(p, as_version=4).cells)
-              for p in quickstart_run.glob("*.ipynb")}
+    images = {
+        p.stem: sum(_image_outputs(c) for c in nbformat.read(p, as_version=4).cells)
+        for p in quickstart_run.glob("*.ipynb")
+    }
     planned = [n["stage"] for n in json.loads((quickstart_run / "manifest.json").read_text())["notebooks"]]
     assert sorted(images) == sorted(planned), f"the run's notebooks {planned}, got {sorted(images)}"
     shots = quickstart_run / "screenshots"
     shots.mkdir(exist_ok=True)
-    pages = [(quickstart_run.parents[1] / "index.html", "outputs-index", None),
-             (quickstart_run / "index.html", "index", None)]
+    pages = [
+        (quickstart_run.parents[1] / "index.html", "outputs-index", None),
+        (quickstart_run / "index.html", "index", None),
+    ]
     for page in sorted(quickstart_run.glob("*.html")):
         stem = page.name.removesuffix(".html")
         if stem != "index":
@@ -175,6 +195,7 @@ def test_the_trading_view_draws_the_production_forecast(browser, quickstart_run)
     price, the green prediction line and the grey band, and its sidebar says what /api/ml/predict
     says (price, interval, confidence, version, trained date, regime)."""
     import httpx
+
     from service_server import serve
 
     outputs = quickstart_run.parent.parent
@@ -184,8 +205,9 @@ def test_the_trading_view_draws_the_production_forecast(browser, quickstart_run)
         while browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready") is None:
             assert time.monotonic() < deadline, "the trading view never finished loading"
             time.sleep(0.2)
-        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "yes", \
-            browser.find_element(By.ID, "error").text
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "yes", browser.find_element(
+            By.ID, "error"
+        ).text
         answer = httpx.get(f"{url}/api/ml/predict/production", params={"symbol": "BTCUSDT"}, timeout=60).json()
         (quickstart_run / "screenshots").mkdir(exist_ok=True)
         _screenshot(browser, quickstart_run / "screenshots" / "trading_view.png")
@@ -195,8 +217,10 @@ def test_the_trading_view_draws_the_production_forecast(browser, quickstart_run)
         assert len(lines["price-line"].get_attribute("points").split()) == 168
         assert all(el.is_displayed() for el in lines.values())
         last = answer["predictions"][-1]
-        shown = {i: browser.find_element(By.ID, i).text for i in ("price", "interval", "confidence", "version",
-                                                                     "model", "regime", "trained")}
+        shown = {
+            i: browser.find_element(By.ID, i).text
+            for i in ("price", "interval", "confidence", "version", "model", "regime", "trained")
+        }
         assert shown["price"] == f"{last['price']:,.2f}"
         assert shown["interval"] == f"{last['lower']:,.2f} – {last['upper']:,.2f}"
         assert shown["confidence"].startswith(f"{last['confidence']:.1f}%")

@@ -32,23 +32,38 @@ def test_import_list_and_gaps(capsys, market_data):
 def test_generic_csv_with_map(capsys, tmp_path, btc_1m):
     csv = tmp_path / "mine.csv"
     btc_1m.iloc[:30].rename(columns={"open_time": "ts", "volume": "vol"}).to_csv(csv, index=False)
-    code, out, err = _run(capsys, "import", str(csv), "--symbol", "MYBTC", "--interval", "1m", "--format", "csv",
-                          "--map", "ts=open_time", "vol=volume")
+    code, out, err = _run(
+        capsys,
+        "import",
+        str(csv),
+        "--symbol",
+        "MYBTC",
+        "--interval",
+        "1m",
+        "--format",
+        "csv",
+        "--map",
+        "ts=open_time",
+        "vol=volume",
+    )
     assert code == 0, err
     assert "imported 30 MYBTC 1m candles" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["import", "nope.csv", "--symbol", "BTCUSDT", "--interval", "1m"], "nope.csv: no such file"),
-    (["import", "{raw}", "--symbol", "BTCUSDT", "--interval", "1h"], "row 1: mixed intervals"),
-    (["import", "{raw}", "--symbol", "btc usdt", "--interval", "1m"], "symbol 'btc usdt' is invalid"),
-    (["import", "{raw}", "--symbol", "BTCUSDT", "--interval", "2m"], "unknown interval '2m'"),
-    (["import", "{raw}", "--symbol", "BTCUSDT", "--interval", "1m", "--map", "oops"], "--map expects SRC=DST"),
-    (["data", "gaps", "BTCUSDT", "--interval", "1m", "--start", "yesterday-ish"], "yesterday-ish"),
-    (["data", "list", "--backend", "server"], "needs CLICKHOUSE_HOST"),
-    (["run", "params/none.yaml"], "params file not found"),
-    (["models", "predict", "BTCUSDT", "1h", "hybrid", "production"], "no saved versions of BTCUSDT/1h/hybrid"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["import", "nope.csv", "--symbol", "BTCUSDT", "--interval", "1m"], "nope.csv: no such file"),
+        (["import", "{raw}", "--symbol", "BTCUSDT", "--interval", "1h"], "row 1: mixed intervals"),
+        (["import", "{raw}", "--symbol", "btc usdt", "--interval", "1m"], "symbol 'btc usdt' is invalid"),
+        (["import", "{raw}", "--symbol", "BTCUSDT", "--interval", "2m"], "unknown interval '2m'"),
+        (["import", "{raw}", "--symbol", "BTCUSDT", "--interval", "1m", "--map", "oops"], "--map expects SRC=DST"),
+        (["data", "gaps", "BTCUSDT", "--interval", "1m", "--start", "yesterday-ish"], "yesterday-ish"),
+        (["data", "list", "--backend", "server"], "needs CLICKHOUSE_HOST"),
+        (["run", "params/none.yaml"], "params file not found"),
+        (["models", "predict", "BTCUSDT", "1h", "hybrid", "production"], "no saved versions of BTCUSDT/1h/hybrid"),
+    ],
+)
 def test_errors_are_one_line_with_exit_1(capsys, market_data, argv, message):
     raw = str(market_data / "binance-raw" / "2024-03" / "BTCUSDT-1m-2024-03-01.csv")
     code, out, err = _run(capsys, *[a.replace("{raw}", raw) for a in argv])
@@ -99,11 +114,14 @@ def test_run_with_overrides_shows_progress_and_prints_the_index(capsys, tmp_path
     assert f"run {index.parent.name} ok in" in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["-p", "nope=1"], "no notebook of {params} declares parameter(s) nope"),
-    (["-p", "x"], "-p expects key=value"),
-    (["-p", "x=[1"], "-p x: value is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-p", "nope=1"], "no notebook of {params} declares parameter(s) nope"),
+        (["-p", "x"], "-p expects key=value"),
+        (["-p", "x=[1"], "-p x: value is not valid YAML"),
+    ],
+)
 def test_bad_overrides_are_one_line_errors(capsys, tmp_path, monkeypatch, argv, message):
     params = _tiny_notebooks(tmp_path, monkeypatch)
     code, out, err = _run(capsys, "run", str(params), *argv)
@@ -117,9 +135,26 @@ def test_bad_overrides_are_one_line_errors(capsys, tmp_path, monkeypatch, argv, 
 def test_backtest_from_the_shell_writes_a_run_folder(capsys):
     from pathlib import Path
 
-    code, out, err = _run(capsys, "backtest", "--symbol", "BTCUSDT", "--models", "drift", "--method", "walk_forward",
-                          "--from", "2025-06-01", "--to", "2025-09-01", "--retrain-every", "720", "--epochs", "1",
-                          "-p", "n_jobs=1")
+    code, out, err = _run(
+        capsys,
+        "backtest",
+        "--symbol",
+        "BTCUSDT",
+        "--models",
+        "drift",
+        "--method",
+        "walk_forward",
+        "--from",
+        "2025-06-01",
+        "--to",
+        "2025-09-01",
+        "--retrain-every",
+        "720",
+        "--epochs",
+        "1",
+        "-p",
+        "n_jobs=1",
+    )
     assert code == 0, err
     lines = out.strip().splitlines()
     index = Path(lines[-1])

@@ -47,11 +47,15 @@ def client(port: int) -> Iterator[object]:
 def candles(n: int, symbol: str = "BTC", start_ms: int = 1_700_000_000_000) -> pd.DataFrame:
     """`n` one-minute candles with a tz-aware UTC time column and every third `trades` missing."""
     trades = pd.array([None if i % 3 == 1 else i for i in range(n)], dtype="UInt64")
-    return pd.DataFrame({
-        "symbol": symbol, "interval": "1m",
-        "open_time": pd.to_datetime(start_ms + 60_000 * np.arange(n), unit="ms", utc=True).as_unit("ms"),
-        "close": np.linspace(100.0, 200.0, n), "trades": trades,
-    })
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "interval": "1m",
+            "open_time": pd.to_datetime(start_ms + 60_000 * np.arange(n), unit="ms", utc=True).as_unit("ms"),
+            "close": np.linspace(100.0, 200.0, n),
+            "trades": trades,
+        }
+    )
 
 
 def make_table(client, name: str) -> str:
@@ -101,8 +105,9 @@ def test_long_parameters_use_form_encoding(client) -> None:
     table = make_table(client, "many_symbols")
     client.insert_df("many_symbols", candles(2, "SYM00007"), database="md")
     symbols = [f"SYM{i:05d}" for i in range(2_000)]
-    out = client.query_df(f"SELECT count() AS n FROM {table} WHERE symbol IN {{syms:Array(String)}}",
-                          parameters={"syms": symbols})
+    out = client.query_df(
+        f"SELECT count() AS n FROM {table} WHERE symbol IN {{syms:Array(String)}}", parameters={"syms": symbols}
+    )
     assert out["n"].tolist() == [2]
 
 

@@ -54,9 +54,19 @@ def test_sql_resample_matches_pandas_ohlc(store, btc_1m, interval):
     got = store.resample("BTCUSDT", "1m", interval)
     src = btc_1m.set_index("open_time")
     rule = {"5m": "5min", "15m": "15min", "1h": "1h", "4h": "4h", "1d": "24h"}[interval]
-    ref = src.resample(rule, origin="epoch").agg({"open": "first", "high": "max", "low": "min", "close": "last",
-                                                   "volume": "sum", "quote_volume": "sum", "trades": "sum",
-                                                   "taker_buy_base": "sum", "taker_buy_quote": "sum"})
+    ref = src.resample(rule, origin="epoch").agg(
+        {
+            "open": "first",
+            "high": "max",
+            "low": "min",
+            "close": "last",
+            "volume": "sum",
+            "quote_volume": "sum",
+            "trades": "sum",
+            "taker_buy_base": "sum",
+            "taker_buy_quote": "sum",
+        }
+    )
     ref["bars"] = src["open"].resample(rule, origin="epoch").count()
     ref = ref[ref["bars"] > 0]
     assert len(got) == len(ref)
@@ -69,7 +79,7 @@ def test_resampled_hours_match_exchange_hourly_candles(store, btc_1m):
     """1m -> 1h in SQL reproduces the independent hourly history (the bundled sample) for the same days."""
     store.write_candles(btc_1m, "BTCUSDT", "1m")
     got = store.resample("BTCUSDT", "1m", "1h", complete_only=True)
-    ref = load_sample().loc[got.index[0]:got.index[-1]]
+    ref = load_sample().loc[got.index[0] : got.index[-1]]
     assert len(got) == len(ref) == len(btc_1m) // 60
     for col in ("open", "high", "low", "close", "volume", "trades"):
         np.testing.assert_allclose(got[col].to_numpy(), ref[col].to_numpy(dtype="float64"), rtol=1e-9, err_msg=col)
@@ -141,8 +151,15 @@ def test_gap_report_on_real_hourly_history(store):
     assert gaps["missing_bars"].max() == 33  # the longest exchange outage in the hourly history
 
 
-@pytest.mark.parametrize("evil", ["BTCUSDT' OR '1'='1", "BTCUSDT'; DROP TABLE candles; --",
-                                  "x' UNION ALL SELECT * FROM system.tables --", "\\'; SELECT 1; --"])
+@pytest.mark.parametrize(
+    "evil",
+    [
+        "BTCUSDT' OR '1'='1",
+        "BTCUSDT'; DROP TABLE candles; --",
+        "x' UNION ALL SELECT * FROM system.tables --",
+        "\\'; SELECT 1; --",
+    ],
+)
 def test_sql_injection_through_symbol_is_inert(store, btc_1m, evil):
     store.write_candles(_week(btc_1m, 1), "BTCUSDT", "1m")
     assert store.load_candles(evil, "1m").empty

@@ -32,18 +32,21 @@ def _edit(lines, row, edits):
     return out
 
 
-@pytest.mark.parametrize("row, edits, rule", [
-    (5, {2: "61000.0"}, "high < low"),  # high below that bar's low
-    (9, {1: "99999.0"}, r"open outside \[low, high\]"),
-    (12, {4: "1.0"}, r"close outside \[low, high\]"),
-    (20, {5: "-3.5"}, "negative volume"),
-    (21, {3: "-1.0"}, "non-positive price in low"),
-    (30, {8: "lots"}, "non-numeric value in trades"),
-    (31, {4: ""}, "missing value in close"),
-    (40, {0: "2024-03-01T00:39"}, "unparseable timestamp in open time"),
-    (50, {0: "1709251260000", 6: "1709251319999"}, "non-monotonic timestamp"),
-    (60, {0: "1709254770000", 6: "1709254829999"}, "timestamp not aligned to 1m bars"),
-])
+@pytest.mark.parametrize(
+    "row, edits, rule",
+    [
+        (5, {2: "61000.0"}, "high < low"),  # high below that bar's low
+        (9, {1: "99999.0"}, r"open outside \[low, high\]"),
+        (12, {4: "1.0"}, r"close outside \[low, high\]"),
+        (20, {5: "-3.5"}, "negative volume"),
+        (21, {3: "-1.0"}, "non-positive price in low"),
+        (30, {8: "lots"}, "non-numeric value in trades"),
+        (31, {4: ""}, "missing value in close"),
+        (40, {0: "2024-03-01T00:39"}, "unparseable timestamp in open time"),
+        (50, {0: "1709251260000", 6: "1709251319999"}, "non-monotonic timestamp"),
+        (60, {0: "1709254770000", 6: "1709254829999"}, "timestamp not aligned to 1m bars"),
+    ],
+)
 def test_each_rule_names_file_row_and_rule(tmp_path, raw_lines, row, edits, rule):
     path = _write(tmp_path, _edit(raw_lines, row, edits))
     with pytest.raises(CandleValidationError, match=rf"{DAY} row {row}: {rule}") as info:
@@ -90,11 +93,24 @@ def test_epoch_units_are_decided_per_value():
 def test_generic_csv_with_column_mapping(tmp_path, btc_1m):
     day = btc_1m.iloc[:120]
     csv = tmp_path / "export.csv"
-    pd.DataFrame({"Date": day["open_time"].dt.strftime("%Y-%m-%d %H:%M:%S"), "Open": day["open"],
-                  "High": day["high"], "Low": day["low"], "Close": day["close"], "Volume BTC": day["volume"]}
-                 ).to_csv(csv, index=False)
-    mapping = {"Date": "open_time", "Open": "open", "High": "high", "Low": "low", "Close": "close",
-               "Volume BTC": "volume"}
+    pd.DataFrame(
+        {
+            "Date": day["open_time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+            "Open": day["open"],
+            "High": day["high"],
+            "Low": day["low"],
+            "Close": day["close"],
+            "Volume BTC": day["volume"],
+        }
+    ).to_csv(csv, index=False)
+    mapping = {
+        "Date": "open_time",
+        "Open": "open",
+        "High": "high",
+        "Low": "low",
+        "Close": "close",
+        "Volume BTC": "volume",
+    }
     _, frame = read_files([csv], "1m", fmt="csv", mapping=mapping)
     assert frame["open_time"].tolist() == day["open_time"].tolist()
     np.testing.assert_allclose(frame["close"], day["close"])
@@ -126,14 +142,19 @@ def test_a_whole_month_directory_imports_in_order(shared_data):
 def test_a_jump_forward_blames_the_row_that_jumped(tmp_path, raw_lines):
     # row 20 jumps 10 minutes ahead, row 21 is back on schedule: row 20 is the bad one
     lines = _edit(raw_lines, 20, {0: str(1709251200000 + 29 * 60000), 6: str(1709251200000 + 30 * 60000 - 1)})
-    with pytest.raises(CandleValidationError, match=rf"{DAY} row 20: non-monotonic timestamp "
-                                                     r"\(2024-03-01 00:20:00\+00:00 comes before 2024-03-01 00:29"):
+    with pytest.raises(
+        CandleValidationError,
+        match=rf"{DAY} row 20: non-monotonic timestamp "
+        r"\(2024-03-01 00:20:00\+00:00 comes before 2024-03-01 00:29",
+    ):
         read_files([_write(tmp_path, lines)], "1m")
 
 
 def test_binance_files_with_a_header_keep_every_column(tmp_path, raw_lines):
-    header = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
-              "taker_buy_quote_volume,ignore")
+    header = (
+        "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+        "taker_buy_quote_volume,ignore"
+    )
     path = _write(tmp_path, [header] + raw_lines[:30])
     _, frame = read_files([path], "1m")
     assert frame["trades"].iloc[0] == 1634 and frame["taker_buy_base"].notna().all()
@@ -144,6 +165,7 @@ def test_binance_files_with_a_header_keep_every_column(tmp_path, raw_lines):
 # ------------------------------------------------------------------------------------------------
 # Bad input named by file, row and rule (issue 10): unreadable files, overflow, out-of-range times,
 # spacing that contradicts the declared interval, conflicting duplicates.
+
 
 def test_a_line_with_extra_fields_names_file_and_line(tmp_path, raw_lines):
     lines = list(raw_lines)
@@ -159,8 +181,9 @@ def test_a_line_with_extra_fields_names_file_and_line(tmp_path, raw_lines):
         read_files([folder], "1m")
 
 
-@pytest.mark.parametrize("content, rule", [(b"", "empty file"), (b"\n\n", "empty file"),
-                                           (b"\xff\xfe\x00o\x00p\x00e\x00n", "not UTF-8 text")])
+@pytest.mark.parametrize(
+    "content, rule", [(b"", "empty file"), (b"\n\n", "empty file"), (b"\xff\xfe\x00o\x00p\x00e\x00n", "not UTF-8 text")]
+)
 def test_empty_and_binary_files_are_named(tmp_path, content, rule):
     path = tmp_path / "broken.csv"
     path.write_bytes(content)
@@ -225,8 +248,10 @@ def test_mapping_two_columns_onto_one_is_refused(tmp_path, btc_1m):
     day = btc_1m.iloc[:10].copy()
     day["Date"] = day["open_time"]
     day.to_csv(csv, index=False)
-    with pytest.raises(CandleValidationError,
-                       match=r"both.csv: conflicting column mapping \(open_time and Date would both become open_time\)"):
+    with pytest.raises(
+        CandleValidationError,
+        match=r"both.csv: conflicting column mapping \(open_time and Date would both become open_time\)",
+    ):
         read_files([csv], "1m", mapping={"Date": "open_time"})
 
 
@@ -237,8 +262,11 @@ def test_hourly_data_declared_as_minutes_is_refused(tmp_path, market_data, fmt):
     hourly.to_parquet(path) if fmt == "parquet" else hourly.to_csv(path, index=False)
     _, frame = read_files([path], "1h")
     assert len(frame) == 500
-    with pytest.raises(CandleValidationError, match=r"eth\.\w+ row \d+: interval mismatch: data is not 1m bars "
-                                                    r"\(candles are at least 3600s apart"):
+    with pytest.raises(
+        CandleValidationError,
+        match=r"eth\.\w+ row \d+: interval mismatch: data is not 1m bars "
+        r"\(candles are at least 3600s apart",
+    ):
         read_files([path], "1m")
 
 
@@ -254,16 +282,22 @@ def test_hours_hidden_in_minutes_are_refused(btc_1m):
 
 def test_conflicting_duplicates_are_an_error(tmp_path, raw_lines):
     path = _write(tmp_path, raw_lines[:10] + [_edit(raw_lines, 10, {5: "1.5"})[9]] + raw_lines[10:20])
-    with pytest.raises(CandleValidationError, match=rf"{DAY} row 11: conflicting duplicate candles "
-                                                     r"\(open_time 2024-03-01 00:09:00\+00:00 .*first at row 10"):
+    with pytest.raises(
+        CandleValidationError,
+        match=rf"{DAY} row 11: conflicting duplicate candles "
+        r"\(open_time 2024-03-01 00:09:00\+00:00 .*first at row 10",
+    ):
         read_files([path], "1m")
 
 
 def test_overlapping_files_that_disagree_are_an_error(tmp_path, raw_lines):
     a = _write(tmp_path, raw_lines[:30], "a.csv")
     b = _write(tmp_path, _edit(raw_lines, 25, {5: "1.5"})[20:50], "b.csv")
-    with pytest.raises(CandleValidationError, match=r"b.csv: conflicting duplicate candles \(open_time "
-                                                    r"2024-03-01 00:24:00\+00:00 differs from the candle in .*a.csv"):
+    with pytest.raises(
+        CandleValidationError,
+        match=r"b.csv: conflicting duplicate candles \(open_time "
+        r"2024-03-01 00:24:00\+00:00 differs from the candle in .*a.csv",
+    ):
         read_files([a, b], "1m")
 
 
@@ -293,13 +327,24 @@ def test_bad_input_is_one_line_and_stores_nothing(capsys, tmp_path, raw_lines, b
     cases = [
         ((*imp, _write(tmp_path, extra, "extra.csv")), "extra.csv row 100: wrong number of fields"),
         ((*imp, empty), "empty.csv: empty file"),
-        ((*imp, _write(tmp_path, _edit(raw_lines, 7, {8: "1e30"}), "trades.csv")), "trades.csv row 7: trades too large"),
+        (
+            (*imp, _write(tmp_path, _edit(raw_lines, 7, {8: "1e30"}), "trades.csv")),
+            "trades.csv row 7: trades too large",
+        ),
         ((*imp, both, "--format", "csv", "--map", "Date=open_time"), "both.csv: conflicting column mapping"),
-        ((*imp, _write(tmp_path, _edit(raw_lines, 4, {0: "13569465600000"}), "y2400.csv")),
-         "y2400.csv row 4: open time outside the supported range"),
+        (
+            (*imp, _write(tmp_path, _edit(raw_lines, 4, {0: "13569465600000"}), "y2400.csv")),
+            "y2400.csv row 4: open time outside the supported range",
+        ),
         ((*imp, hourly), "hourly.parquet row 2: interval mismatch"),
-        (("data", "gaps", "BTCUSDT", "--interval", "1m", "--start", "0001-01-01"), "'0001-01-01' (--start/--end) is out of range"),
-        (("data", "gaps", "BTCUSDT", "--interval", "1m", "--end", "9999-12-31"), "'9999-12-31' (--start/--end) is out of range"),
+        (
+            ("data", "gaps", "BTCUSDT", "--interval", "1m", "--start", "0001-01-01"),
+            "'0001-01-01' (--start/--end) is out of range",
+        ),
+        (
+            ("data", "gaps", "BTCUSDT", "--interval", "1m", "--end", "9999-12-31"),
+            "'9999-12-31' (--start/--end) is out of range",
+        ),
     ]
     for argv, message in cases:
         code, out, err = run(*argv)
@@ -348,27 +393,41 @@ def test_the_gap_report_shows_the_outage_after_a_partial_bar(tmp_path, market_da
     assert report.rows == 22
     gaps = store.gaps("BTCUSDT", "1m", "2020-02-19 11:00", "2020-02-19 17:06")
     assert gaps[["gap_start", "gap_end"]].astype(str).values.tolist() == [
-        ["2020-02-19 11:08:00+00:00", "2020-02-19 16:59:00+00:00"]]
+        ["2020-02-19 11:08:00+00:00", "2020-02-19 16:59:00+00:00"]
+    ]
     assert gaps["missing_bars"].tolist() == [352]
 
 
-@pytest.mark.parametrize("case, edit, detail", [
-    # five-minute bars declared as one minute: longer, never accepted
-    ("5m bars", lambda l, r: _edit(l, r, {6: str(int(l[r - 1].split(",")[0]) + 300_000 - 1)}), r"bar spans 300s"),
-    # a short bar in the middle of trading (the next bar follows at once): not an outage
-    ("short, no gap", lambda l, r: _edit(l, r, {6: str(int(l[r - 1].split(",")[0]) + 32_286)}),
-     r"bar spans 32.287s, 1m is 60s; a shorter bar is accepted only as the last before an outage"),
-    # a short bar that opens off the minute grid, before a gap
-    ("short, off grid", lambda l, r: _edit(l, r, {0: str(int(l[r - 1].split(",")[0]) + 1000),
-                                                  6: str(int(l[r - 1].split(",")[0]) + 32_286)})[:r],
-     r"bar spans 31.287s"),
-    # a bar that closes before it opens
-    ("negative", lambda l, r: _edit(l, r, {6: str(int(l[r - 1].split(",")[0]) - 2_100_001)}), r"bar spans -2100s"),
-])
+@pytest.mark.parametrize(
+    "case, edit, detail",
+    [
+        # five-minute bars declared as one minute: longer, never accepted
+        ("5m bars", lambda l, r: _edit(l, r, {6: str(int(l[r - 1].split(",")[0]) + 300_000 - 1)}), r"bar spans 300s"),
+        # a short bar in the middle of trading (the next bar follows at once): not an outage
+        (
+            "short, no gap",
+            lambda l, r: _edit(l, r, {6: str(int(l[r - 1].split(",")[0]) + 32_286)}),
+            r"bar spans 32.287s, 1m is 60s; a shorter bar is accepted only as the last before an outage",
+        ),
+        # a short bar that opens off the minute grid, before a gap
+        (
+            "short, off grid",
+            lambda l, r: _edit(
+                l, r, {0: str(int(l[r - 1].split(",")[0]) + 1000), 6: str(int(l[r - 1].split(",")[0]) + 32_286)}
+            )[:r],
+            r"bar spans 31.287s",
+        ),
+        # a bar that closes before it opens
+        ("negative", lambda l, r: _edit(l, r, {6: str(int(l[r - 1].split(",")[0]) - 2_100_001)}), r"bar spans -2100s"),
+    ],
+)
 def test_only_a_truncated_last_bar_before_a_gap_is_accepted(tmp_path, raw_lines, case, edit, detail):
     path = _write(tmp_path, edit(raw_lines, 30))
-    with pytest.raises(CandleValidationError, match=rf"{DAY} row 30: mixed intervals: bar length differs from 1m "
-                                                     rf"\({detail}"):
+    with pytest.raises(
+        CandleValidationError,
+        match=rf"{DAY} row 30: mixed intervals: bar length differs from 1m "
+        rf"\({detail}",
+    ):
         read_files([path], "1m")
 
 
@@ -388,17 +447,26 @@ def test_every_bar_of_another_interval_is_still_refused(tmp_path, market_data):
 
 
 # ------------------------------------------------ timestamps written as floats (issue 20, 8)
-@pytest.mark.parametrize("col, value", [
-    (6, "1.58211e+12"), (6, "1709252999999.0"), (6, "1709252999999.5"), (0, "1.70925294e12"), (0, "1709252940000.0"),
-])
+@pytest.mark.parametrize(
+    "col, value",
+    [
+        (6, "1.58211e+12"),
+        (6, "1709252999999.0"),
+        (6, "1709252999999.5"),
+        (0, "1.70925294e12"),
+        (0, "1709252940000.0"),
+    ],
+)
 def test_a_timestamp_that_is_not_a_whole_number_is_refused_at_parse_time(tmp_path, raw_lines, col, value):
     name = "close time" if col == 6 else "open time"
     path = _write(tmp_path, _edit(raw_lines, 50, {col: value}))
     with pytest.raises(CandleValidationError) as info:
         read_files([path], "1m")
     message = str(info.value)
-    assert message == (f"{path} row 50: non-integer timestamp in {name} (got {value!r}, expected whole epoch "
-                       "milliseconds or microseconds, without a fraction or an exponent)")
+    assert message == (
+        f"{path} row 50: non-integer timestamp in {name} (got {value!r}, expected whole epoch "
+        "milliseconds or microseconds, without a fraction or an exponent)"
+    )
     assert "\n" not in message and "bar spans" not in message
 
 
@@ -408,6 +476,9 @@ def test_a_float_epoch_in_a_generic_csv_names_its_row(tmp_path, btc_1m):
     day.loc[4, "open_time"] = "1.70925144e+12"
     csv = tmp_path / "floats.csv"
     day.to_csv(csv, index=False)
-    with pytest.raises(CandleValidationError, match=r"floats.csv row 6: non-integer timestamp in open_time "
-                                                    r"\(got '1.70925144e\+12'"):
+    with pytest.raises(
+        CandleValidationError,
+        match=r"floats.csv row 6: non-integer timestamp in open_time "
+        r"\(got '1.70925144e\+12'",
+    ):
         read_files([csv], "1m", fmt="csv")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from coffee_ml import ensemble, reports
+from coffee_ml.backtest.folds import plan_folds
 from coffee_ml.data import load_sample
 from coffee_ml.features import build_dataset, feature_panel
-from coffee_ml.backtest.folds import plan_folds
 from coffee_ml.models import make_model
 from coffee_ml.models.base import contexts
 
@@ -82,8 +82,9 @@ def test_comparison_fits_members_once_and_combiners_learn_from_earlier_folds(can
     folds = plan_folds(n, int(n * 0.5), 1000, 48)
     calls, seen = [], []
     real_predict = DriftForecaster._predict_returns
-    monkeypatch.setattr(DriftForecaster, "_predict_returns", lambda self, X, lc: calls.append(len(X)) or
-                        real_predict(self, X, lc))
+    monkeypatch.setattr(
+        DriftForecaster, "_predict_returns", lambda self, X, lc: calls.append(len(X)) or real_predict(self, X, lc)
+    )
     real_fit = EnsembleForecaster._fit_strategy
 
     def spy(self, ds):
@@ -94,8 +95,9 @@ def test_comparison_fits_members_once_and_combiners_learn_from_earlier_folds(can
     monkeypatch.setattr(EnsembleForecaster, "_fit_strategy", spy)
     one = comparison.compare(panel, folds, MEMBERS, ["stacking"], member_params=PARAMS)
     member_calls = len(calls)
-    result = comparison.compare(panel, folds, MEMBERS, ["average", "weighted", "voting", "regime", "stacking"],
-                                member_params=PARAMS)
+    result = comparison.compare(
+        panel, folds, MEMBERS, ["average", "weighted", "voting", "regime", "stacking"], member_params=PARAMS
+    )
     # five strategies cost the members no more predictions than one: they share them
     assert len(calls) - member_calls == member_calls
     assert set(result.forecasts) == {*MEMBERS, "average", "weighted", "voting", "regime", "stacking"}
@@ -115,7 +117,7 @@ def test_saved_ensemble_loads_and_serves_identically(ds, fitted, candles, strate
     before, after = model.predict(ds, "test"), loaded.model.predict(ds, "test")
     np.testing.assert_array_equal(before.returns, after.returns)
     np.testing.assert_array_equal(before.confidence, after.confidence)
-    served = loaded.predict(candles.iloc[-loaded.history_bars:])
+    served = loaded.predict(candles.iloc[-loaded.history_bars :])
     assert served.returns.shape == (1, 24) and np.isfinite(served.returns).all()
     assert ref.model == f"ensemble_{strategy}"
 
@@ -151,15 +153,17 @@ def test_registered_versions_are_members_and_may_not_look_ahead(ds, candles, tmp
     early = build_dataset(load_sample().loc["2024-06-01":"2024-11-30"], "1h", window=48, horizon=24)
     gbm = make_model("gbm", n_estimators=20, n_jobs=1).fit(early)
     save_model(gbm, early, symbol="BTCUSDT")
-    model = make_model("ensemble", members=["registry:gbm@v0001", "hybrid"], strategy="stacking",
-                       symbol="BTCUSDT").fit(ds)
+    model = make_model("ensemble", members=["registry:gbm@v0001", "hybrid"], strategy="stacking", symbol="BTCUSDT").fit(
+        ds
+    )
     member = model.members_[0]
     rows = ds.splits["test"]
     own = early.scaler.transform(ds.features[early.feature_names])
     X = np.lib.stride_tricks.sliding_window_view(own, ds.window, axis=0)[rows - ds.window + 1].transpose(0, 2, 1)
     _, lc = contexts(ds, rows)
-    np.testing.assert_allclose(member._predict_returns(contexts(ds, rows)[0], lc), gbm._predict_returns(X, lc),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        member._predict_returns(contexts(ds, rows)[0], lc), gbm._predict_returns(X, lc), rtol=1e-9, atol=1e-12
+    )
     assert (model.oof_.seen < model.oof_.rows).all()
     # saved and loaded, the ensemble reloads its registered member from the registry
     save_model(model, ds, symbol="BTCUSDT", name="ensemble_registered")
@@ -169,7 +173,8 @@ def test_registered_versions_are_members_and_may_not_look_ahead(ds, candles, tmp
     # its training ended before this dataset's validation, but the stack's inner folds validate on
     # bars it was fitted on
     with pytest.raises(ValueError, match=r"was fitted on bars up to .* it would look ahead"):
-        make_model("ensemble", members=["registry:gbm@v0001", "hybrid"], strategy="stacking",
-                   symbol="BTCUSDT").fit(overlapping)
+        make_model("ensemble", members=["registry:gbm@v0001", "hybrid"], strategy="stacking", symbol="BTCUSDT").fit(
+            overlapping
+        )
     with pytest.raises(ValueError, match="give the ensemble's symbol"):
         make_model("ensemble", members=["registry:gbm", "hybrid"]).fit(ds)

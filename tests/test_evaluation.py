@@ -72,8 +72,11 @@ def test_pesaran_timmermann_matches_the_textbook_formula():
     n, p, px, py = len(x), np.mean(x == y), x.mean(), y.mean()
     ps = py * px + (1 - py) * (1 - px)
     vp = ps * (1 - ps) / n
-    vs = (2 * py - 1) ** 2 * px * (1 - px) / n + (2 * px - 1) ** 2 * py * (1 - py) / n \
+    vs = (
+        (2 * py - 1) ** 2 * px * (1 - px) / n
+        + (2 * px - 1) ** 2 * py * (1 - py) / n
         + 4 * py * px * (1 - py) * (1 - px) / n**2
+    )
     stat, pvalue = evaluation.pesaran_timmermann(x, y)
     assert stat == pytest.approx((p - ps) / np.sqrt(vp - vs))
     assert pvalue == pytest.approx(0.5 * math.erfc(stat / math.sqrt(2)))
@@ -101,8 +104,9 @@ def test_brier_skill_against_the_base_rate():
 
 def test_winkler_score_by_hand():
     # 80% interval [0, 1]: inside -> width; 0.5 below -> width + 2/0.2 * 0.5
-    np.testing.assert_allclose(winkler(np.array([0.5, -0.5, 1.25]), np.zeros(3), np.ones(3), 0.8),
-                               [1.0, 1.0 + 10 * 0.5, 1.0 + 10 * 0.25])
+    np.testing.assert_allclose(
+        winkler(np.array([0.5, -0.5, 1.25]), np.zeros(3), np.ones(3), 0.8), [1.0, 1.0 + 10 * 0.5, 1.0 + 10 * 0.25]
+    )
 
 
 def test_coverage_by_volatility_tercile():
@@ -114,8 +118,9 @@ def test_coverage_by_volatility_tercile():
     actual[200:] = 0.05  # the calm two thirds inside, the turbulent third outside
     f = make_forecast(np.zeros((n, 1)), actual, scale=scale, half=0.02)
     s = evaluation.score(f, ["coverage_80", "coverage_80_lowvol", "coverage_80_midvol", "coverage_80_highvol"])
-    assert s == pytest.approx({"coverage_80": 2 / 3, "coverage_80_lowvol": 1.0, "coverage_80_midvol": 1.0,
-                               "coverage_80_highvol": 0.0})
+    assert s == pytest.approx(
+        {"coverage_80": 2 / 3, "coverage_80_lowvol": 1.0, "coverage_80_midvol": 1.0, "coverage_80_highvol": 0.0}
+    )
     table = evaluation.coverage_by_tercile({"m": f})
     assert table.loc[("m", "adaptive"), "80% highvol"] == 0.0 and table.loc[("m", "constant"), "80% pooled"] == 2 / 3
 
@@ -149,11 +154,14 @@ def test_unrealised_forecasts_cannot_be_scored():
         evaluation.score(replace(f, actual=None), ["mae"])
 
 
-@pytest.mark.parametrize("share, verdict_start, worse", [
-    (0.5, "beats naive: yes at p<0.05", False),   # predicts half of every move: half the naive error
-    (0.0, "beats naive: no at p<0.05", False),    # a hair off naive: no significant difference
-    (-1.0, "beats naive: no at p<0.05", True),    # predicts the opposite move: significantly worse
-])
+@pytest.mark.parametrize(
+    "share, verdict_start, worse",
+    [
+        (0.5, "beats naive: yes at p<0.05", False),  # predicts half of every move: half the naive error
+        (0.0, "beats naive: no at p<0.05", False),  # a hair off naive: no significant difference
+        (-1.0, "beats naive: no at p<0.05", True),  # predicts the opposite move: significantly worse
+    ],
+)
 def test_verdict_agrees_with_the_diebold_mariano_test(share, verdict_start, worse):
     rng = np.random.default_rng(5)
     actual = rng.normal(scale=0.01, size=(500, 1))

@@ -15,14 +15,38 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from coffee_ml.data.sample import load_sample
 from coffee_ml.features import (
-    FEATURES, GROUPS, CandleInputError, compute_features, select_features,
+    FEATURES,
+    GROUPS,
+    CandleInputError,
+    compute_features,
+    select_features,
 )
 
 REQUIRED = {
     "price": ["ret_1", "logret_1", "logret_6", "price_change", "mom_10", "mom_20", "roc_10"],
-    "trend": ["rsi_14", "macd_line", "macd_signal", "macd_hist", "bb_upper_dist", "bb_lower_dist", "bb_width",
-              "bb_pctb", "stoch_k", "stoch_d", "willr_14", "cci_20", "adx_14", "plus_di_14", "minus_di_14",
-              "sma_10_ratio", "sma_20_ratio", "sma_50_ratio", "ema_10_ratio", "ema_20_ratio", "ema_50_ratio"],
+    "trend": [
+        "rsi_14",
+        "macd_line",
+        "macd_signal",
+        "macd_hist",
+        "bb_upper_dist",
+        "bb_lower_dist",
+        "bb_width",
+        "bb_pctb",
+        "stoch_k",
+        "stoch_d",
+        "willr_14",
+        "cci_20",
+        "adx_14",
+        "plus_di_14",
+        "minus_di_14",
+        "sma_10_ratio",
+        "sma_20_ratio",
+        "sma_50_ratio",
+        "ema_10_ratio",
+        "ema_20_ratio",
+        "ema_50_ratio",
+    ],
     "volatility": ["atr_14", "atr_14_rel", "hv_20", "hv_60", "parkinson_20", "garman_klass_20"],
     "volume": ["obv_chg_20", "mfi_14", "vol_sma_ratio_20", "vol_ema_ratio_20", "vol_mom_10", "vol_zscore_20"],
     "orderflow": ["taker_buy_ratio", "taker_buy_ratio_z_20", "trades_z_20"],
@@ -55,7 +79,13 @@ def test_selection_by_name_and_group() -> None:
     assert "atr_14" not in default and "atr_14_rel" in default  # price-level ATR never by default
     assert FEATURES.select(groups=["calendar"]) == ["hour_sin", "hour_cos", "dow_sin", "dow_cos"]
     assert FEATURES.select(features=["rsi_14", "atr_14"], groups=["calendar"]) == [
-        "rsi_14", "atr_14", "hour_sin", "hour_cos", "dow_sin", "dow_cos"]
+        "rsi_14",
+        "atr_14",
+        "hour_sin",
+        "hour_cos",
+        "dow_sin",
+        "dow_cos",
+    ]
     with pytest.raises(KeyError, match="unknown feature 'rsi_99'"):
         FEATURES.select(features=["rsi_99"])
     with pytest.raises(ValueError, match="unknown feature group"):
@@ -72,8 +102,9 @@ def test_declared_lookback_matches_leading_nans_and_values_are_finite(features: 
     assert np.isfinite(after).all()
 
 
-def test_scale_free_features_do_not_change_when_prices_are_rescaled(candles: pd.DataFrame,
-                                                                     features: pd.DataFrame) -> None:
+def test_scale_free_features_do_not_change_when_prices_are_rescaled(
+    candles: pd.DataFrame, features: pd.DataFrame
+) -> None:
     scaled = candles.copy()
     scaled[["open", "high", "low", "close"]] *= 1000.0
     rescaled = compute_features(scaled, features=FEATURES.names())
@@ -94,8 +125,9 @@ def test_order_flow_skipped_without_taker_columns(candles: pd.DataFrame) -> None
 
 def test_real_ethusdc_without_taker_columns(market_data: Path) -> None:
     raw = pd.read_parquet(market_data / "ETHUSDC-1h-first500.parquet")
-    eth = raw.assign(open_time=raw["open_time"].astype("datetime64[ms, UTC]"),
-                     trades=raw["trades"].astype("float64")).set_index("open_time")
+    eth = raw.assign(
+        open_time=raw["open_time"].astype("datetime64[ms, UTC]"), trades=raw["trades"].astype("float64")
+    ).set_index("open_time")
     out = compute_features(eth)
     assert "trades_z_20" in out and "taker_buy_ratio" not in out
     assert np.isfinite(out.iloc[60:].to_numpy()).all()
@@ -126,6 +158,7 @@ def test_calendar_features_on_known_times() -> None:
 
 
 # ------------------------------------------------------------------ independent formulas
+
 
 def wilder(x: pd.Series, n: int) -> pd.Series:
     """Wilder's smoothing (an EMA with alpha = 1/n)."""
@@ -159,7 +192,7 @@ def ref_cci(c: pd.DataFrame, n: int = 20) -> pd.Series:
     mean = windows.mean(axis=1)
     mad = np.abs(windows - mean[:, None]).mean(axis=1)
     out = np.full(len(tp), np.nan)
-    out[n - 1:] = (tp[n - 1:] - mean) / (0.015 * mad)
+    out[n - 1 :] = (tp[n - 1 :] - mean) / (0.015 * mad)
     return pd.Series(out, index=c.index)
 
 
@@ -177,8 +210,9 @@ def test_indicators_match_independent_formulas_after_warmup(candles: pd.DataFram
         **ref_adx(candles),
     }
     for name, ref in expected.items():
-        np.testing.assert_allclose(features[name].to_numpy()[settled], ref.to_numpy()[settled],
-                                   rtol=1e-6, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(
+            features[name].to_numpy()[settled], ref.to_numpy()[settled], rtol=1e-6, atol=1e-9, err_msg=name
+        )
 
 
 def test_volatility_features_match_definitions(candles: pd.DataFrame, features: pd.DataFrame) -> None:
@@ -194,5 +228,6 @@ def test_volatility_features_match_definitions(candles: pd.DataFrame, features: 
         / candles["volume"].rolling(20).std(ddof=0),
     }
     for name, ref in expected.items():
-        np.testing.assert_allclose(features[name].to_numpy()[100:], ref.to_numpy()[100:], rtol=1e-6, atol=1e-10,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            features[name].to_numpy()[100:], ref.to_numpy()[100:], rtol=1e-6, atol=1e-10, err_msg=name
+        )

@@ -56,12 +56,15 @@ def test_spec_defaults_are_quickstart_sized_and_params_are_checked():
         make_model("gbm").predict(None)
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"lags": 30}, r"gbm lags must be in \[0, window - 1 = 23\], got 30"),
-    ({"spans": (3, 24)}, r"gbm spans must be in \[1, window - 1 = 23\], got \[24\]"),
-    ({"objective": "quantile"}, "gbm objective must be one of l1, l2, got 'quantile'"),
-    ({"window": 40}, "gbm needs windows of 40 bars; the dataset has 30"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"lags": 30}, r"gbm lags must be in \[0, window - 1 = 23\], got 30"),
+        ({"spans": (3, 24)}, r"gbm spans must be in \[1, window - 1 = 23\], got \[24\]"),
+        ({"objective": "quantile"}, "gbm objective must be one of l1, l2, got 'quantile'"),
+        ({"window": 40}, "gbm needs windows of 40 bars; the dataset has 30"),
+    ],
+)
 def test_bad_values_fail_before_training(ds, params, message):
     with pytest.raises(ValueError, match=message):
         make_model("gbm", **params).fit(ds)
@@ -80,7 +83,7 @@ def test_predicts_a_calibrated_forecast(ds, model):
     some = rows[::7]
     np.testing.assert_array_equal(model.predict(ds, rows=some).returns, f.returns[::7])
     # inputs: last bar's features, `lags` one-bar returns, one return per span, the window's std
-    assert model.input_names_[:ds.X.shape[1]] == ds.feature_names
+    assert model.input_names_[: ds.X.shape[1]] == ds.feature_names
     assert len(model.input_names_) == ds.X.shape[1] + model.lags + len(model.spans) + 1
     assert len(model.boosters_) == H and model.best_iteration_.shape == (H,)
     # fitting and calibration gather inputs without whole feature windows: the same values as the
@@ -101,6 +104,7 @@ def test_early_stopping_stops_and_keeps_the_best_rounds(ds, model):
 def test_fitted_on_train_stopped_on_val_never_test(ds, model):
     """Poisoned test targets change nothing; poisoned val targets change the stopping point (so
     val is what early stopping reads); poisoned train targets change the trees."""
+
     def poisoned(split: str):
         y = ds.targets.copy()
         y.iloc[ds.splits[split]] = np.random.default_rng(0).normal(0, 0.5, (len(ds.splits[split]), H))
@@ -140,8 +144,9 @@ def test_fit_reads_nothing_after_the_validation_targets(candles, ds, model):
     """Scramble every candle after the last bar a validation target reaches (so only test bars
     change) and refit: the same trees, calibration and validation forecasts."""
     last_val_bar = int(ds.splits["val"][-1]) + H
-    again = build_dataset(scramble_after(candles, ds.features.index[last_val_bar]), "1h", groups=GROUPS, window=30,
-                          horizon=H)
+    again = build_dataset(
+        scramble_after(candles, ds.features.index[last_val_bar]), "1h", groups=GROUPS, window=30, horizon=H
+    )
     for split in ("train", "val"):
         np.testing.assert_array_equal(again.splits[split], ds.splits[split])
     test_rows = ds.splits["test"]
@@ -167,10 +172,11 @@ def test_registry_round_trip_is_identical_and_pickle_free(candles, ds, model, tm
     texts = meta["state"]["boosters"]
     assert len(texts) == H and all(t.startswith("tree\nversion=") for t in texts)
     inputs = model._inputs_at(ds, ds.splits["test"])
-    np.testing.assert_array_equal(lgb.Booster(model_str=texts[0]).predict(inputs),
-                                  model.predict(ds, "test").returns[:, 0])
+    np.testing.assert_array_equal(
+        lgb.Booster(model_str=texts[0]).predict(inputs), model.predict(ds, "test").returns[:, 0]
+    )
     # serving from raw candles agrees with the dataset path at the same origin
-    latest = loaded.predict(candles.iloc[-loaded.history_bars:])
+    latest = loaded.predict(candles.iloc[-loaded.history_bars :])
     same = model.predict(ds, rows=[len(ds.features) - 1])
     assert latest.origins.equals(same.origins) and latest.n == 1 and latest.horizon == H
     np.testing.assert_allclose(latest.returns, same.returns, rtol=1e-9, atol=1e-12)

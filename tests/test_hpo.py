@@ -21,28 +21,35 @@ from coffee_ml import hpo, registry
 from coffee_ml.cli import main
 
 RANGE = {"start": "2025-05-01", "end": "2025-12-01"}
-CHEAP = {"model": "gbm", "model_params": {"n_estimators": 20, "early_stopping_rounds": 5, "n_jobs": 1},
-         "space": {"num_leaves": [4, 8], "learning_rate": [0.05, 0.2]}, **RANGE}
+CHEAP = {
+    "model": "gbm",
+    "model_params": {"n_estimators": 20, "early_stopping_rounds": 5, "n_jobs": 1},
+    "space": {"num_leaves": [4, 8], "learning_rate": [0.05, 0.2]},
+    **RANGE,
+}
 
 
 def _config(**kw) -> hpo.HPOConfig:
     return hpo.HPOConfig(**(CHEAP | kw))
 
 
-@pytest.mark.parametrize(("kw", "message"), [
-    ({"space": {}}, "space for model 'gbm' is empty"),
-    ({"space": {"hidden": [32]}}, "model 'gbm' has no parameter 'hidden'"),
-    ({"space": {"num_leaves": []}}, "space.num_leaves is empty"),
-    ({"model": "lstm", "model_params": {}, "space": {"hidden": [32, 0]}}, "space.hidden: model 'lstm' rejects 0"),
-    ({"model": "lstm", "model_params": {}, "space": {"dropout": [0.1, 1.5]}}, "rejects 1.5: dropout must be in"),
-    ({"model": "lstm", "model_params": {}, "space": {"lr": {"low": -1, "high": 0.1}}}, "rejects -1"),
-    ({"trials": 0}, "trials must be a whole number >= 1"),
-    ({"method": "grid", "space": {"learning_rate": {"low": 0.01, "high": 0.1}}}, "grid search needs a list"),
-    ({"metric": "origins"}, "descriptive and cannot be optimised"),
-    ({"metric": "accuracy"}, "unknown scorer 'accuracy'"),
-    ({"method": "bayes"}, "method must be one of grid, random, optuna"),
-    ({"model_params": {"num_leaves": 4}}, "num_leaves both searched"),
-])
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"space": {}}, "space for model 'gbm' is empty"),
+        ({"space": {"hidden": [32]}}, "model 'gbm' has no parameter 'hidden'"),
+        ({"space": {"num_leaves": []}}, "space.num_leaves is empty"),
+        ({"model": "lstm", "model_params": {}, "space": {"hidden": [32, 0]}}, "space.hidden: model 'lstm' rejects 0"),
+        ({"model": "lstm", "model_params": {}, "space": {"dropout": [0.1, 1.5]}}, "rejects 1.5: dropout must be in"),
+        ({"model": "lstm", "model_params": {}, "space": {"lr": {"low": -1, "high": 0.1}}}, "rejects -1"),
+        ({"trials": 0}, "trials must be a whole number >= 1"),
+        ({"method": "grid", "space": {"learning_rate": {"low": 0.01, "high": 0.1}}}, "grid search needs a list"),
+        ({"metric": "origins"}, "descriptive and cannot be optimised"),
+        ({"metric": "accuracy"}, "unknown scorer 'accuracy'"),
+        ({"method": "bayes"}, "method must be one of grid, random, optuna"),
+        ({"model_params": {"num_leaves": 4}}, "num_leaves both searched"),
+    ],
+)
 def test_bad_search_fails_before_anything_runs(kw, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         _config(**kw)
@@ -65,8 +72,9 @@ def test_grid_is_exhaustive_tests_once_and_saves_the_best(tmp_path, monkeypatch)
     result = hpo.search(_config(method="grid", trials=100), progress=False)
     trials = result.trials
     assert len(trials) == 4 and (trials["state"] == "COMPLETE").all()
-    assert [line.split(" complete")[0] for line in lines.read_text().splitlines()] == \
-        [f"hpo trial {n}/4" for n in (1, 2, 3, 4)]
+    assert [line.split(" complete")[0] for line in lines.read_text().splitlines()] == [
+        f"hpo trial {n}/4" for n in (1, 2, 3, 4)
+    ]
     assert {(r.num_leaves, r.learning_rate) for r in trials.itertuples()} == {(4, 0.05), (4, 0.2), (8, 0.05), (8, 0.2)}
     assert result.best_value == trials["mae"].min()
     best = trials.loc[trials["mae"].idxmin()]
@@ -80,9 +88,14 @@ def test_grid_is_exhaustive_tests_once_and_saves_the_best(tmp_path, monkeypatch)
 
 
 def test_the_model_type_is_searched_with_its_own_parameters():
-    config = hpo.HPOConfig(model="gbm", method="grid", trials=10, **RANGE,
-                           space={"model": ["drift", "gbm"], "num_leaves": [4, 8]},
-                           model_params={"n_estimators": 20, "n_jobs": 1})
+    config = hpo.HPOConfig(
+        model="gbm",
+        method="grid",
+        trials=10,
+        **RANGE,
+        space={"model": ["drift", "gbm"], "num_leaves": [4, 8]},
+        model_params={"n_estimators": 20, "n_jobs": 1},
+    )
     result = hpo.search(config, progress=False)
     assert len(result.trials) == 4 and set(result.trials["model"]) == {"drift", "gbm"}
     # drift has no num_leaves: its two grid points are the same model, and score the same
@@ -132,19 +145,25 @@ def _running_trials(storage: str, db: Path, study: str) -> list[tuple[int, str |
                     "SELECT t.number, (SELECT a.value_json FROM trial_system_attributes a WHERE a.trial_id = t.trial_id"
                     " AND a.key = 'worker') FROM trials t JOIN studies s ON s.study_id = t.study_id"
                     " WHERE s.study_name = ? AND t.state = 'RUNNING' AND EXISTS"
-                    " (SELECT 1 FROM trial_intermediate_values v WHERE v.trial_id = t.trial_id)", (study,)).fetchall()
+                    " (SELECT 1 FROM trial_intermediate_values v WHERE v.trial_id = t.trial_id)",
+                    (study,),
+                ).fetchall()
         except sqlite3.OperationalError:  # the tables are not there yet
             return []
         return [(n, json.loads(w) if w else None) for n, w in rows]
     from optuna.storages.journal import JournalFileBackend
 
     try:
-        trials = optuna.load_study(study_name=study,
-                                   storage=optuna.storages.JournalStorage(JournalFileBackend(str(db)))).trials
+        trials = optuna.load_study(
+            study_name=study, storage=optuna.storages.JournalStorage(JournalFileBackend(str(db)))
+        ).trials
     except KeyError:  # no such study yet
         return []
-    return [(t.number, t.system_attrs.get("worker")) for t in trials
-            if t.state == TrialState.RUNNING and t.intermediate_values]
+    return [
+        (t.number, t.system_attrs.get("worker"))
+        for t in trials
+        if t.state == TrialState.RUNNING and t.intermediate_values
+    ]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -161,7 +180,7 @@ def test_killed_search_resumes_and_reruns_the_interrupted_trial(workers, tmp_pat
     # every trial trains all its epochs (patience = epochs), so the one seen training is still
     # training when the kill lands (model_params is no parameter of the notebook: fixed in the space)
     params.write_text(f"""name: hpo-kill
-parameters: {{symbol: BTCUSDT, interval: 1h, start: "{RANGE['start']}", end: "{RANGE['end']}"}}
+parameters: {{symbol: BTCUSDT, interval: 1h, start: "{RANGE["start"]}", end: "{RANGE["end"]}"}}
 notebooks:
   - notebook: 05_hpo.ipynb
     parameters: {{model: lstm_fast, method: grid, trials: 3, save: false, storage: {storage},
@@ -190,8 +209,11 @@ notebooks:
     _, err = proc.communicate(timeout=600)
     if workers > 1:  # the parent waits for the other worker, then fails naming the killed one
         assert proc.returncode == 1 and "killed by signal 9" in err.decode(), err.decode()[-2000:]
-    journal = (optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(db)))
-               if storage == "journal" else f"sqlite:///{db}")
+    journal = (
+        optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(db)))
+        if storage == "journal"
+        else f"sqlite:///{db}"
+    )
     left = optuna.load_study(study_name=name, storage=journal).get_trials(states=(TrialState.RUNNING,))
     assert [t.number for t in left] == [number]  # the killed trial, and only it, is left "running"
     interrupted = left[0]
@@ -228,8 +250,7 @@ def test_workers_explore_different_streams(method, workers):
     every trial is a new point. Random draws depend on (seed, trial number) only, so trial n has
     the same parameters whether 1 or N processes run the study."""
     trials = 2 * workers
-    result = hpo.run_workers(_config(method=method, trials=trials, storage="journal", space=WIDE, save=False),
-                             workers)
+    result = hpo.run_workers(_config(method=method, trials=trials, storage="journal", space=WIDE, save=False), workers)
     study = result.study
     assert len(study.trials) == trials and all(t.state == TrialState.COMPLETE for t in study.trials)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == trials
@@ -287,10 +308,25 @@ def postgres():
         shutil.chown(data, "nobody")
         as_user = ["runuser", "-u", "nobody", "--"]
     port = _free_port()
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "hpo", "--auth=trust"], check=True,
-                   capture_output=True)
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-w", "-t", "600", "-l", str(data / "log"), "-o",
-                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "hpo", "--auth=trust"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-w",
+            "-t",
+            "600",
+            "-l",
+            str(data / "log"),
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://hpo@127.0.0.1:{port}/postgres"
     finally:
@@ -315,10 +351,18 @@ def test_storage_never_takes_credentials_from_parameters(monkeypatch):
         hpo.run_workers(_config(storage="sqlite"), 2)
 
 
-@pytest.mark.parametrize("storage", [
-    "sqlite:////elsewhere/x.db", "sqlite:///x.db", "SQLite+pysqlite:///relative.db", "/elsewhere/x.db",
-    "x.journal", "../outside/study.db", "duckdb:///elsewhere.duckdb",
-])
+@pytest.mark.parametrize(
+    "storage",
+    [
+        "sqlite:////elsewhere/x.db",
+        "sqlite:///x.db",
+        "SQLite+pysqlite:///relative.db",
+        "/elsewhere/x.db",
+        "x.journal",
+        "../outside/study.db",
+        "duckdb:///elsewhere.duckdb",
+    ],
+)
 def test_file_storages_live_under_the_outputs_folder(storage, tmp_path, monkeypatch):
     """A file storage named in the parameters would be written outside outputs/: refused in one
     line, before anything is written; a URL from the environment (storage: env) is the operator's."""
@@ -365,8 +409,7 @@ def test_neural_trials_are_pruned_by_their_learning_curve(monkeypatch):
     from coffee_ml.hpo import study as search_module
 
     monkeypatch.setattr(search_module, "_pruner", lambda config: _PruneAtOnce())
-    config = hpo.HPOConfig(model="lstm_fast", space={"hidden": [8]}, model_params={"max_epochs": 5}, trials=1,
-                           **RANGE)
+    config = hpo.HPOConfig(model="lstm_fast", space={"hidden": [8]}, model_params={"max_epochs": 5}, trials=1, **RANGE)
     study = hpo.optimize(config, progress=False)
     trial = study.trials[0]
     assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [1]  # stopped after epoch 1
@@ -381,7 +424,7 @@ def test_walk_forward_validation_reports_each_fold():
 def test_cli_runs_a_params_file_and_reports_in_one_line_on_error(capsys, tmp_path):
     params = tmp_path / "hpo.yaml"
     params.write_text(f"""name: hpo-test
-parameters: {{symbol: BTCUSDT, interval: 1h, start: "{RANGE['start']}", end: "{RANGE['end']}"}}
+parameters: {{symbol: BTCUSDT, interval: 1h, start: "{RANGE["start"]}", end: "{RANGE["end"]}"}}
 notebooks:
   - notebook: 05_hpo.ipynb
     parameters: {{model: gbm, method: random, trials: 2,
@@ -389,11 +432,17 @@ notebooks:
 """)
     assert main(["hpo", str(params), "-p", "trials=1"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert out.startswith("BTCUSDT 1h gbm · random search on mae: best num_leaves=") and "saved as BTCUSDT/1h/gbm/v" in out
+    assert (
+        out.startswith("BTCUSDT 1h gbm · random search on mae: best num_leaves=") and "saved as BTCUSDT/1h/gbm/v" in out
+    )
     # -p trials=1 overrides the file's 2 (this used to be checked by a wall-clock bound, which a
     # loaded machine broke: the count in the study is the fact)
     db = Path(os.environ["COFFEE_ML_OUTPUTS"]) / "hpo" / "BTCUSDT-1h-gbm-random-mae.db"
     assert len(optuna.load_study(study_name=db.stem, storage=f"sqlite:///{db}").trials) == 1
     assert main(["hpo", str(params), "-p", "space={hidden: [32]}"]) == 1
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith("coffee-ml: error: ") and "space: model 'gbm' has no parameter 'hidden'; valid: " in err
+    assert (
+        "\n" not in err
+        and err.startswith("coffee-ml: error: ")
+        and "space: model 'gbm' has no parameter 'hidden'; valid: " in err
+    )

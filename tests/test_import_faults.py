@@ -77,8 +77,13 @@ CHILD = textwrap.dedent("""
 
 
 def _kill_import(backend: str, point: str, sig: str = "SIGKILL", symbol: str = "KILL") -> None:
-    proc = subprocess.run([sys.executable, "-c", CHILD, backend, point, sig, symbol], capture_output=True,
-                          text=True, timeout=180, env=os.environ | {"PYTHONPATH": str(ROOT / "lib")})
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, backend, point, sig, symbol],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=os.environ | {"PYTHONPATH": str(ROOT / "lib")},
+    )
     assert proc.returncode == -getattr(signal, sig), (proc.returncode, proc.stdout, proc.stderr[-2000:])
 
 
@@ -105,13 +110,16 @@ def _check_kill_rows(store, visible: int) -> None:
         assert len(killed) == 1000 and np.array_equal(killed["close"].to_numpy(), 2 * sample["close"].iloc[:1000])
 
 
-@pytest.mark.parametrize(("point", "sig", "visible"), [
-    ("mid-insert", "SIGKILL", 0),
-    ("before-attach", "SIGKILL", 0),
-    ("before-attach", "SIGTERM", 0),
-    ("after-attach", "SIGKILL", N),
-    ("before-log", "SIGKILL", N),
-])
+@pytest.mark.parametrize(
+    ("point", "sig", "visible"),
+    [
+        ("mid-insert", "SIGKILL", 0),
+        ("before-attach", "SIGKILL", 0),
+        ("before-attach", "SIGTERM", 0),
+        ("after-attach", "SIGKILL", N),
+        ("before-log", "SIGKILL", N),
+    ],
+)
 def test_killed_import_is_all_or_nothing_on_the_embedded_store(point, sig, visible):
     store = open_store("embedded", load_sample=False)
     kept = _keep(store)
@@ -181,9 +189,12 @@ def test_killed_cli_import_leaves_no_rows_and_no_staging_files(tmp_path):
     big.to_parquet(path)
     store_path = Path(os.environ["COFFEE_ML_STORE"])
     open_store("embedded", load_sample=False)
-    proc = subprocess.Popen([sys.executable, "-m", "coffee_ml.cli", "import", str(path), "--symbol", "KILL",
-                             "--interval", "1h"], env=os.environ | {"PYTHONPATH": str(ROOT / "lib")},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coffee_ml.cli", "import", str(path), "--symbol", "KILL", "--interval", "1h"],
+        env=os.environ | {"PYTHONPATH": str(ROOT / "lib")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not _staging_dirs(store_path) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -204,17 +215,21 @@ def test_store_made_before_atomic_imports_is_repartitioned_whole():
     old_ddl = store_module._DDL.replace("PARTITION BY (symbol, interval)", "PARTITION BY (interval, toYear(open_time))")
     backend.command(old_ddl.format(table="coffee_ml.candles"))
     rows = load_sample().reset_index().astype({"trades": "UInt64"})
-    backend.insert_df("coffee_ml.candles", rows.assign(symbol="ETHUSDC", interval="1h")[["symbol", "interval",
-                                                                                          *rows.columns]])
+    backend.insert_df(
+        "coffee_ml.candles", rows.assign(symbol="ETHUSDC", interval="1h")[["symbol", "interval", *rows.columns]]
+    )
     store = open_store("embedded")
-    assert store.backend.query_df("SELECT partition_key AS k FROM system.tables WHERE name = 'candles' AND "
-                                  "database = 'coffee_ml'")["k"].tolist() == ["(symbol, interval)"]
+    assert store.backend.query_df(
+        "SELECT partition_key AS k FROM system.tables WHERE name = 'candles' AND database = 'coffee_ml'"
+    )["k"].tolist() == ["(symbol, interval)"]
     assert store.list_symbols()[["symbol", "rows"]].values.tolist() == [["BTCUSDT", N], ["ETHUSDC", N]]
 
 
 def _part_file(store) -> Path:
-    path = store.backend.query_df("SELECT path FROM system.parts WHERE database = 'coffee_ml' AND "
-                                  "table = 'candles' AND active AND partition LIKE '%BTCUSDT%'")["path"].iloc[0]
+    path = store.backend.query_df(
+        "SELECT path FROM system.parts WHERE database = 'coffee_ml' AND "
+        "table = 'candles' AND active AND partition LIKE '%BTCUSDT%'"
+    )["path"].iloc[0]
     return Path(path) / "data.bin"
 
 
@@ -261,7 +276,9 @@ def test_import_log_records_each_completed_import(market_data):
     raw = sorted((market_data / "binance-raw" / "2024-03").glob("*.csv"))
     store.import_files(raw, "BTCUSDT", "1m")
     log = store.import_log()
-    assert log[["symbol", "interval", "rows", "added"]].values.tolist() == [["BTCUSDT", "1m", 2880, 2880],
-                                                                            ["BTCUSDT", "1h", N, N]]
+    assert log[["symbol", "interval", "rows", "added"]].values.tolist() == [
+        ["BTCUSDT", "1m", 2880, 2880],
+        ["BTCUSDT", "1h", N, N],
+    ]
     assert log["source"].iloc[0] == ", ".join(map(str, raw)) and log["files"].iloc[0] == 2
     assert np.all(log["imported_at"].diff().dropna() <= pd.Timedelta(0))

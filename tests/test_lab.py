@@ -28,9 +28,14 @@ def _free_port() -> int:
 def test_make_lab_serves_the_project_kernel_with_lab_args(tmp_path):
     port, token = _free_port(), "t0k3n"
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
-    lab = subprocess.Popen(["make", "-s", "lab", f"LAB_ARGS=--no-browser --ip 127.0.0.1 --port {port} "
-                            f"--IdentityProvider.token={token}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, start_new_session=True)
+    lab = subprocess.Popen(
+        ["make", "-s", "lab", f"LAB_ARGS=--no-browser --ip 127.0.0.1 --port {port} --IdentityProvider.token={token}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline, answer = time.monotonic() + 120, None  # generous: a loaded machine starts Jupyter slowly
         while answer is None and time.monotonic() < deadline and lab.poll() is None:

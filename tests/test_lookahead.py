@@ -28,16 +28,17 @@ def candles() -> pd.DataFrame:
     return load_sample().iloc[3000:6000]  # contains two gaps (rows 353 and 1189 of the slice)
 
 
-def truncation_mismatches(compute: Callable[[pd.DataFrame], pd.DataFrame], candles: pd.DataFrame,
-                          cuts: tuple[int, ...]) -> dict[str, list[int]]:
+def truncation_mismatches(
+    compute: Callable[[pd.DataFrame], pd.DataFrame], candles: pd.DataFrame, cuts: tuple[int, ...]
+) -> dict[str, list[int]]:
     """Columns (and cut rows) where values up to bar t differ between a computation on
     candles[:t+1] and one on all candles."""
     full = compute(candles)
     bad: dict[str, list[int]] = {}
     for t in cuts:
-        part = compute(candles.iloc[:t + 1])
+        part = compute(candles.iloc[: t + 1])
         for name in full.columns:
-            a, b = full[name].to_numpy()[:t + 1], part[name].to_numpy()
+            a, b = full[name].to_numpy()[: t + 1], part[name].to_numpy()
             if not np.allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True):
                 bad.setdefault(name, []).append(t)
     return bad
@@ -64,7 +65,7 @@ def test_target_reads_only_the_next_h_bars(candles: pd.DataFrame) -> None:
     base = forward_log_returns(close, h, "1h").iloc[t].to_numpy()
     assert np.isfinite(base).all()
     after = close.copy()
-    after.iloc[t + h + 1:] *= 3.0  # beyond the horizon: target at t must not move
+    after.iloc[t + h + 1 :] *= 3.0  # beyond the horizon: target at t must not move
     np.testing.assert_array_equal(forward_log_returns(after, h, "1h").iloc[t].to_numpy(), base)
     before = close.copy()
     before.iloc[:t] *= 3.0  # the past: target at t must not move either
@@ -90,8 +91,13 @@ def test_scaler_never_sees_validation_or_test_rows(candles: pd.DataFrame, clean)
     poisoned.iloc[first_val_row:, poisoned.columns.get_loc("volume")] *= 1e6
     dirty = build_dataset(poisoned, "1h", window=30, horizon=5)
 
-    assert (np.abs(dirty.features.iloc[first_val_row - clean.report.warmup_rows:].to_numpy()
-                   - clean.features.iloc[first_val_row - clean.report.warmup_rows:].to_numpy()) > 1).any()
+    assert (
+        np.abs(
+            dirty.features.iloc[first_val_row - clean.report.warmup_rows :].to_numpy()
+            - clean.features.iloc[first_val_row - clean.report.warmup_rows :].to_numpy()
+        )
+        > 1
+    ).any()
     np.testing.assert_array_equal(dirty.scaler.center_, clean.scaler.center_)
     np.testing.assert_array_equal(dirty.scaler.scale_, clean.scaler.scale_)
     everything = type(dirty.scaler)(dirty.scaler.method).fit(dirty.features)
@@ -106,8 +112,10 @@ def bars_read_by_loader(ds, split: str) -> tuple[np.ndarray, np.ndarray]:
     n, n_feat = ds.X.shape
     rows = np.arange(n, dtype=np.float64)
     marked = dataclasses.replace(
-        ds, X=np.ascontiguousarray(np.repeat(rows[:, None], n_feat, axis=1)),
-        targets=pd.DataFrame(rows[:, None] + np.arange(1, ds.horizon + 1), index=ds.targets.index))
+        ds,
+        X=np.ascontiguousarray(np.repeat(rows[:, None], n_feat, axis=1)),
+        targets=pd.DataFrame(rows[:, None] + np.arange(1, ds.horizon + 1), index=ds.targets.index),
+    )
     batches = list(marked.loader(split, batch_size=512))
     x = torch.cat([b[0] for b in batches]).numpy().astype(np.int64)
     y = torch.cat([b[1] for b in batches]).numpy().astype(np.int64)
@@ -125,7 +133,7 @@ def test_no_sample_reads_a_bar_of_a_later_split(candles: pd.DataFrame, clean, em
     ds = clean if embargo is None else build_dataset(candles, "1h", window=L, horizon=H, embargo=embargo)
     gap = max(L, H) if embargo is None else embargo
     times = ds.features.index
-    assert times.equals(candles.index[len(candles) - len(times):])
+    assert times.equals(candles.index[len(candles) - len(times) :])
     seconds = times.as_unit("s").asi8
     read = {}
     for split in ("train", "val", "test"):

@@ -12,7 +12,15 @@ from torch import nn
 from coffee_ml.data import load_sample
 from coffee_ml.estimator import NotFittedError
 from coffee_ml.features import build_dataset
-from coffee_ml.models import SPECS, Calibration, DriftForecaster, HybridForecaster, NaiveForecaster, get_spec, make_model
+from coffee_ml.models import (
+    SPECS,
+    Calibration,
+    DriftForecaster,
+    HybridForecaster,
+    NaiveForecaster,
+    get_spec,
+    make_model,
+)
 from forecasts import scramble_after
 
 TINY = {"window": 30, "hidden": 8, "layers": 1, "max_epochs": 2, "batch_size": 128, "progress": False}
@@ -30,14 +38,28 @@ def ds(candles):
 
 def test_specs_carry_defaults_and_capabilities():
     lstm, fast = make_model("lstm"), make_model("lstm_fast")
-    assert (lstm.hidden, lstm.layers, lstm.dropout, lstm.window, lstm.lr, lstm.max_epochs, lstm.patience) == \
-        (128, 2, 0.2, 60, 1e-3, 100, 10)
+    assert (lstm.hidden, lstm.layers, lstm.dropout, lstm.window, lstm.lr, lstm.max_epochs, lstm.patience) == (
+        128,
+        2,
+        0.2,
+        60,
+        1e-3,
+        100,
+        10,
+    )
     assert (fast.window, fast.hidden, fast.model_type) == (20, 32, "lstm")
     assert isinstance(make_model("gru")._net(5, 3).rnn, nn.GRU) and isinstance(lstm._net(5, 3).rnn, nn.LSTM)
     caps = {name: (s.neural, s.fine_tunable, s.needs_torch) for name, s in SPECS.items()}
-    assert caps == {"lstm": (True, True, True), "gru": (True, True, True), "lstm_fast": (True, True, True),
-                    "hybrid": (False, False, False), "naive": (False, False, False), "drift": (False, False, False),
-                    "gbm": (False, False, False), "ensemble": (False, False, False)}
+    assert caps == {
+        "lstm": (True, True, True),
+        "gru": (True, True, True),
+        "lstm_fast": (True, True, True),
+        "hybrid": (False, False, False),
+        "naive": (False, False, False),
+        "drift": (False, False, False),
+        "gbm": (False, False, False),
+        "ensemble": (False, False, False),
+    }
     with pytest.raises(ValueError, match="unknown model 'transformer'; expected one of lstm, gru"):
         make_model("transformer")
     with pytest.raises(ValueError, match="model 'hybrid' has no parameter 'hiden'; valid: alphas"):
@@ -52,8 +74,10 @@ def test_clone_is_unfitted_with_the_same_params(ds):
         twin.predict(ds)
 
 
-@pytest.mark.parametrize("name, params", [("lstm", TINY), ("gru", TINY), ("hybrid", {"window": 30}), ("naive", {}),
-                                          ("drift", {"window": 24})])
+@pytest.mark.parametrize(
+    "name, params",
+    [("lstm", TINY), ("gru", TINY), ("hybrid", {"window": 30}), ("naive", {}), ("drift", {"window": 24})],
+)
 def test_every_model_predicts_a_calibrated_forecast(ds, name, params):
     model = make_model(name, **params).fit(ds)
     f = model.predict(ds, "test", name=name)

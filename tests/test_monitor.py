@@ -29,8 +29,13 @@ HOUR = pd.Timedelta(hours=1)
 def fitted():
     """A small GBM (reads the features) and drift (reads only closes) fitted on spring 2025 of the
     bundled sample, which runs on to 2025-11-30 23:00: six months to monitor."""
-    ds = build_dataset(load_sample().loc["2025-03-01":"2025-06-01"], INTERVAL, groups=["price", "volatility"],
-                       window=24, horizon=HORIZON)
+    ds = build_dataset(
+        load_sample().loc["2025-03-01":"2025-06-01"],
+        INTERVAL,
+        groups=["price", "volatility"],
+        window=24,
+        horizon=HORIZON,
+    )
     return ds, {"gbm": make_model("gbm", n_estimators=20).fit(ds), "drift": make_model("drift", window=24).fit(ds)}
 
 
@@ -44,14 +49,18 @@ def saved(fitted):
 
 
 def _candles(loaded) -> pd.DataFrame:
-    return load_sample().loc[loaded.trained_through - loaded.history_bars * HOUR:]
+    return load_sample().loc[loaded.trained_through - loaded.history_bars * HOUR :]
 
 
 def _same(a, b, rows) -> None:
     """Forecast `a` at `rows` equals forecast `b` (all its origins): prices, bounds, confidence."""
     assert a.origins[rows].equals(b.origins)
-    for x, y in ((a.returns, b.returns), (a.confidence, b.confidence), (a.scale, b.scale),
-                 *((a.bounds(lv)[k], b.bounds(lv)[k]) for lv in a.levels for k in (0, 1))):
+    for x, y in (
+        (a.returns, b.returns),
+        (a.confidence, b.confidence),
+        (a.scale, b.scale),
+        *((a.bounds(lv)[k], b.bounds(lv)[k]) for lv in a.levels for k in (0, 1)),
+    ):
         np.testing.assert_allclose(x[rows], y, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(a.last_close[rows], b.last_close)
 
@@ -68,19 +77,19 @@ def test_replay_equals_predict_at_each_origin_and_skips_gaps(saved, name):
     skipped = pd.date_range(start + 100 * HOUR, periods=loaded.lookback, freq="h")
     assert not f.origins.isin(skipped).any() and len(f.origins) == len(candles.loc[start:]) - loaded.lookback + 1
     with pytest.raises(ValueError, match="not consecutive"):
-        loaded.predict(candles.loc[:skipped[-2]])
+        loaded.predict(candles.loc[: skipped[-2]])
     for k in (0, 99, 100, 2000, f.n - 1):
-        _same(f, loaded.predict(candles.loc[:f.origins[k]]), [k])
+        _same(f, loaded.predict(candles.loc[: f.origins[k]]), [k])
     # realised returns where the next H bars are stored and consecutive, NaN otherwise
     close = candles["close"]
     k = 2000
-    expected = np.log(close.loc[f.origins[k] + HOUR:f.origins[k] + HORIZON * HOUR].to_numpy() / f.last_close[k])
+    expected = np.log(close.loc[f.origins[k] + HOUR : f.origins[k] + HORIZON * HOUR].to_numpy() / f.last_close[k])
     np.testing.assert_allclose(f.actual[k], expected, rtol=0, atol=1e-14)
     unknown = ~np.isfinite(f.actual).all(axis=1)
     assert f.origins[unknown][-HORIZON:].equals(candles.index[-HORIZON:])
     assert unknown.sum() == 2 * HORIZON  # the newest H origins, and the H origins before the gap
     with pytest.raises(ValueError, match="no origin"):
-        loaded.predict_history(candles.iloc[:loaded.lookback - 1])
+        loaded.predict_history(candles.iloc[: loaded.lookback - 1])
 
 
 def test_replay_reads_nothing_after_its_origins(saved):
@@ -94,14 +103,17 @@ def test_replay_reads_nothing_after_its_origins(saved):
     scrambled.loc[after] = scrambled.loc[after].to_numpy()[rng.permutation(int(after.sum()))] * 1.3
     g = loaded.predict_history(scrambled, start=loaded.trained_through + HOUR)
     _same(g, f.select(slice(0, cut + 1)), np.arange(cut + 1))
-    assert not np.allclose(g.returns[cut + 1:], f.returns[cut + 1:])  # the scramble did change later forecasts
-    assert np.allclose(g.actual[:cut - HORIZON + 1], f.actual[:cut - HORIZON + 1])
+    assert not np.allclose(g.returns[cut + 1 :], f.returns[cut + 1 :])  # the scramble did change later forecasts
+    assert np.allclose(g.actual[: cut - HORIZON + 1], f.actual[: cut - HORIZON + 1])
 
 
 def test_trained_through_is_the_last_bar_training_and_validation_read(fitted):
     ds, _ = fitted
-    meta = {"data_range": {"splits": {k: [ds.end_times(k)[0], ds.end_times(k)[-1]] for k in ds.splits}},
-            "horizon": HORIZON, "data_interval": INTERVAL}
+    meta = {
+        "data_range": {"splits": {k: [ds.end_times(k)[0], ds.end_times(k)[-1]] for k in ds.splits}},
+        "horizon": HORIZON,
+        "data_interval": INTERVAL,
+    }
     assert trained_through(meta) == ds.end_times("val")[-1] + HORIZON * HOUR
     assert ds.end_times("test")[0] > trained_through(meta)
 
@@ -117,15 +129,26 @@ def test_monitor_scores_the_production_model_since_training(saved):
     assert np.isfinite(f.actual).all() and report.window == 720
     # the overall scores are the evaluation layer's, on the same forecasts
     names = list(report.summary.index)
-    assert {"skill", "dm_pvalue", "dir_acc", "dir_acc_lo", "dir_acc_hi", "dir_base_called", "coverage_80",
-            "coverage_95", "brier_skill"} <= set(names)
+    assert {
+        "skill",
+        "dm_pvalue",
+        "dir_acc",
+        "dir_acc_lo",
+        "dir_acc_hi",
+        "dir_base_called",
+        "coverage_80",
+        "coverage_95",
+        "brier_skill",
+    } <= set(names)
     assert report.summary.to_dict() == pytest.approx(evaluation.score(f, names), nan_ok=True)
     assert report.summary["origins"] == f.n
     # each rolling row is the scorers over the `window` origins ending there
     assert len(report.rolling) == f.n - report.window + 1 and report.rolling.index[-1] == report.end
     for end in (report.window - 1, f.n // 2, f.n - 1):
-        part = evaluation.score(f.select(slice(end - report.window + 1, end + 1)),
-                                ["skill", "dir_acc", "dir_base_called", "brier_skill", "coverage_80", "coverage_95"])
+        part = evaluation.score(
+            f.select(slice(end - report.window + 1, end + 1)),
+            ["skill", "dir_acc", "dir_base_called", "brier_skill", "coverage_80", "coverage_95"],
+        )
         row = report.rolling.iloc[end - report.window + 1]
         assert row.rename({"dir_base": "dir_base_called"}).to_dict() == pytest.approx(part, rel=1e-9)
     assert report.latest["skill"] == pytest.approx(report.rolling["skill"].iloc[-1], rel=1e-9)
@@ -162,8 +185,10 @@ def test_too_little_data_since_training_is_no_verdict(saved):
     assert report.verdict.startswith("INSUFFICIENT DATA: gbm v0001 has 45 realised forecasts since")
     assert report.summary["origins"] == 45
     assert isinstance(plots.monitor_chart(report), Figure)
-    message = (f"no BTCUSDT 1h candles after {through}, the last bar gbm v0001 was trained on (newest stored "
-               f"before {through + HOUR}: {through})")
+    message = (
+        f"no BTCUSDT 1h candles after {through}, the last bar gbm v0001 was trained on (newest stored "
+        f"before {through + HOUR}: {through})"
+    )
     with pytest.raises(ValueError, match=re.escape(message)):
         monitor.monitor(SYMBOL, INTERVAL, end=through + HOUR, backend="embedded")
     with pytest.raises(ValueError, match="window must be more than 2 x horizon"):

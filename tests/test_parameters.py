@@ -30,7 +30,7 @@ def test_every_parameter_of_every_notebook_is_declared_and_its_default_passes(no
 def test_each_notebook_checks_its_parameters_right_after_its_parameters_cell(notebook):
     cells = nbformat.read(notebook, as_version=4).cells
     i = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
-    after = next(c for c in cells[i + 1:] if c.cell_type == "code")
+    after = next(c for c in cells[i + 1 :] if c.cell_type == "code")
     assert f'parameters.check("{notebook.stem}", globals())' in after.source
     # before the first statement that uses a parameter: only imports come before it
     before = after.source.split("parameters.check(")[0]
@@ -45,19 +45,27 @@ def test_every_params_file_passes_the_checks(params_file):
         assert runner.check_spec(runner.load_params(params_file)) == []
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"epochs": -1}, "epochs = -1: expected a whole number >= 1"),
-    ({"epochs": float("nan")}, "epochs = nan: expected a whole number >= 1"),
-    ({"epochs": "ten"}, "epochs = 'ten': expected a whole number >= 1"),
-    ({"epochs": True}, "epochs = True: YAML reads yes/no/on/off/true/false as a boolean; expected a whole number"),
-    ({"seed": "abc"}, "seed = 'abc': expected a whole number >= 0"),
-    ({"models": ["nosuch"]}, "models = ['nosuch']: unknown model 'nosuch'; expected a non-empty list of lstm, gru, "
-                             "lstm_fast"),
-    ({"start": "2025-12-01", "end": "2025-01-01"}, "start 2025-12-01 is after end 2025-01-01: expected start < end"),
-    ({"models": ["drift"], "model_params": {"gru": {"hidden": 8}}}, "given for 'gru', which is not in models"),
-    ({"models": ["drift"], "model_params": {"drift": {"nosuch": 1}}}, "model 'drift' has no parameter 'nosuch'"),
-    ({"device": "gpu"}, "device = 'gpu'"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": -1}, "epochs = -1: expected a whole number >= 1"),
+        ({"epochs": float("nan")}, "epochs = nan: expected a whole number >= 1"),
+        ({"epochs": "ten"}, "epochs = 'ten': expected a whole number >= 1"),
+        ({"epochs": True}, "epochs = True: YAML reads yes/no/on/off/true/false as a boolean; expected a whole number"),
+        ({"seed": "abc"}, "seed = 'abc': expected a whole number >= 0"),
+        (
+            {"models": ["nosuch"]},
+            "models = ['nosuch']: unknown model 'nosuch'; expected a non-empty list of lstm, gru, lstm_fast",
+        ),
+        (
+            {"start": "2025-12-01", "end": "2025-01-01"},
+            "start 2025-12-01 is after end 2025-01-01: expected start < end",
+        ),
+        ({"models": ["drift"], "model_params": {"gru": {"hidden": 8}}}, "given for 'gru', which is not in models"),
+        ({"models": ["drift"], "model_params": {"drift": {"nosuch": 1}}}, "model 'drift' has no parameter 'nosuch'"),
+        ({"device": "gpu"}, "device = 'gpu'"),
+    ],
+)
 def test_problems_name_the_parameter_the_value_and_what_is_allowed(values, message):
     found = parameters.problems("02_training", values)
     assert len(found) == 1 and message in found[0], found

@@ -26,16 +26,23 @@ FEED = "BTCFEED"  # the sample's candles written as a live feed would write them
 @pytest.fixture(scope="module")
 def fitted():
     """Two quick models on a slice of the sample that ends two months before its newest candle."""
-    ds = build_dataset(load_sample().loc["2025-06-01":"2025-10-01"], INTERVAL, groups=["price", "volatility"],
-                       window=24, horizon=HORIZON)
+    ds = build_dataset(
+        load_sample().loc["2025-06-01":"2025-10-01"],
+        INTERVAL,
+        groups=["price", "volatility"],
+        window=24,
+        horizon=HORIZON,
+    )
     return ds, {"hybrid": make_model("hybrid", window=24).fit(ds), "drift": make_model("drift", window=24).fit(ds)}
 
 
 def _fake_version(model: str, val: float, test: float, run_id: str | None = "run-a") -> registry.ModelRef:
     """A registry version with given validation and test skill (choice reads metadata only)."""
-    meta = {"metrics": {"val": {"skill": val, "mae": 100 * (1 - val), "origins": 500}, "test": {"skill": test}},
-            "data_range": {"splits": {"val": ["2025-01-01T00:00:00+00:00", "2025-02-01T00:00:00+00:00"]}},
-            **({"run_id": run_id} if run_id else {})}
+    meta = {
+        "metrics": {"val": {"skill": val, "mae": 100 * (1 - val), "origins": 500}, "test": {"skill": test}},
+        "data_range": {"splits": {"val": ["2025-01-01T00:00:00+00:00", "2025-02-01T00:00:00+00:00"]}},
+        **({"run_id": run_id} if run_id else {}),
+    }
     return registry.save({}, meta, symbol=SYMBOL, interval=INTERVAL, model=model)
 
 
@@ -73,7 +80,9 @@ def test_production_json_is_the_only_production_record():
     with pytest.raises(registry.RegistryError, match="is in production"):
         registry.delete(b)
     folder = b.path.parent.parent
-    assert sorted(p.name for p in folder.iterdir()) == sorted([".production.json.lock", "gbm", "hybrid", registry.SERVING])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [".production.json.lock", "gbm", "hybrid", registry.SERVING]
+    )
     assert not list(folder.glob(f"*/{registry.PRODUCTION}"))  # no second pointer is written
     # a registry from before production.json: its per-model pointers go with the first promotion
     (a.path.parent / registry.PRODUCTION).write_text("v0001\n")
@@ -138,8 +147,9 @@ def test_sidebar_answer_is_the_production_forecast(fitted):
         serving.Predictor(SYMBOL, INTERVAL, level=0.5).predict()
     as_of = serving.Predictor(SYMBOL, INTERVAL, end="2025-11-01").predict()  # a research run's as-of date
     assert as_of.as_of == pd.Timestamp("2025-10-31 23:00", tz="UTC")
-    np.testing.assert_allclose(as_of.path["price"], serving.predict(SYMBOL, INTERVAL, "hybrid", end="2025-11-01")
-                               .prices[0].round(2))
+    np.testing.assert_allclose(
+        as_of.path["price"], serving.predict(SYMBOL, INTERVAL, "hybrid", end="2025-11-01").prices[0].round(2)
+    )
 
 
 def test_stale_live_data_are_refused_with_their_age(fitted, tmp_path, monkeypatch):
@@ -152,8 +162,11 @@ def test_stale_live_data_are_refused_with_their_age(fitted, tmp_path, monkeypatc
     closed = candles.index[-1] + pd.Timedelta(hours=1)
     predictor = serving.Predictor(FEED, INTERVAL)
     assert not predictor.predict(now=closed + pd.Timedelta(minutes=30)).snapshot
-    with pytest.raises(serving.StaleDataError, match=r"stale: the newest candle \(2025-11-30 23:00 UTC\) closed "
-                                                      r"3 days 5 h ago, over the limit of 2 h"):
+    with pytest.raises(
+        serving.StaleDataError,
+        match=r"stale: the newest candle \(2025-11-30 23:00 UTC\) closed "
+        r"3 days 5 h ago, over the limit of 2 h",
+    ):
         predictor.predict(now=closed + pd.Timedelta(days=3, hours=5))
     relaxed = serving.Predictor(FEED, INTERVAL, max_age=pd.Timedelta(days=4))
     assert relaxed.predict(now=closed + pd.Timedelta(days=3, hours=5)).as_of == candles.index[-1]

@@ -35,7 +35,7 @@ def test_labels_at_t_ignore_later_bars(hours, method):
     truncated = rg.label_history(detector, candles.iloc[:cut], **kwargs)
     scrambled = rg.label_history(detector, _scrambled_future(candles, cut), **kwargs)
     assert full["fold"].nunique() == 3
-    for other in (truncated, scrambled.iloc[:cut - 2500]):
+    for other in (truncated, scrambled.iloc[: cut - 2500]):
         pd.testing.assert_frame_equal(full.loc[other.index], other)
     # the scramble is not a no-op: labels after the cut do change
     after = slice(cut - 2500 + 200, None)
@@ -51,8 +51,12 @@ def test_filter_is_causal_and_ends_where_smoothing_ends(hours):
     feats = det.features(hours).dropna()
     x = (feats.to_numpy() - det.mean_) / det.scale_
     model = GaussianHMM(3, covariance_type="full")
-    model.startprob_, model.transmat_, model.means_, model.covars_ = (det.startprob_, det.transmat_, det.means_,
-                                                                     det.covars_)
+    model.startprob_, model.transmat_, model.means_, model.covars_ = (
+        det.startprob_,
+        det.transmat_,
+        det.means_,
+        det.covars_,
+    )
     smoothed = model.predict_proba(x)
     filtered = det.predict_proba(hours).dropna().to_numpy()
     np.testing.assert_allclose(filtered[-1], smoothed[-1], atol=1e-8)
@@ -60,7 +64,7 @@ def test_filter_is_causal_and_ends_where_smoothing_ends(hours):
     np.testing.assert_allclose(filtered.sum(axis=1), 1.0)
     # the filter over a prefix is the prefix of the filter
     part = det.predict_proba(hours.iloc[:4000]).dropna().to_numpy()
-    np.testing.assert_allclose(part, filtered[:len(part)])
+    np.testing.assert_allclose(part, filtered[: len(part)])
 
 
 def test_state_names_do_not_flip_between_refits(hours):
@@ -87,8 +91,16 @@ def _synthetic(seed: int = 0, spell: int = 400, spells: int = 24) -> tuple[pd.Da
     high = close * np.exp(np.abs(vol * rng.standard_normal(len(truth))))
     low = close * np.exp(-np.abs(vol * rng.standard_normal(len(truth))))
     idx = pd.date_range("2020-01-01", periods=len(truth), freq="h", tz="UTC")
-    candles = pd.DataFrame({"open": np.r_[close[0], close[:-1]], "high": np.maximum(high, close),
-                            "low": np.minimum(low, close), "close": close, "volume": 1.0}, index=idx)
+    candles = pd.DataFrame(
+        {
+            "open": np.r_[close[0], close[:-1]],
+            "high": np.maximum(high, close),
+            "low": np.minimum(low, close),
+            "close": close,
+            "volume": 1.0,
+        },
+        index=idx,
+    )
     candles["high"] = candles[["open", "high"]].max(axis=1)
     candles["low"] = candles[["open", "low"]].min(axis=1)
     return candles, np.asarray(rg.REGIMES, dtype=object)[truth]
@@ -99,7 +111,7 @@ def test_known_regimes_are_recovered(method, floor):
     candles, truth = _synthetic()
     labels = rg.label_history(rg.make_detector(method), candles, min_train=3200, refit_every=2400)
     got = labels["regime"].to_numpy()
-    want = truth[-len(got):]
+    want = truth[-len(got) :]
     settled = np.r_[np.zeros(200, bool), want[200:] == want[:-200]]  # 200 bars into a spell
     assert (got[settled] == want[settled]).mean() > floor
     assert labels["confidence"].between(0, 1).all()
@@ -144,7 +156,10 @@ def test_statistics_and_transitions_add_up(hours):
     trans = rg.transition_matrix(labels)
     np.testing.assert_allclose(trans.sum(axis=1), 1.0)
     runs = rg.spells(labels)
-    assert runs["bars"].sum() == labels.notna().sum() and (runs["regime"].to_numpy()[1:] != runs["regime"].to_numpy()[:-1]).all()
+    assert (
+        runs["bars"].sum() == labels.notna().sum()
+        and (runs["regime"].to_numpy()[1:] != runs["regime"].to_numpy()[:-1]).all()
+    )
     # the diagonal of the transition matrix is 1 - 1 / mean spell length
     for r in rg.REGIMES:
         assert trans.loc[r, r] == pytest.approx(1 - (runs["regime"] == r).sum() / (labels == r).sum(), abs=1e-3)
@@ -160,10 +175,21 @@ def test_regime_now_is_the_last_labelled_bar_and_its_spell():
     from coffee_ml.regimes.history import regime_now
 
     index = pd.date_range("2025-01-01", periods=6, freq="h", tz="UTC")
-    labels = pd.DataFrame({"regime": ["BULL", "BEAR", "BEAR", "SIDEWAYS", "SIDEWAYS", None],
-                           "confidence": [0.5, 0.6, 0.7, 0.8, 0.7234, np.nan]}, index=index)
-    assert regime_now(labels, "rules") == {"method": "rules", "regime": "SIDEWAYS", "confidence": 72.3,
-                                           "since": index[3], "since_bound": False, "as_of": index[4]}
+    labels = pd.DataFrame(
+        {
+            "regime": ["BULL", "BEAR", "BEAR", "SIDEWAYS", "SIDEWAYS", None],
+            "confidence": [0.5, 0.6, 0.7, 0.8, 0.7234, np.nan],
+        },
+        index=index,
+    )
+    assert regime_now(labels, "rules") == {
+        "method": "rules",
+        "regime": "SIDEWAYS",
+        "confidence": 72.3,
+        "since": index[3],
+        "since_bound": False,
+        "as_of": index[4],
+    }
     assert regime_now(labels.iloc[3:], "hmm")["since_bound"]  # held through every labelled bar
     with pytest.raises(ValueError, match="no labelled bar"):
         regime_now(labels.iloc[5:], "rules")
@@ -185,8 +211,15 @@ def test_headline_says_whether_returns_differ(hours):
 
     candles = load_sample().loc["2021":"2022"]
     result = rg.study(candles, "2022-01-01", method="rules", refit_every=4380, n_shifts=99)
-    head = reports.regimes_headline(result.labels["rules"], result.stats, result.tests, symbol="BTCUSDT",
-                                    interval="1h", method="rules", agreement=result.agreement)
+    head = reports.regimes_headline(
+        result.labels["rules"],
+        result.stats,
+        result.tests,
+        symbol="BTCUSDT",
+        interval="1h",
+        method="rules",
+        agreement=result.agreement,
+    )
     assert head.title.startswith("BTCUSDT 1h regimes (rules): ") and "confidence, since" in head.title
     assert len([line for line in head.lines if "label-shift test" in line]) == 4
     assert head.items["p_vol_24"] == result.tests.loc[3, "p_shift"]

@@ -39,7 +39,7 @@ def test_saved_model_reloads_to_identical_predictions(trained, tmp_path):
         # the stored calibration gives the same intervals and confidence, not only the same returns
         assert_same_forecast(loaded.model.predict(ds, "test"), model.predict(ds, "test"))
         np.testing.assert_array_equal(loaded.scaler.transform(ds.features), ds.X)
-        latest = loaded.predict(candles.iloc[-loaded.history_bars:])
+        latest = loaded.predict(candles.iloc[-loaded.history_bars :])
         assert isinstance(latest, Forecast) and latest.n == 1 and latest.horizon == 4
         assert latest.origins[0] == candles.index[-1] and latest.last_close[0] == candles["close"].iloc[-1]
         assert latest.times[-1] == candles.index[-1] + 4 * step
@@ -53,18 +53,51 @@ def test_saved_model_reloads_to_identical_predictions(trained, tmp_path):
         np.testing.assert_allclose(latest.confidence, same.confidence, rtol=1e-9)
     assert not np.all(lstm.predict(ds, "test").confidence == 0.5)  # so the confidence comparison means something
     meta = json.loads((tmp_path / "BTCUSDT/1h/lstm/v0001/metadata.json").read_text())
-    for key in ("model_class", "params", "feature_names", "scaler", "horizon", "vol_halflife", "data_range",
-                "metrics", "metrics_by_horizon", "trained_at", "git", "packages"):
+    for key in (
+        "model_class",
+        "params",
+        "feature_names",
+        "scaler",
+        "horizon",
+        "vol_halflife",
+        "data_range",
+        "metrics",
+        "metrics_by_horizon",
+        "trained_at",
+        "git",
+        "packages",
+    ):
         assert key in meta
     assert meta["params"]["hidden"] == 8 and meta["horizon"] == 4 and meta["vol_halflife"] == ds.vol_halflife
     calibration = meta["state"]["calibration"]
-    assert {"levels", "scaled_q", "exponent", "group_cuts", "constant_q", "conf_x", "conf_y", "base_rate",
-            "up_share"} <= set(calibration)
+    assert {
+        "levels",
+        "scaled_q",
+        "exponent",
+        "group_cuts",
+        "constant_q",
+        "conf_x",
+        "conf_y",
+        "base_rate",
+        "up_share",
+    } <= set(calibration)
     assert calibration["levels"] == [0.8, 0.95]
     # stored metrics are the evaluation layer's scorers, computed on the saved model's forecasts
     stored = meta["metrics"]["test"]
-    assert set(stored) >= {"mae", "naive_mae", "skill", "rmse", "mape", "r2", "dir_acc", "brier_skill",
-                           "coverage_80", "coverage_95", "coverage_80_lowvol", "winkler_ratio_80"}
+    assert set(stored) >= {
+        "mae",
+        "naive_mae",
+        "skill",
+        "rmse",
+        "mape",
+        "r2",
+        "dir_acc",
+        "brier_skill",
+        "coverage_80",
+        "coverage_95",
+        "coverage_80_lowvol",
+        "winkler_ratio_80",
+    }
     assert not set(stored) & set(evaluation.TRADING)
     assert stored == pytest.approx(evaluation.score(lstm.predict(ds, "test"), list(stored)), nan_ok=True)
     assert set(meta["metrics"]) == {"val", "test"}
@@ -78,24 +111,33 @@ def test_saved_model_reloads_to_identical_predictions(trained, tmp_path):
 def _old_calibration(meta: dict) -> None:
     """The calibration as saved before the refactor: constant quantiles and direction curves only."""
     cal = meta["state"]["calibration"]
-    meta["state"]["calibration"] = {"levels": cal["levels"], "quantiles": cal["constant_q"], "n": cal["n"],
-                                    "direction_x": cal["conf_x"], "direction_y": cal["conf_y"]}
+    meta["state"]["calibration"] = {
+        "levels": cal["levels"],
+        "quantiles": cal["constant_q"],
+        "n": cal["n"],
+        "direction_x": cal["conf_x"],
+        "direction_y": cal["conf_y"],
+    }
     meta.pop("vol_halflife")
 
 
 def _drop(field):
     def edit(meta: dict) -> None:
         del meta["state"]["calibration"][field]
+
     return edit
 
 
-@pytest.mark.parametrize("edit", [
-    pytest.param(_old_calibration, id="pre-refactor"),
-    pytest.param(_drop("scaled_q"), id="no-scaled_q"),
-    pytest.param(_drop("exponent"), id="no-exponent"),
-    pytest.param(_drop("group_cuts"), id="no-group_cuts"),
-    pytest.param(lambda meta: meta["state"].pop("calibration"), id="no-calibration"),
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(_old_calibration, id="pre-refactor"),
+        pytest.param(_drop("scaled_q"), id="no-scaled_q"),
+        pytest.param(_drop("exponent"), id="no-exponent"),
+        pytest.param(_drop("group_cuts"), id="no-group_cuts"),
+        pytest.param(lambda meta: meta["state"].pop("calibration"), id="no-calibration"),
+    ],
+)
 def test_metadata_without_the_new_calibration_fails_clearly(trained, tmp_path, capsys, monkeypatch, edit):
     """A version saved before volatility-scaled calibration cannot give the new intervals and
     confidence: loading it says so (and to retrain) instead of failing somewhere inside."""
@@ -137,8 +179,14 @@ def test_versions_list_promote_delete(trained, tmp_path):
 
 def test_metadata_cannot_override_integrity_fields(trained, tmp_path):
     _, ds, _, hybrid = trained
-    save_model(hybrid, ds, symbol="BTCUSDT", name="hybrid", root=tmp_path,
-               extra={"weights_sha256": "0" * 64, "format": "mine", "note": "kept"})
+    save_model(
+        hybrid,
+        ds,
+        symbol="BTCUSDT",
+        name="hybrid",
+        root=tmp_path,
+        extra={"weights_sha256": "0" * 64, "format": "mine", "note": "kept"},
+    )
     loaded = load_model("BTCUSDT", "1h", "hybrid", root=tmp_path)
     assert loaded.metadata["note"] == "kept" and loaded.metadata["format"] == registry.FORMAT
 
@@ -198,7 +246,7 @@ def test_predict_from_candles_refuses_a_gap_in_its_inputs(trained, tmp_path, bar
     older = loaded.predict(candles.iloc[-n:].drop(candles.index[-loaded.lookback - 5]))  # an older gap is fine
     assert older.origins[0] == candles.index[-1] and np.isfinite(older.confidence).all()
     with pytest.raises(ValueError, match=f"need at least {loaded.lookback} candles"):
-        loaded.predict(candles.iloc[-loaded.lookback + 1:])
+        loaded.predict(candles.iloc[-loaded.lookback + 1 :])
 
 
 def test_models_cli(trained, capsys, monkeypatch, tmp_path):
@@ -226,8 +274,10 @@ def test_forecasting_from_a_saved_model_does_not_import_scikit_learn():
     import subprocess
     import sys
 
-    code = ("import sys; from coffee_ml.data import load_sample; from coffee_ml.models.persistence import load_model; "
-            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    code = (
+        "import sys; from coffee_ml.data import load_sample; from coffee_ml.models.persistence import load_model; "
+        "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -242,8 +292,10 @@ def test_broken_versions_fail_clearly_and_do_not_hide_the_others(trained, tmp_pa
     assert table["version"].tolist() == ["v0001", "v0002", "v0003"]
     assert table.set_index("version").loc["v0002", "saved_at"] == "unreadable metadata.json"
     meta = json.loads((good.path / "metadata.json").read_text())
-    for edit, message in ((lambda m: m.pop("params"), "no 'params' or 'state' mapping"),
-                          (lambda m: m["params"].update(windw=3), "params do not fit HybridForecaster")):
+    for edit, message in (
+        (lambda m: m.pop("params"), "no 'params' or 'state' mapping"),
+        (lambda m: m["params"].update(windw=3), "params do not fit HybridForecaster"),
+    ):
         broken = json.loads(json.dumps(meta))
         edit(broken)
         (good.path / "metadata.json").write_text(json.dumps(broken))

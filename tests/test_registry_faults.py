@@ -39,8 +39,13 @@ class Helper:
 
     def __init__(self, *args: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, str(HELPER), *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HELPER), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.proc.stdout, selectors.EVENT_READ)
         self.buffer = b""
@@ -49,14 +54,17 @@ class Helper:
         end = time.monotonic() + deadline
         while b"\n" not in self.buffer:
             left = end - time.monotonic()
-            chunk = os.read(self.proc.stdout.fileno(), 65536) if left > 0 and self.selector.select(min(left, 1.0)) \
-                else None
+            chunk = (
+                os.read(self.proc.stdout.fileno(), 65536) if left > 0 and self.selector.select(min(left, 1.0)) else None
+            )
             if chunk == b"" or left <= 0:  # the helper ended, or is too slow even for a loaded machine
                 if self.proc.poll() is None:
                     self.proc.kill()
                 self.proc.wait(timeout=60)
-                raise AssertionError(f"no line from the helper within {deadline:.0f} s (got {self.buffer!r}, exit "
-                                     f"{self.proc.returncode}; stderr {self.proc.stderr.read()[-2000:]!r})")
+                raise AssertionError(
+                    f"no line from the helper within {deadline:.0f} s (got {self.buffer!r}, exit "
+                    f"{self.proc.returncode}; stderr {self.proc.stderr.read()[-2000:]!r})"
+                )
             self.buffer += chunk or b""
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line.decode()
@@ -74,8 +82,9 @@ class Helper:
 
 
 def _version(root: Path, model: str) -> registry.ModelRef:
-    return registry.save({"w": torch.ones(2)}, {"note": model}, symbol=SYMBOL, interval=INTERVAL, model=model,
-                         root=root)
+    return registry.save(
+        {"w": torch.ones(2)}, {"note": model}, symbol=SYMBOL, interval=INTERVAL, model=model, root=root
+    )
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -227,17 +236,21 @@ def test_leftovers_are_removed_only_when_their_owner_is_gone(tmp_path):
     host, pid, start = me.split("-")
     dead = _dead_pid()
     other_host = ("0" if host[0] != "0" else "1") + host[1:]
-    kept = [model_dir / f".incoming-{me}-abcd1234",  # this live process
-            model_dir / f".incoming-{other_host}-{dead}-5-abcd1234",  # another machine: cannot tell
-            folder / f".{registry.SERVING}.{me}",
-            model_dir / ".incoming-young123"]  # an older coffee-ml's, not yet an hour old
-    gone = [model_dir / f".incoming-{host}-{dead}-{start}-abcd1234",  # its process ended
-            model_dir / f".incoming-{me.rsplit('-', 1)[0]}-{int(start) + 7}-efgh5678",  # its pid now another's
-            folder / f".{registry.SERVING}.{dead}",  # the older name: a pid alone
-            folder / f".{registry.SERVING}.{host}-{dead}-{start}",
-            model_dir / f"..last_version.{host}-{dead}-{start}",
-            model_dir / f".deleting-v0007-{host}-{dead}-{start}",
-            model_dir / ".incoming-old12345"]  # an older coffee-ml's, two hours old
+    kept = [
+        model_dir / f".incoming-{me}-abcd1234",  # this live process
+        model_dir / f".incoming-{other_host}-{dead}-5-abcd1234",  # another machine: cannot tell
+        folder / f".{registry.SERVING}.{me}",
+        model_dir / ".incoming-young123",
+    ]  # an older coffee-ml's, not yet an hour old
+    gone = [
+        model_dir / f".incoming-{host}-{dead}-{start}-abcd1234",  # its process ended
+        model_dir / f".incoming-{me.rsplit('-', 1)[0]}-{int(start) + 7}-efgh5678",  # its pid now another's
+        folder / f".{registry.SERVING}.{dead}",  # the older name: a pid alone
+        folder / f".{registry.SERVING}.{host}-{dead}-{start}",
+        model_dir / f"..last_version.{host}-{dead}-{start}",
+        model_dir / f".deleting-v0007-{host}-{dead}-{start}",
+        model_dir / ".incoming-old12345",
+    ]  # an older coffee-ml's, two hours old
     for path in kept + gone:
         if "incoming" in path.name or "deleting" in path.name:
             path.mkdir()

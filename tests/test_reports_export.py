@@ -18,9 +18,12 @@ from coffee_ml import config
 from coffee_ml.reports import export
 from coffee_ml.reports.index import write_outputs_index, write_run_index
 
-PNG = base64.b64encode(bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360f8cfc00000000301010018dd8db00000000049454e44ae426082")).decode()
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360f8cfc00000000301010018dd8db00000000049454e44ae426082"
+    )
+).decode()
 
 
 class Links(HTMLParser):
@@ -72,29 +75,59 @@ def without_images(text: str) -> str:
 def executed_notebook(run_dir: Path) -> NotebookNode:
     """What papermill leaves in a run folder: parameters cells, outputs with local paths, stderr."""
     home = Path.home()
-    nb = new_notebook(cells=[
-        new_markdown_cell("# 02 · Training: a test report\n\nWhat this notebook shows."),
-        new_code_cell("symbol = 'BTCUSDT'\nrun_dir = None", metadata={"tags": ["parameters"]}),
-        new_code_cell(f"# Parameters\nrun_dir = {str(run_dir)!r}\n", metadata={"tags": ["injected-parameters"]}),
-        new_markdown_cell("## Training"),
-        new_code_cell("SECRET_CODE_fit_models()\nfig = plots.loss_curves(fitted)", outputs=[
-            new_output("stream", name="stderr", text="epoch 1/3: 100%|##########| 18/18 [00:01<00:00]\n"),
-            new_output("stream", name="stdout",
-                       text=f"saved to {run_dir}/features.parquet\nmodels in {config.PROJECT_ROOT}/outputs/models\n"
-                            f"cache {home}/.cache/coffee\n"),
-            new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
-        ]),
-        new_code_cell("display(headline)", metadata={"tags": ["headline"]}, outputs=[
-            new_output("display_data", data={"text/html": "<p>HEADLINE: hybrid beats naive</p>",
-                                             "text/plain": "HEADLINE"})]),
-        new_code_cell("progress()", outputs=[new_output("display_data", data={
-            "application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2, "version_minor": 0},
-            "text/plain": "WIDGET_FALLBACK"})]),
-    ])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# 02 · Training: a test report\n\nWhat this notebook shows."),
+            new_code_cell("symbol = 'BTCUSDT'\nrun_dir = None", metadata={"tags": ["parameters"]}),
+            new_code_cell(f"# Parameters\nrun_dir = {str(run_dir)!r}\n", metadata={"tags": ["injected-parameters"]}),
+            new_markdown_cell("## Training"),
+            new_code_cell(
+                "SECRET_CODE_fit_models()\nfig = plots.loss_curves(fitted)",
+                outputs=[
+                    new_output("stream", name="stderr", text="epoch 1/3: 100%|##########| 18/18 [00:01<00:00]\n"),
+                    new_output(
+                        "stream",
+                        name="stdout",
+                        text=f"saved to {run_dir}/features.parquet\nmodels in {config.PROJECT_ROOT}/outputs/models\n"
+                        f"cache {home}/.cache/coffee\n",
+                    ),
+                    new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
+                ],
+            ),
+            new_code_cell(
+                "display(headline)",
+                metadata={"tags": ["headline"]},
+                outputs=[
+                    new_output(
+                        "display_data",
+                        data={"text/html": "<p>HEADLINE: hybrid beats naive</p>", "text/plain": "HEADLINE"},
+                    )
+                ],
+            ),
+            new_code_cell(
+                "progress()",
+                outputs=[
+                    new_output(
+                        "display_data",
+                        data={
+                            "application/vnd.jupyter.widget-view+json": {
+                                "model_id": "x",
+                                "version_major": 2,
+                                "version_minor": 0,
+                            },
+                            "text/plain": "WIDGET_FALLBACK",
+                        },
+                    )
+                ],
+            ),
+        ]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["papermill"] = {"input_path": str(config.NOTEBOOKS_DIR / "02_training.ipynb"),
-                                "output_path": str(run_dir / "02_training.ipynb"),
-                                "parameters": {"run_dir": str(run_dir)}}
+    nb.metadata["papermill"] = {
+        "input_path": str(config.NOTEBOOKS_DIR / "02_training.ipynb"),
+        "output_path": str(run_dir / "02_training.ipynb"),
+        "parameters": {"run_dir": str(run_dir)},
+    }
     return nb
 
 
@@ -113,7 +146,7 @@ def test_reviewer_report_hides_code_and_leads_with_the_headline(reports):
     assert parse(pages["reviewer"]).title == "02 · Training: a test report" == pages["title"]
     assert "SECRET_CODE" not in html and "run_dir" not in html  # inputs, both parameters cells
     assert "epoch 1/3" not in html and "WIDGET_FALLBACK" not in html  # stderr bars, widgets
-    text = re.sub(r"<[^>]+>", " ", html[html.index("<body"):])
+    text = re.sub(r"<[^>]+>", " ", html[html.index("<body") :])
     assert text.index("02 · Training") < text.index("HEADLINE: hybrid") < text.index("saved to")
     assert html.count("<img") == 1 and f"data:image/png;base64,{PNG}" in html
     assert "<script src" not in html and "cdnjs" not in html  # opens offline
@@ -155,8 +188,9 @@ def test_scrub_notebook_rewrites_papermill_metadata(tmp_path):
 
 
 def test_title_falls_back_to_the_file_name(tmp_path):
-    nb = new_notebook(cells=[new_code_cell("1", outputs=[new_output("execute_result", data={"text/plain": "1"},
-                                                                    execution_count=1)])])
+    nb = new_notebook(
+        cells=[new_code_cell("1", outputs=[new_output("execute_result", data={"text/plain": "1"}, execution_count=1)])]
+    )
     nbformat.write(nb, tmp_path / "99_misc.ipynb")
     pages = export.export_reports(tmp_path / "99_misc.ipynb")
     assert parse(pages["reviewer"]).title == "99_misc"
@@ -169,20 +203,47 @@ def _fake_run(outputs: Path, run_id: str, started: str, status: str = "ok", **re
     for stage in ("00_data", "02_training"):
         for suffix in (".ipynb", ".html", ".code.html"):
             (run_dir / f"{stage}{suffix}").write_text("<html></html>")
-        entries.append({"notebook": f"{stage}.ipynb", "stage": stage, "title": f"{stage} title",
-                        "parameters": {"symbol": "BTCUSDT", "models": ["hybrid", "drift"]} if stage == "02_training"
-                        else {"symbol": "BTCUSDT"},
-                        "status": "ok", "seconds": 12.5, "output": f"{stage}.ipynb", "html": f"{stage}.html",
-                        "code_html": f"{stage}.code.html", "files": []})
+        entries.append(
+            {
+                "notebook": f"{stage}.ipynb",
+                "stage": stage,
+                "title": f"{stage} title",
+                "parameters": {"symbol": "BTCUSDT", "models": ["hybrid", "drift"]}
+                if stage == "02_training"
+                else {"symbol": "BTCUSDT"},
+                "status": "ok",
+                "seconds": 12.5,
+                "output": f"{stage}.ipynb",
+                "html": f"{stage}.html",
+                "code_html": f"{stage}.code.html",
+                "files": [],
+            }
+        )
     (run_dir / "features BTC.parquet").write_bytes(b"x")
     entries[0]["files"] = ["features BTC.parquet"]
     if status == "failed":
-        entries[1].update(status="failed", error="ValueError: no candles for BTCUSDT 1h in [2030-01-01, ...)",
-                          cell={"index": 4, "number": 3, "of": 9, "execution_count": 3,
-                                "source": "candles = store.load_candles(symbol)"})
-    manifest = {"run_id": run_id, "name": "demo", "params_file": "params/demo.yaml", "status": status,
-                "started": started, "total_seconds": 75.0, "overrides": {"symbol": "BTCUSDT"},
-                "git": {"commit": "0123456789abcdef", "dirty": True}, "notebooks": entries}
+        entries[1].update(
+            status="failed",
+            error="ValueError: no candles for BTCUSDT 1h in [2030-01-01, ...)",
+            cell={
+                "index": 4,
+                "number": 3,
+                "of": 9,
+                "execution_count": 3,
+                "source": "candles = store.load_candles(symbol)",
+            },
+        )
+    manifest = {
+        "run_id": run_id,
+        "name": "demo",
+        "params_file": "params/demo.yaml",
+        "status": status,
+        "started": started,
+        "total_seconds": 75.0,
+        "overrides": {"symbol": "BTCUSDT"},
+        "git": {"commit": "0123456789abcdef", "dirty": True},
+        "notebooks": entries,
+    }
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     if records:
         (run_dir / "metrics.json").write_text(json.dumps(records))
@@ -191,12 +252,18 @@ def _fake_run(outputs: Path, run_id: str, started: str, status: str = "ok", **re
 
 def test_run_index_shows_parameters_results_failure_and_links(tmp_path):
     records = {
-        "00_data": {"headline": {"text": "2,208 candles, 0 gaps", "items": {"rows": 2208}},
-                    "data_range": {"first": "2025-06-01 00:00", "last": "2025-08-31 23:00", "rows": 2208}},
-        "02_training": {"headline": {"text": "hybrid beats naive (p < 1e-4)", "items": {}},
-                        "leaderboard": {"hybrid": {"mae": 512.345, "skill": 0.0123, "dm_pvalue": 3e-9},
-                                        "naive": {"mae": 520.0, "skill": 0.0, "dm_pvalue": None}},
-                        "saved_models": ["BTCUSDT/1h/hybrid/v0001"]},
+        "00_data": {
+            "headline": {"text": "2,208 candles, 0 gaps", "items": {"rows": 2208}},
+            "data_range": {"first": "2025-06-01 00:00", "last": "2025-08-31 23:00", "rows": 2208},
+        },
+        "02_training": {
+            "headline": {"text": "hybrid beats naive (p < 1e-4)", "items": {}},
+            "leaderboard": {
+                "hybrid": {"mae": 512.345, "skill": 0.0123, "dm_pvalue": 3e-9},
+                "naive": {"mae": 520.0, "skill": 0.0, "dm_pvalue": None},
+            },
+            "saved_models": ["BTCUSDT/1h/hybrid/v0001"],
+        },
     }
     run_dir = _fake_run(tmp_path, "20250101-000000-demo-abcd", "2025-01-01T00:00:00+00:00", "failed", **records)
     index = write_run_index(run_dir)
@@ -218,11 +285,19 @@ def test_run_index_shows_parameters_results_failure_and_links(tmp_path):
 
 
 def test_outputs_index_lists_runs_newest_first_with_headlines(tmp_path):
-    _fake_run(tmp_path, "20250101-000000-demo-aaaa", "2025-01-01T00:00:00+00:00",
-              **{"02_training": {"headline": {"text": "OLDEST headline", "items": {}}}})
+    _fake_run(
+        tmp_path,
+        "20250101-000000-demo-aaaa",
+        "2025-01-01T00:00:00+00:00",
+        **{"02_training": {"headline": {"text": "OLDEST headline", "items": {}}}},
+    )
     _fake_run(tmp_path, "20250301-000000-demo-cccc", "2025-03-01T00:00:00+00:00", "failed")
-    _fake_run(tmp_path, "20250201-000000-demo-bbbb", "2025-02-01T00:00:00+00:00",
-              **{"02_training": {"headline": {"text": "MIDDLE headline", "items": {}}}})
+    _fake_run(
+        tmp_path,
+        "20250201-000000-demo-bbbb",
+        "2025-02-01T00:00:00+00:00",
+        **{"02_training": {"headline": {"text": "MIDDLE headline", "items": {}}}},
+    )
     (tmp_path / "runs" / "not-a-run").mkdir()  # no manifest: ignored
     for run_dir in (tmp_path / "runs").glob("2025*"):
         write_run_index(run_dir)

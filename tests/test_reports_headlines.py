@@ -28,10 +28,20 @@ N, H = 600, 2
 def make_forecast(returns, actual, half, model="m") -> Forecast:
     """Origins one hour apart, volatility rising with the origin (terciles = thirds of the rows)."""
     n, h = returns.shape
-    return Forecast(model=model, interval="1h", origins=pd.date_range("2025-01-01", periods=n, freq="h", tz="UTC"),
-                    last_close=np.full(n, 100.0), returns=returns, intervals={0.8: (returns - half, returns + half)},
-                    confidence=np.full((n, h), 0.5), scale=np.linspace(0.01, 0.03, n), base_rate=np.full((n, h), 0.5),
-                    up_share=np.full((n, h), 0.5), actual=actual, constant_intervals={0.8: (returns - half, returns + half)})
+    return Forecast(
+        model=model,
+        interval="1h",
+        origins=pd.date_range("2025-01-01", periods=n, freq="h", tz="UTC"),
+        last_close=np.full(n, 100.0),
+        returns=returns,
+        intervals={0.8: (returns - half, returns + half)},
+        confidence=np.full((n, h), 0.5),
+        scale=np.linspace(0.01, 0.03, n),
+        base_rate=np.full((n, h), 0.5),
+        up_share=np.full((n, h), 0.5),
+        actual=actual,
+        constant_intervals={0.8: (returns - half, returns + half)},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,44 +55,79 @@ def forecasts() -> dict[str, Forecast]:
     covered = rng.uniform(size=(N, H)) < np.where(np.arange(N)[:, None] >= 2 * N // 3, 0.71, 0.80)
     half = np.where(covered, miss + 1e-4, miss / 2)
     zero = np.zeros((N, H))
-    return {"good": make_forecast(good, actual, half, "good"), "bad": make_forecast(-actual, actual, 0.02, "bad"),
-            "naive": make_forecast(zero, actual, 0.0128, "naive")}
+    return {
+        "good": make_forecast(good, actual, half, "good"),
+        "bad": make_forecast(-actual, actual, 0.02, "bad"),
+        "naive": make_forecast(zero, actual, 0.0128, "naive"),
+    }
 
 
 def cells(styler) -> dict[tuple[str, str], str]:
     """Rendered text per (row, column) label, as a reader sees it."""
     lines = styler.to_string(delimiter="|").splitlines()
     header = lines[0].split("|")
-    return {(row[0], col): text for line in lines[1:] for row in [line.split("|")]
-            for col, text in zip(header[1:], row[1:])}
+    return {
+        (row[0], col): text for line in lines[1:] for row in [line.split("|")] for col, text in zip(header[1:], row[1:])
+    }
 
 
 def flagged(styler) -> set[tuple[str, str]]:
     """(row, column) labels of the cells shaded as coverage off nominal."""
     html = styler.to_html()
     css = re.search(r"<style[^>]*>(.*?)</style>", html, re.S).group(1)
-    ids = {(int(r), int(c)) for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", css) if "#fde2c8" in body
-           for r, c in re.findall(r"_row(\d+)_col(\d+)", selectors)}
+    ids = {
+        (int(r), int(c))
+        for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", css)
+        if "#fde2c8" in body
+        for r, c in re.findall(r"_row(\d+)_col(\d+)", selectors)
+    }
     shown = styler.data
     return {(str(shown.index[r]), str(shown.columns[c])) for r, c in ids}
 
 
 # ------------------------------------------------------------------------------------ formats
 
-@pytest.mark.parametrize("p, text", [(3e-9, "< 1e-4"), (0.0, "< 1e-4"), (1e-4, "1.0e-04"), (3.2e-4, "3.2e-04"),
-                                     (0.00999, "1.0e-02"), (0.0123, "0.012"), (0.5, "0.500"), (1.0, "1.000"),
-                                     (float("nan"), "—"), (None, "—")])
+
+@pytest.mark.parametrize(
+    "p, text",
+    [
+        (3e-9, "< 1e-4"),
+        (0.0, "< 1e-4"),
+        (1e-4, "1.0e-04"),
+        (3.2e-4, "3.2e-04"),
+        (0.00999, "1.0e-02"),
+        (0.0123, "0.012"),
+        (0.5, "0.500"),
+        (1.0, "1.000"),
+        (float("nan"), "—"),
+        (None, "—"),
+    ],
+)
 def test_pvalues_for_people(p, text):
     assert fmt.pvalue(p) == text
 
 
-@pytest.mark.parametrize("name, value, text", [
-    ("n", 25200.0, "25,200"), ("origins", 1050.0, "1,050"), ("mae", 1234.5678, "1,234.57"),
-    ("skill", -0.0391, "-3.9%"), ("skill", 0.012, "+1.2%"), ("dir_acc", 0.5123, "51.2%"),
-    ("coverage_80_highvol", 0.71, "71.0%"), ("dir_share", 0.99996, "99.996%"), ("dm_pvalue", 2e-7, "< 1e-4"),
-    ("pt_pvalue", 0.034, "0.034"), ("dm_stat", -4.5312, "-4.53"), ("sharpe", 0.1, "0.10"), ("mape", 1.2345, "1.23%"),
-    ("dir_acc", float("nan"), "—"), ("verdict", "baseline", "baseline"), ("brier", 0.25099, "0.2510"),
-])
+@pytest.mark.parametrize(
+    "name, value, text",
+    [
+        ("n", 25200.0, "25,200"),
+        ("origins", 1050.0, "1,050"),
+        ("mae", 1234.5678, "1,234.57"),
+        ("skill", -0.0391, "-3.9%"),
+        ("skill", 0.012, "+1.2%"),
+        ("dir_acc", 0.5123, "51.2%"),
+        ("coverage_80_highvol", 0.71, "71.0%"),
+        ("dir_share", 0.99996, "99.996%"),
+        ("dm_pvalue", 2e-7, "< 1e-4"),
+        ("pt_pvalue", 0.034, "0.034"),
+        ("dm_stat", -4.5312, "-4.53"),
+        ("sharpe", 0.1, "0.10"),
+        ("mape", 1.2345, "1.23%"),
+        ("dir_acc", float("nan"), "—"),
+        ("verdict", "baseline", "baseline"),
+        ("brier", 0.25099, "0.2510"),
+    ],
+)
 def test_numbers_by_scorer_name(name, value, text):
     assert fmt.number(name, value) == text
 
@@ -103,13 +148,20 @@ def test_leaderboard_table_turns_marks_no_call_and_flags_coverage(forecasts):
     assert "3 pp from nominal" in intervals.caption
     terciles = reports.table(evaluation.coverage_by_tercile(forecasts), kind="coverage")
     assert any(c == "80% highvol" and "good" in r for r, c in flagged(terciles))
-    assert 'overflow-x: auto' in intervals.to_html()  # wide tables scroll instead of being cut off
+    assert "overflow-x: auto" in intervals.to_html()  # wide tables scroll instead of being cut off
 
 
 def test_plain_tables_integers_dates_and_row_numbers():
-    frame = pd.DataFrame({"when": pd.to_datetime(["2025-01-01 03:00", "2025-01-02 04:00"], utc=True),
-                          "bars": [3.0, 12.0], "volume": [158.64, 109.0], "close": [91500.0, 91459.912],
-                          "coverage": [0.9995, 1.0], "missing": [np.nan, 2.0]})
+    frame = pd.DataFrame(
+        {
+            "when": pd.to_datetime(["2025-01-01 03:00", "2025-01-02 04:00"], utc=True),
+            "bars": [3.0, 12.0],
+            "volume": [158.64, 109.0],
+            "close": [91500.0, 91459.912],
+            "coverage": [0.9995, 1.0],
+            "missing": [np.nan, 2.0],
+        }
+    )
     text = reports.table(frame)
     assert "row_heading" not in text.to_html()  # a RangeIndex says nothing
     c = cells(reports.table(frame.set_index("when")))
@@ -123,6 +175,7 @@ def test_plain_tables_integers_dates_and_row_numbers():
 
 
 # ---------------------------------------------------------------------------------- headlines
+
 
 def test_training_headline_verdicts_and_coverage_flag(forecasts):
     h = reports.training_headline(forecasts)
@@ -150,9 +203,19 @@ def candles():
 
 
 def _request(**kw):
-    return {"symbol": "BTCUSDT", "modelType": ["drift", "naive"], "method": "walk_forward", "retrainEvery": 300,
-            "horizon": 6, "window": 24, "groups": ["price", "volatility"], "test_fraction": 0.4, "n_jobs": 1,
-            "model_params": {"drift": {"window": 24}}, **kw}
+    return {
+        "symbol": "BTCUSDT",
+        "modelType": ["drift", "naive"],
+        "method": "walk_forward",
+        "retrainEvery": 300,
+        "horizon": 6,
+        "window": 24,
+        "groups": ["price", "volatility"],
+        "test_fraction": 0.4,
+        "n_jobs": 1,
+        "model_params": {"drift": {"window": 24}},
+        **kw,
+    }
 
 
 def test_backtest_headline_sharpe_against_buy_and_hold(candles):
@@ -160,8 +223,10 @@ def test_backtest_headline_sharpe_against_buy_and_hold(candles):
     h = reports.backtest_headline(report)
     s = report.summary().loc["drift"]
     line = next(line for line in h.lines if line.startswith("drift:"))
-    assert f"Sharpe {fmt.number('sharpe', s['sharpe'])} vs buy-and-hold {fmt.number('hold_sharpe', s['hold_sharpe'])}" \
+    assert (
+        f"Sharpe {fmt.number('sharpe', s['sharpe'])} vs buy-and-hold {fmt.number('hold_sharpe', s['hold_sharpe'])}"
         in line
+    )
     assert f"DM {'p ' if fmt.pvalue(s['dm_pvalue']).startswith('<') else 'p = '}{fmt.pvalue(s['dm_pvalue'])}" in line
     assert h.items["folds"] == len(report.folds) and h.items["bps_per_trade"] == 15
     assert h.title.startswith(f"Walk-forward backtest, {len(report.folds)} folds")
@@ -179,8 +244,14 @@ def test_data_headline_counts_coverage_and_the_longest_gap(tmp_path):
     assert h.items["expected_bars"] == 8 * 24 and h.items["bars"] == 8 * 24 - 7 and h.items["missing_bars"] == 7
     assert h.lines[0].startswith(f"185 of 192 1h bars ({fmt.percent(185 / 192)} coverage)")
     assert h.lines[1] == "2 gaps, 7 missing 1h bars; longest 6 bars from 2025-06-01 20:00"
-    aware = reports.data_headline(candles, gaps, symbol="BTCUSDT", interval="1h", start=pd.Timestamp(start, tz="UTC"),
-                                  end=pd.Timestamp(end, tz="UTC"))
+    aware = reports.data_headline(
+        candles,
+        gaps,
+        symbol="BTCUSDT",
+        interval="1h",
+        start=pd.Timestamp(start, tz="UTC"),
+        end=pd.Timestamp(end, tz="UTC"),
+    )
     assert aware.items == h.items
 
 
@@ -198,12 +269,20 @@ def test_features_headline_accounts_for_rows_windows_and_skipped_features(candle
 
 # ------------------------------------------------------------------------------------ records
 
+
 def test_record_round_trip_merge_and_json_safety(tmp_path, forecasts):
     headline = reports.training_headline(forecasts)
     board = evaluation.summary_table(forecasts, ["skill", "dm_pvalue"])
     ref = ModelRef("BTCUSDT", "1h", "lstm_fast", "v0003", tmp_path / "models" / "x")
-    reports.record(tmp_path, "02_training", headline=headline, leaderboard=board, n=np.int64(3),
-                   when=pd.Timestamp("2025-01-01", tz="UTC"), values=np.array([1.5, np.nan]))
+    reports.record(
+        tmp_path,
+        "02_training",
+        headline=headline,
+        leaderboard=board,
+        n=np.int64(3),
+        when=pd.Timestamp("2025-01-01", tz="UTC"),
+        values=np.array([1.5, np.nan]),
+    )
     reports.record(tmp_path, "02_training", saved_models=[ref])
     reports.record(tmp_path, "03_backtesting", sharpe=np.float32(0.5))
     data = json.loads((tmp_path / "metrics.json").read_text())
@@ -243,10 +322,14 @@ def test_model_ref_and_display_path_are_relative(tmp_path, monkeypatch):
     assert reports.display_path(tmp_path / "runs" / "r1" / "features.parquet") == "runs/r1/features.parquet"
     assert reports.display_path("/elsewhere/features.parquet") == "features.parquet"
     assert reports.data_range(pd.date_range("2025-01-01", periods=3, freq="h", tz="UTC")) == {
-        "first": "2025-01-01T00:00:00+00:00", "last": "2025-01-01T02:00:00+00:00", "rows": 3}
+        "first": "2025-01-01T00:00:00+00:00",
+        "last": "2025-01-01T02:00:00+00:00",
+        "rows": 3,
+    }
 
 
 # ---------------------------------------------------------------------------------- progress
+
 
 def test_backtest_progress_bar_on_stderr_and_off_on_request(candles, capfd):
     report = run_backtest(_request(), candles=candles, progress=True)

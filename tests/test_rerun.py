@@ -96,7 +96,9 @@ def test_rerun_names_changed_data_and_overrides(outputs, first_run, capsys):
     assert "the data changed in 1 read(s)" in out and "BTCUSDT 1h 2025-08-01T00:00:00+00:00" in out
     assert main(["rerun", run_dir.name, "-p", "models=[drift]"]) == 0
     out = capsys.readouterr().out
-    assert "numbers differ (overrides {'models': ['drift']})" in out and "hybrid" in out and "only in the first run" in out
+    assert (
+        "numbers differ (overrides {'models': ['drift']})" in out and "hybrid" in out and "only in the first run" in out
+    )
     assert main(["rerun", "no-such-run"]) == 1
     assert "no run 'no-such-run'" in capsys.readouterr().err
 
@@ -122,8 +124,11 @@ def test_compare_records_tolerates_round_off_not_changes():
 
 def test_a_symbol_without_data_fails_before_any_kernel(tmp_path):
     (tmp_path / "eth.yaml").write_text(PARAMS.replace("BTCUSDT", "ETHUSDC"))
-    with pytest.raises(runner.ParamsError, match=r"no ETHUSDC candles in the store \(it holds BTCUSDT 1h\); "
-                                                 r"import them first, e\.g\. coffee-ml import <files> --symbol "
-                                                 r"ETHUSDC --interval 1h \(\.\./shared/data/ETHUSDC-1h\.parquet"):
+    with pytest.raises(
+        runner.ParamsError,
+        match=r"no ETHUSDC candles in the store \(it holds BTCUSDT 1h\); "
+        r"import them first, e\.g\. coffee-ml import <files> --symbol "
+        r"ETHUSDC --interval 1h \(\.\./shared/data/ETHUSDC-1h\.parquet",
+    ):
         runner.run(tmp_path / "eth.yaml")
     assert not (tmp_path / "outputs" / "runs").exists()

@@ -14,17 +14,43 @@ from coffee_ml import config, rerun, runner
 from coffee_ml.cli import main
 
 RUN_ID = "20250101-000000-small-abcd"
-READ = {"how": "load_candles", "symbol": "BTCUSDT", "interval": "1h", "start": "2025-08-01", "end": None,
-        "rows": 2928, "first": "2025-08-01T00:00:00+00:00", "last": "2025-11-30T23:00:00+00:00", "sha256": "ab" * 32}
+READ = {
+    "how": "load_candles",
+    "symbol": "BTCUSDT",
+    "interval": "1h",
+    "start": "2025-08-01",
+    "end": None,
+    "rows": 2928,
+    "first": "2025-08-01T00:00:00+00:00",
+    "last": "2025-11-30T23:00:00+00:00",
+    "sha256": "ab" * 32,
+}
 SECRET = "TOPSECRET-do-not-print-0123456789"
 
 
 def _manifest(**changes) -> dict:
-    entry = {"notebook": "02_training.ipynb", "stage": "02_training", "status": "ok", "data": [dict(READ)],
-             "parameters": {"symbol": "BTCUSDT", "interval": "1h", "models": ["hybrid", "drift"], "model_params": {},
-                            "window": 48}}
-    manifest = {"run_id": RUN_ID, "name": "small", "status": "ok", "overrides": {}, "params": {},
-                "threads": {"cpus": 2, "OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None}, "notebooks": [entry]}
+    entry = {
+        "notebook": "02_training.ipynb",
+        "stage": "02_training",
+        "status": "ok",
+        "data": [dict(READ)],
+        "parameters": {
+            "symbol": "BTCUSDT",
+            "interval": "1h",
+            "models": ["hybrid", "drift"],
+            "model_params": {},
+            "window": 48,
+        },
+    }
+    manifest = {
+        "run_id": RUN_ID,
+        "name": "small",
+        "status": "ok",
+        "overrides": {},
+        "params": {},
+        "threads": {"cpus": 2, "OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None},
+        "notebooks": [entry],
+    }
     return {**manifest, **changes}
 
 
@@ -58,12 +84,16 @@ BAD = {  # name: (manifest.json bytes, words the error must hold)
     "notebook entry a number": (_manifest(notebooks=[1]), "notebooks[1] is a number"),
     "notebook missing": (_manifest(notebooks=[{"parameters": {}}]), "notebooks[1].notebook null"),
     "notebook a number": (_manifest(notebooks=[_entry(notebook=2)]), "notebooks[1].notebook a int"),
-    "notebook /etc/passwd": (_manifest(notebooks=[_entry(notebook="../../../../etc/passwd")]),
-                             "'../../../../etc/passwd': expected the file name of one of the project's notebooks"),
+    "notebook /etc/passwd": (
+        _manifest(notebooks=[_entry(notebook="../../../../etc/passwd")]),
+        "'../../../../etc/passwd': expected the file name of one of the project's notebooks",
+    ),
     "notebook absolute": (_manifest(notebooks=[_entry(notebook="/etc/passwd")]), "NN_name.ipynb"),
     "notebook without extension": (_manifest(notebooks=[_entry(notebook="02_training")]), "NN_name.ipynb"),
-    "notebook not in the project": (_manifest(notebooks=[_entry(), _entry(notebook="09_nosuch.ipynb")]),
-                                    "notebooks[2].notebook '09_nosuch.ipynb': no such notebook"),
+    "notebook not in the project": (
+        _manifest(notebooks=[_entry(), _entry(notebook="09_nosuch.ipynb")]),
+        "notebooks[2].notebook '09_nosuch.ipynb': no such notebook",
+    ),
     "parameters a list": (_manifest(notebooks=[_entry(parameters=[1])]), "notebooks[1].parameters is a list"),
     "unknown parameter": (_manifest(notebooks=[_entry(parameters={"windw": 3})]), "windw"),
     "data not a list": (_manifest(notebooks=[_entry(data="all")]), "notebooks[1].data is text"),
@@ -74,8 +104,10 @@ BAD = {  # name: (manifest.json bytes, words the error must hold)
     "unknown interval": (_manifest(notebooks=[_entry(data=[_read(interval="7x")])]), "data[1].interval '7x'"),
     "last not a time": (_manifest(notebooks=[_entry(data=[_read(last="yesterday")])]), "data[1].last 'yesterday'"),
     "last without zone": (_manifest(notebooks=[_entry(data=[_read(last="2025-11-30T23:00:00")])]), "time zone"),
-    "last at the end of time": (_manifest(notebooks=[_entry(data=[_read(last="9999-12-31T23:30:00+00:00")])]),
-                                "manifest.json: "),  # refused here, or as the pinned `end` by the parameter checks
+    "last at the end of time": (
+        _manifest(notebooks=[_entry(data=[_read(last="9999-12-31T23:30:00+00:00")])]),
+        "manifest.json: ",
+    ),  # refused here, or as the pinned `end` by the parameter checks
     "threads a list": (_manifest(threads=[1]), "threads is a list; expected an object"),
     "thread count a command": (_manifest(threads={"OMP_NUM_THREADS": "4; rm -rf /"}), "threads.OMP_NUM_THREADS"),
     "overrides a list": (_manifest(overrides=["x"]), "overrides is a list"),
@@ -95,6 +127,7 @@ def _write_run(runs: Path, content: bytes | dict, run_id: str = RUN_ID) -> Path:
 @pytest.fixture
 def no_kernels(monkeypatch):
     """Fail the test if a rerun gets as far as running anything."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("a bad rerun reached run_spec")
 
@@ -170,8 +203,19 @@ def test_a_run_must_be_in_this_outputs_folder(tmp_path, capsys, no_kernels, monk
     (a / "runs").mkdir(parents=True)
     (a / "runs" / "linked").symlink_to(evil)  # a link inside A pointing out of it
     monkeypatch.chdir(tmp_path)
-    for run in (str(evil), "B/runs/evil", f"{a}/runs/../../B/runs/evil", "linked", f"{a}/runs/linked",
-                str(a / "runs"), "..", ".", "", str(a), "/etc"):
+    for run in (
+        str(evil),
+        "B/runs/evil",
+        f"{a}/runs/../../B/runs/evil",
+        "linked",
+        f"{a}/runs/linked",
+        str(a / "runs"),
+        "..",
+        ".",
+        "",
+        str(a),
+        "/etc",
+    ):
         err = _one_line_error(capsys, ["rerun", run])
         assert "not a run of" in err or "no run" in err, (run, err)
     assert sorted(p.name for p in b.rglob("*")) == ["evil", "manifest.json", "runs"]
@@ -188,8 +232,14 @@ def test_an_unfinished_run_can_be_rerun_from_its_manifest(status):
     """A killed run's manifest still lists every notebook with its parameters: it is accepted."""
     manifest = _manifest(status=status, finished=None)
     manifest["notebooks"][0].update(status="running", data=[])
-    manifest["notebooks"].append({"notebook": "03_backtesting.ipynb", "stage": "03_backtesting",
-                                  "parameters": {"symbol": "BTCUSDT"}, "status": "pending"})
+    manifest["notebooks"].append(
+        {
+            "notebook": "03_backtesting.ipynb",
+            "stage": "03_backtesting",
+            "parameters": {"symbol": "BTCUSDT"},
+            "status": "pending",
+        }
+    )
     folder = _write_run(config.outputs_dir() / "runs", manifest)
     spec = rerun.spec_from_manifest(rerun.load_manifest(folder))
     assert [s.notebook for s in spec.steps] == ["02_training.ipynb", "03_backtesting.ipynb"]

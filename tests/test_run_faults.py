@@ -28,10 +28,12 @@ from coffee_ml.cli import main
 
 DEADLINE = 120.0  # seconds: only ever reached when something is wrong
 # a cell that reports progress until the test lets it go (a file `release` in the run folder)
-LOOP = ("import os, time\nfrom pathlib import Path\nfrom coffee_ml import progress\n"
-        "Path(run_dir, 'kernel.pid').write_text(str(os.getpid()))\ni = 0\n"
-        "while not Path(run_dir, 'release').exists() and i < 2400:\n"
-        "    progress.report(f'step {i}')\n    i += 1\n    time.sleep(0.05)")
+LOOP = (
+    "import os, time\nfrom pathlib import Path\nfrom coffee_ml import progress\n"
+    "Path(run_dir, 'kernel.pid').write_text(str(os.getpid()))\ni = 0\n"
+    "while not Path(run_dir, 'release').exists() and i < 2400:\n"
+    "    progress.report(f'step {i}')\n    i += 1\n    time.sleep(0.05)"
+)
 
 
 def _notebook(path: Path, params: str, body: str) -> None:
@@ -88,14 +90,26 @@ class Project:
     def start(self, params: Path) -> subprocess.Popen:
         log = self.logs / f"{params.stem}-{time.monotonic_ns()}.log"
         with open(log, "w") as out:
-            process = subprocess.Popen([sys.executable, "-m", "coffee_ml.cli", "run", str(params)], env=self.env,
-                                       cwd=self.home, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "coffee_ml.cli", "run", str(params)],
+                env=self.env,
+                cwd=self.home,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         process.log = log
         return process
 
     def run(self, params: Path) -> tuple[int, str]:
-        done = subprocess.run([sys.executable, "-m", "coffee_ml.cli", "run", str(params)], env=self.env,
-                              cwd=self.home, capture_output=True, text=True, timeout=DEADLINE * 2)
+        done = subprocess.run(
+            [sys.executable, "-m", "coffee_ml.cli", "run", str(params)],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE * 2,
+        )
         return done.returncode, done.stdout + done.stderr
 
     def run_here(self, params: Path) -> Path:
@@ -162,7 +176,7 @@ def test_kill_9_mid_notebook_shows_died_and_the_next_run_works(tmp_path, monkeyp
     assert manifest["status"] == "died" and manifest["died"]["notebook"] == "slow.ipynb"
     assert [e["status"] for e in manifest["notebooks"]] == ["ok", "died"]
     page = (project.outputs / "index.html").read_text()
-    row = page[page.index(run_dir.name):].split("</tr>")[0]
+    row = page[page.index(run_dir.name) :].split("</tr>")[0]
     assert 'class="status died"' in row and "died in slow.ipynb" in row
     assert 'class="status died"' in (run_dir / "index.html").read_text()
     assert "run died in slow" in (run_dir / "summary.html").read_text()
@@ -218,8 +232,9 @@ def tiny_disk(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True,
-                       capture_output=True, timeout=30)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True, capture_output=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError):
         pytest.skip("needs permission to mount a tmpfs (root)")
     try:
@@ -231,8 +246,11 @@ def tiny_disk(tmp_path):
 def test_a_full_disk_ends_with_one_line_and_a_true_record(tmp_path, tiny_disk):
     project = Project(tmp_path, outputs=tiny_disk / "out")
     project.notebook("a.ipynb", "print('a', x)")
-    project.notebook("fill.ipynb", "from pathlib import Path\nwith open(Path(run_dir, 'big.bin'), 'wb') as f:\n"
-                                   "    for _ in range(64):\n        f.write(bytes(2**20))")
+    project.notebook(
+        "fill.ipynb",
+        "from pathlib import Path\nwith open(Path(run_dir, 'big.bin'), 'wb') as f:\n"
+        "    for _ in range(64):\n        f.write(bytes(2**20))",
+    )
     code, out = project.run(project.params("fill", ["a.ipynb", "fill.ipynb"]))
     assert code == 1, out
     last = out.strip().splitlines()[-1]
@@ -248,7 +266,7 @@ def test_a_full_disk_ends_with_one_line_and_a_true_record(tmp_path, tiny_disk):
     (run_dir / "big.bin").unlink()
     project.run_here(project.params("fast", ["a.ipynb"]))
     page = (project.outputs / "index.html").read_text()
-    row = page[page.index(run_dir.name):].split("</tr>")[0]
+    row = page[page.index(run_dir.name) :].split("</tr>")[0]
     assert 'class="status failed"' in row and "disk full" in row
 
 
@@ -286,10 +304,13 @@ def test_long_cells_send_progress_to_the_console_not_to_the_notebook(tmp_path, m
     monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "long.ipynb", "x = 1",
-              "import time\nfrom coffee_ml import progress\nt0 = time.monotonic()\ni = 0\n"
-              "while time.monotonic() - t0 < 4:\n    progress.report(f'step {i} of the loop')\n"
-              "    i += 1\n    time.sleep(0.02)\nprint('done', i > 0)")
+    _notebook(
+        nbs / "long.ipynb",
+        "x = 1",
+        "import time\nfrom coffee_ml import progress\nt0 = time.monotonic()\ni = 0\n"
+        "while time.monotonic() - t0 < 4:\n    progress.report(f'step {i} of the loop')\n"
+        "    i += 1\n    time.sleep(0.02)\nprint('done', i > 0)",
+    )
     params = tmp_path / "p.yaml"
     params.write_text("notebooks: [long.ipynb]\n")
     lines: list[str] = []

@@ -70,12 +70,15 @@ def test_unknown_parameter_is_reported(tmp_path):
     assert "notebook missing.ipynb not found" in runner.check_spec(spec, tmp_path)[0]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("parameters: {symbol: X}\n", "non-empty 'notebooks' list"),
-    ("notebooks: [a.ipynb]\nparameters: {clickhouse_password: hunter2}\n", "look like credentials"),
-    ("notebooks: [{parameters: {}}]\n", r"notebooks\[1\] must be"),
-    ("notebooks: [a.ipynb\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("parameters: {symbol: X}\n", "non-empty 'notebooks' list"),
+        ("notebooks: [a.ipynb]\nparameters: {clickhouse_password: hunter2}\n", "look like credentials"),
+        ("notebooks: [{parameters: {}}]\n", r"notebooks\[1\] must be"),
+        ("notebooks: [a.ipynb\n", "not valid YAML"),
+    ],
+)
 def test_bad_params_files(tmp_path, text, message):
     with pytest.raises(runner.ParamsError, match=message):
         runner.load_params(_params(tmp_path, text))
@@ -89,11 +92,17 @@ def _links(page: Path) -> list[str]:
 
 
 def test_run_writes_reports_manifest_and_index(tmp_path, nbdir):
-    _notebook(nbdir / "a.ipynb", "x = 1\nrun_dir = None",
-              "from pathlib import Path\nPath(run_dir, 'a.txt').write_text(str(x * 10))\nprint('x is', x)")
+    _notebook(
+        nbdir / "a.ipynb",
+        "x = 1\nrun_dir = None",
+        "from pathlib import Path\nPath(run_dir, 'a.txt').write_text(str(x * 10))\nprint('x is', x)",
+    )
     _notebook(nbdir / "b.ipynb", "x = 1\nlabel = 'b'", "print(label, x)")
-    params = _params(tmp_path, "name: demo\nparameters: {x: 4}\nnotebooks:\n  - a.ipynb\n"
-                               "  - notebook: b.ipynb\n    parameters: {label: bee}\n")
+    params = _params(
+        tmp_path,
+        "name: demo\nparameters: {x: 4}\nnotebooks:\n  - a.ipynb\n"
+        "  - notebook: b.ipynb\n    parameters: {label: bee}\n",
+    )
     index = runner.run(params, outputs=tmp_path / "out", notebooks_dir=nbdir)
     run_dir = index.parent
     assert run_dir.parent == tmp_path / "out" / "runs" and re.fullmatch(r"\d{8}-\d{6}-demo-[0-9a-f]{4}", run_dir.name)
@@ -113,8 +122,17 @@ def test_run_writes_reports_manifest_and_index(tmp_path, nbdir):
     assert "bee 4" in (run_dir / "b.html").read_text() and "print(label, x)" not in _text(run_dir / "b.html")
     assert "print(label, x)" in _text(run_dir / "b.code.html")
     linked = _links(index)
-    assert {"a.html", "a.code.html", "a.ipynb", "a.txt", "b.html", "b.code.html", "b.ipynb", "manifest.json",
-            "../../index.html"} <= set(linked)
+    assert {
+        "a.html",
+        "a.code.html",
+        "a.ipynb",
+        "a.txt",
+        "b.html",
+        "b.code.html",
+        "b.ipynb",
+        "manifest.json",
+        "../../index.html",
+    } <= set(linked)
     assert f"runs/{run_dir.name}/index.html" in _links(tmp_path / "out" / "index.html")
 
 
@@ -163,14 +181,21 @@ def test_progress_lines_and_run_id_for_kernels(tmp_path, monkeypatch, nbdir):
     monkeypatch.delenv(runner.RUN_ID_ENV, raising=False)
     _notebook(nbdir / "a.ipynb", "x = 1", "import os\nprint(os.environ['COFFEE_ML_RUN_ID'])")
     lines: list[str] = []
-    index = runner.run(_params(tmp_path, "parameters: {x: 2}\nnotebooks: [a.ipynb]\n"), outputs=tmp_path / "out",
-                       notebooks_dir=nbdir, progress=lines.append)
+    index = runner.run(
+        _params(tmp_path, "parameters: {x: 2}\nnotebooks: [a.ipynb]\n"),
+        outputs=tmp_path / "out",
+        notebooks_dir=nbdir,
+        progress=lines.append,
+    )
     executed = nbformat.read(index.parent / "a.ipynb", as_version=4)
     assert executed.cells[-1].outputs[0]["text"].strip() == index.parent.name
     assert runner.RUN_ID_ENV not in os.environ  # only the run's kernels saw it
     assert lines[0] == "[1/1] a.ipynb"
-    assert [re.match(r"  a.ipynb cell (\d/\d)  \d+:\d\d \(run \d+:\d\d\)", line).group(1)
-            for line in lines[1:4]] == ["1/3", "2/3", "3/3"]
+    assert [re.match(r"  a.ipynb cell (\d/\d)  \d+:\d\d \(run \d+:\d\d\)", line).group(1) for line in lines[1:4]] == [
+        "1/3",
+        "2/3",
+        "3/3",
+    ]
     assert "parameters" in lines[1] and "injected parameters" in lines[2]
     assert lines[4].startswith("  a.ipynb ok in ") and lines[5].startswith(f"run {index.parent.name} ok in ")
 
@@ -218,7 +243,9 @@ def test_pipeline_reports_have_every_figure(tmp_path, monkeypatch):
     """The real notebooks through the runner, small: every figure cell shows its image in the
     executed notebook and in both HTML reports; reviewer reports stay small and name no local path."""
     monkeypatch.delenv("MPLBACKEND", raising=False)  # kernels must draw inline figures
-    params = _params(tmp_path, """
+    params = _params(
+        tmp_path,
+        """
 name: tiny
 parameters: {symbol: BTCUSDT, interval: 1h, start: "2025-06-01", end: "2025-09-01"}
 notebooks:
@@ -229,7 +256,8 @@ notebooks:
     parameters: {models: [drift], model_params: {}, epochs: 1, groups: [price, volatility]}
   - notebook: 03_backtesting.ipynb
     parameters: {models: [drift], retrain_every: 720, epochs: 1, n_jobs: 1}
-""")
+""",
+    )
     index = runner.run(params)
     run_dir = index.parent
     assert run_dir.parent == config.outputs_dir() / "runs"  # conftest's temporary outputs
@@ -261,8 +289,10 @@ notebooks:
         assert records[stage]["headline"]["text"].splitlines()[0] in page
     # each version saved from the run names the run, and the run lists the versions it saved
     models = config.outputs_dir() / "models"
-    saved = {"/".join(p.parent.relative_to(models).parts): json.loads(p.read_text())
-             for p in models.glob("*/*/*/v*/metadata.json")}
+    saved = {
+        "/".join(p.parent.relative_to(models).parts): json.loads(p.read_text())
+        for p in models.glob("*/*/*/v*/metadata.json")
+    }
     assert set(records["02_training"]["saved_models"]) == set(saved) == {"BTCUSDT/1h/drift/v0001"}
     assert all(meta["run_id"] == run_dir.name for meta in saved.values())
     assert "BTCUSDT/1h/drift/v0001" in page
@@ -270,7 +300,9 @@ notebooks:
 
 def test_params_files_cannot_leak_credentials_or_run_foreign_notebooks(tmp_path, nbdir):
     _notebook(nbdir / "a.ipynb", "x = 1\nmodel_params = {}", "pass")
-    nested = _params(tmp_path, "notebooks:\n  - notebook: a.ipynb\n    parameters: {model_params: {gru: {api_token: s3}}}\n")
+    nested = _params(
+        tmp_path, "notebooks:\n  - notebook: a.ipynb\n    parameters: {model_params: {gru: {api_token: s3}}}\n"
+    )
     with pytest.raises(runner.ParamsError, match="api_token look like credentials"):
         runner.load_params(nested)
     outside = tmp_path / "elsewhere.ipynb"
@@ -291,8 +323,15 @@ def test_kernels_run_this_environment_even_with_a_user_python3_kernel(tmp_path, 
 
     other = tmp_path / "kernels" / "python3"
     other.mkdir(parents=True)
-    (other / "kernel.json").write_text(json.dumps({"argv": ["/usr/bin/false", "-f", "{connection_file}"],
-                                                   "display_name": "someone else's Python", "language": "python"}))
+    (other / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": ["/usr/bin/false", "-f", "{connection_file}"],
+                "display_name": "someone else's Python",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "0")
     monkeypatch.delenv("JUPYTER_PATH", raising=False)

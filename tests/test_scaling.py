@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from coffee_ml.estimator import NotFittedError
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from coffee_ml.data.sample import load_sample
+from coffee_ml.estimator import NotFittedError
 from coffee_ml.features import FeatureScaler, compute_features
 
 SKLEARN = {"standard": StandardScaler(), "minmax": MinMaxScaler(), "robust": RobustScaler()}
@@ -42,8 +42,11 @@ def test_json_round_trip_is_identical(frame: pd.DataFrame, method: str, tmp_path
     text = scaler.to_json(path)
     state = json.loads(path.read_text())
     assert state["params"]["method"] == method and len(state["center"]) == frame.shape[1]
-    for restored in (FeatureScaler.from_json(text), FeatureScaler.from_json(path),
-                     FeatureScaler.from_dict(scaler.to_dict())):
+    for restored in (
+        FeatureScaler.from_json(text),
+        FeatureScaler.from_json(path),
+        FeatureScaler.from_dict(scaler.to_dict()),
+    ):
         np.testing.assert_array_equal(restored.transform(frame), scaler.transform(frame))
         assert restored.get_params() == scaler.get_params()
         assert list(restored.feature_names_in_) == list(frame.columns)

@@ -19,29 +19,39 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from service_server import serve
 
 from coffee_ml import registry, serving
 from coffee_ml.data import load_sample
 from coffee_ml.features import build_dataset
 from coffee_ml.models import make_model
 from coffee_ml.models.persistence import save_model
+from service_server import serve
 
 SYMBOL, INTERVAL, HORIZON = "BTCUSDT", "1h", 6
 TOKEN = "test-token-8f2c"
-JOB_PARAMS = {"symbol": SYMBOL, "models": ["drift"], "method": "simple", "start": "2025-06-01",
-              "test_start": "2025-10-15", "horizon": 6}  # a backtest of a few seconds
+JOB_PARAMS = {
+    "symbol": SYMBOL,
+    "models": ["drift"],
+    "method": "simple",
+    "start": "2025-06-01",
+    "test_start": "2025-10-15",
+    "horizon": 6,
+}  # a backtest of a few seconds
 
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory) -> Path:
     """A registry with a promoted hybrid and a saved gbm-free drift, over the bundled sample."""
     root = tmp_path_factory.mktemp("service-outputs")
-    ds = build_dataset(load_sample().loc["2025-06-01":"2025-10-01"], INTERVAL, groups=["price", "volatility"],
-                       window=24, horizon=HORIZON)
+    ds = build_dataset(
+        load_sample().loc["2025-06-01":"2025-10-01"],
+        INTERVAL,
+        groups=["price", "volatility"],
+        window=24,
+        horizon=HORIZON,
+    )
     models = root / "models"
-    registry.promote(save_model(make_model("hybrid", window=24).fit(ds), ds, symbol=SYMBOL, name="hybrid",
-                                root=models))
+    registry.promote(save_model(make_model("hybrid", window=24).fit(ds), ds, symbol=SYMBOL, name="hybrid", root=models))
     save_model(make_model("drift", window=24).fit(ds), ds, symbol=SYMBOL, name="drift", root=models)
     return root
 
@@ -69,8 +79,9 @@ def _error(response: httpx.Response, status: int, field: str | None) -> dict:
 def test_health_says_what_is_ready(client):
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["store"]["reachable"]
-    assert {"symbol": SYMBOL, "interval": INTERVAL} in [{k: s[k] for k in ("symbol", "interval")}
-                                                        for s in body["store"]["series"]]
+    assert {"symbol": SYMBOL, "interval": INTERVAL} in [
+        {k: s[k] for k in ("symbol", "interval")} for s in body["store"]["series"]
+    ]
     (prod,) = body["production"]
     assert prod["model"] == "hybrid" and prod["version"] == "v0001" and prod["data_age_seconds"] > 0
     assert body["state_changes_enabled"] is True
@@ -104,19 +115,22 @@ def test_predict_by_type_and_version(client):
     assert wide["upper"] - wide["lower"] > narrow["upper"] - narrow["lower"]
 
 
-@pytest.mark.parametrize(("params", "status", "field"), [
-    ({"symbol": "NOSUCH"}, 404, "symbol"),
-    ({"symbol": "BTC USDT"}, 422, "symbol"),
-    ({"symbol": SYMBOL, "horizon": "48h"}, 422, "horizon"),
-    ({"symbol": SYMBOL, "horizon": "90min"}, 422, "horizon"),
-    ({"symbol": SYMBOL, "horizon": "0"}, 422, "horizon"),
-    ({"symbol": SYMBOL, "horizon": "soon"}, 422, "horizon"),
-    ({"symbol": SYMBOL, "interval": "7x"}, 422, "interval"),
-    ({"symbol": SYMBOL, "interval": "4h"}, 404, "interval"),
-    ({"symbol": SYMBOL, "level": "1.5"}, 422, "level"),
-    ({"symbol": SYMBOL, "level": "0.5"}, 422, "level"),
-    ({}, 422, "symbol"),
-])
+@pytest.mark.parametrize(
+    ("params", "status", "field"),
+    [
+        ({"symbol": "NOSUCH"}, 404, "symbol"),
+        ({"symbol": "BTC USDT"}, 422, "symbol"),
+        ({"symbol": SYMBOL, "horizon": "48h"}, 422, "horizon"),
+        ({"symbol": SYMBOL, "horizon": "90min"}, 422, "horizon"),
+        ({"symbol": SYMBOL, "horizon": "0"}, 422, "horizon"),
+        ({"symbol": SYMBOL, "horizon": "soon"}, 422, "horizon"),
+        ({"symbol": SYMBOL, "interval": "7x"}, 422, "interval"),
+        ({"symbol": SYMBOL, "interval": "4h"}, 404, "interval"),
+        ({"symbol": SYMBOL, "level": "1.5"}, 422, "level"),
+        ({"symbol": SYMBOL, "level": "0.5"}, 422, "level"),
+        ({}, 422, "symbol"),
+    ],
+)
 def test_bad_predict_requests_name_the_field(client, params, status, field):
     _error(client.get("/api/ml/predict/production", params=params), status, field)
 
@@ -128,8 +142,9 @@ def test_unknown_models_and_versions(client):
     _error(client.get("/api/ml/predict/hybrid@9", params={"symbol": SYMBOL}), 422, "model")
     _error(client.get("/api/ml/predict/production", params={"symbol": SYMBOL, "strategy": "stacking"}), 422, "model")
     _error(client.post("/api/ml/predict", json={"symbol": SYMBOL, "colour": "red"}), 422, "body.colour")
-    _error(client.post("/api/ml/predict", content=b"{not json", headers={"content-type": "application/json"}),
-           422, "body")
+    _error(
+        client.post("/api/ml/predict", content=b"{not json", headers={"content-type": "application/json"}), 422, "body"
+    )
     _error(client.get("/api/ml/nothing-here"), 404, None)
 
 
@@ -140,9 +155,16 @@ def test_models_lists_versions_and_the_production_pointer(client):
     hybrid = rows[("hybrid", "v0001")]
     assert hybrid["production"] and hybrid["model_type"] == "hybrid" and hybrid["trained_at"]
     assert "skill" in hybrid["metrics"]["test"] and not rows[("drift", "v0001")]["production"]
-    assert body["production"] == [{"symbol": SYMBOL, "interval": INTERVAL, "model": "hybrid", "version": "v0001",
-                                   "promoted_at": body["production"][0]["promoted_at"],
-                                   "reason": body["production"][0]["reason"]}]
+    assert body["production"] == [
+        {
+            "symbol": SYMBOL,
+            "interval": INTERVAL,
+            "model": "hybrid",
+            "version": "v0001",
+            "promoted_at": body["production"][0]["promoted_at"],
+            "reason": body["production"][0]["reason"],
+        }
+    ]
 
 
 def test_regime_is_the_sidebars(client):
@@ -172,8 +194,14 @@ def test_anomalies(client):
 
 def test_candles_for_the_page(client):
     body = client.get("/api/ml/candles", params={"symbol": SYMBOL, "bars": 5}).json()
-    assert len(body["candles"]) == 5 and set(body["candles"][0]) == {"timestamp", "open", "high", "low", "close",
-                                                                    "volume"}
+    assert len(body["candles"]) == 5 and set(body["candles"][0]) == {
+        "timestamp",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+    }
     sample = load_sample()
     assert body["candles"][-1]["close"] == sample["close"].iloc[-1]
     _error(client.get("/api/ml/candles", params={"symbol": SYMBOL, "bars": 10**6}), 422, "bars")
@@ -182,8 +210,9 @@ def test_candles_for_the_page(client):
 def test_state_changes_need_the_token(client):
     for path in ("/api/ml/backtest", "/api/ml/hpo", "/api/ml/train", "/api/ml/optimize"):
         _error(client.post(path, json={"symbol": SYMBOL}), 401, "Authorization")
-        _error(client.post(path, json={"symbol": SYMBOL}, headers={"Authorization": "Bearer wrong"}), 401,
-               "Authorization")
+        _error(
+            client.post(path, json={"symbol": SYMBOL}, headers={"Authorization": "Bearer wrong"}), 401, "Authorization"
+        )
     promote = {"symbol": SYMBOL, "interval": INTERVAL, "model": "drift", "version": "v0001"}
     _error(client.post("/api/ml/models/promote", json=promote), 401, "Authorization")
     assert client.get("/api/ml/predict/production", params={"symbol": SYMBOL}).json()["model"] == "hybrid"
@@ -208,6 +237,7 @@ def test_body_limit(client):
     def chunks():  # no Content-Length: counted as it arrives
         for _ in range(100):
             yield b" " * 1024
+
     _error(client.post("/api/ml/predict", content=chunks(), headers={"content-type": "application/json"}), 413, "body")
 
 
@@ -226,16 +256,23 @@ def test_promotion_through_the_api_is_followed_without_a_restart(outputs):
 
 def test_without_a_token_state_changes_are_off(outputs):
     with serve(outputs, env={"COFFEE_ML_API_TOKEN": ""}) as (url, _), httpx.Client(base_url=url, timeout=120) as c:
-        _error(c.post("/api/ml/backtest", json={"symbol": SYMBOL}, headers={"Authorization": "Bearer anything"}), 403,
-               "Authorization")
+        _error(
+            c.post("/api/ml/backtest", json={"symbol": SYMBOL}, headers={"Authorization": "Bearer anything"}),
+            403,
+            "Authorization",
+        )
         assert c.get("/health").json()["state_changes_enabled"] is False
         assert "access-control-allow-origin" not in c.get("/health", headers={"Origin": "http://x.test"}).headers
 
 
 def test_two_workers_share_the_registry_and_store(outputs):
     with serve(outputs, workers=2) as (url, _), httpx.Client(base_url=url, timeout=120) as c:
-        answers = [c.get("/api/ml/predict/production", params={"symbol": SYMBOL, "horizon": 2},
-                         headers={"Connection": "close"}) for _ in range(12)]
+        answers = [
+            c.get(
+                "/api/ml/predict/production", params={"symbol": SYMBOL, "horizon": 2}, headers={"Connection": "close"}
+            )
+            for _ in range(12)
+        ]
         assert {a.status_code for a in answers} == {200}
         assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
         pids = {c.get("/health", headers={"Connection": "close"}).json()["pid"] for _ in range(20)}
@@ -282,8 +319,11 @@ def test_a_backtest_job_runs_to_completion_and_its_report_is_served(client, outp
     assert client.get("/api/ml/jobs").json()["jobs"][0]["id"] == job["id"]
     # read-only, and nothing outside the runs folder is reachable
     assert client.put(links["index"], content=b"x").status_code in (405, 404)
-    for escape in ("/runs/../models/BTCUSDT/1h/production.json", "/runs/%2e%2e/models/BTCUSDT/1h/production.json",
-                   "/runs/..%2fstore"):
+    for escape in (
+        "/runs/../models/BTCUSDT/1h/production.json",
+        "/runs/%2e%2e/models/BTCUSDT/1h/production.json",
+        "/runs/..%2fstore",
+    ):
         assert client.get(escape).status_code == 404
     _error(client.get("/api/ml/jobs/../../etc"), 404, None)
     _error(client.get("/api/ml/jobs/nosuch-job"), 404, "job_id")
@@ -302,9 +342,21 @@ def test_a_killed_job_reads_as_died(client, outputs):
 def test_openapi_docs_list_every_endpoint(client):
     spec = client.get("/openapi.json").json()
     paths = set(spec["paths"])
-    assert {"/health", "/api/ml/models", "/api/ml/predict/{model}", "/api/ml/predict", "/api/ml/advanced/regime",
-            "/api/ml/advanced/anomalies", "/api/ml/anomalies/detect", "/api/ml/backtest", "/api/ml/hpo",
-            "/api/ml/train", "/api/ml/optimize", "/api/ml/jobs/{job_id}", "/api/ml/models/promote"} <= paths
+    assert {
+        "/health",
+        "/api/ml/models",
+        "/api/ml/predict/{model}",
+        "/api/ml/predict",
+        "/api/ml/advanced/regime",
+        "/api/ml/advanced/anomalies",
+        "/api/ml/anomalies/detect",
+        "/api/ml/backtest",
+        "/api/ml/hpo",
+        "/api/ml/train",
+        "/api/ml/optimize",
+        "/api/ml/jobs/{job_id}",
+        "/api/ml/models/promote",
+    } <= paths
     assert client.get("/docs").status_code == 200
     assert "prediction-line" in client.get("/").text
 
@@ -318,9 +370,15 @@ def test_the_server_binds_to_loopback_by_default():
 
 
 def test_edges_follow_the_one_verdict_rule():
-    meta = {"metrics_by_horizon": {"test": {"1": {"skill": 0.02, "dm_pvalue": 0.01, "dm_stat": -2.5},
-                                            "2": {"skill": 0.01, "dm_pvalue": 0.2, "dm_stat": -1.0},
-                                            "3": {"skill": -0.02, "dm_pvalue": 0.01, "dm_stat": 2.5}}}}
+    meta = {
+        "metrics_by_horizon": {
+            "test": {
+                "1": {"skill": 0.02, "dm_pvalue": 0.01, "dm_stat": -2.5},
+                "2": {"skill": 0.01, "dm_pvalue": 0.2, "dm_stat": -1.0},
+                "3": {"skill": -0.02, "dm_pvalue": 0.01, "dm_stat": 2.5},
+            }
+        }
+    }
     edges = serving.step_edges(meta, 4)
     assert [e["edge"] for e in edges] == [True, False, False, None]
     assert edges[0]["skill"] == 0.02 and edges[3]["dm_pvalue"] is None
@@ -336,8 +394,13 @@ def test_a_model_type_resolves_to_its_newest_version_and_an_ensemble_to_its_stra
     monkeypatch.setenv("COFFEE_ML_OUTPUTS", str(tmp_path))
 
     def saved(name: str, model_type: str, strategy: str | None = None) -> None:  # newest last (saved_at)
-        registry.save({}, {"model_type": model_type, "params": {"strategy": strategy}},
-                      symbol=SYMBOL, interval=INTERVAL, model=name)
+        registry.save(
+            {},
+            {"model_type": model_type, "params": {"strategy": strategy}},
+            symbol=SYMBOL,
+            interval=INTERVAL,
+            model=name,
+        )
         time.sleep(0.01)
 
     saved("lstm", "lstm")

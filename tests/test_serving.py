@@ -23,10 +23,17 @@ SYMBOL, INTERVAL, HORIZON = "BTCUSDT", "1h", 4
 def fitted():
     """A small hybrid and a tiny LSTM (which reads the features, not only closes) on a slice of
     the sample that ends two months before its newest candle."""
-    ds = build_dataset(load_sample().loc["2025-06-01":"2025-10-01"], INTERVAL, groups=["price", "volatility"],
-                       window=24, horizon=HORIZON)
-    models = {"hybrid": make_model("hybrid", window=24).fit(ds),
-              "lstm": make_model("lstm", window=24, hidden=8, layers=1, max_epochs=1, progress=False).fit(ds)}
+    ds = build_dataset(
+        load_sample().loc["2025-06-01":"2025-10-01"],
+        INTERVAL,
+        groups=["price", "volatility"],
+        window=24,
+        horizon=HORIZON,
+    )
+    models = {
+        "hybrid": make_model("hybrid", window=24).fit(ds),
+        "lstm": make_model("lstm", window=24, hidden=8, layers=1, max_epochs=1, progress=False).fit(ds),
+    }
     return ds, models
 
 
@@ -127,8 +134,9 @@ def test_load_last_returns_the_newest_candles_in_order(store):
 
     end = pd.Timestamp("2025-11-29 13:00", tz="UTC")  # right after the missing bar: the gap is skipped
     before = store.load_last(SYMBOL, INTERVAL, 30, end=end)
-    pd.testing.assert_frame_equal(before, expected.loc[:end - pd.Timedelta(milliseconds=1)].iloc[-30:],
-                                  check_freq=False, check_names=False)
+    pd.testing.assert_frame_equal(
+        before, expected.loc[: end - pd.Timedelta(milliseconds=1)].iloc[-30:], check_freq=False, check_names=False
+    )
     assert before.index[-1] == pd.Timestamp("2025-11-29 11:00", tz="UTC")  # end is exclusive, 12:00 missing
     assert len(store.load_last(SYMBOL, INTERVAL, 30, end="2025-11-29 13:00")) == 30  # naive strings are UTC
 
@@ -165,8 +173,18 @@ def test_models_predict_cli(fitted, sample_store, capsys):
     code, out, err = _run(capsys, *argv)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["origin", "step", "time", "last_close", "price", "lower_80", "upper_80",
-                                "lower_95", "upper_95", "confidence"]
+    assert lines[0].split() == [
+        "origin",
+        "step",
+        "time",
+        "last_close",
+        "price",
+        "lower_80",
+        "upper_80",
+        "lower_95",
+        "upper_95",
+        "confidence",
+    ]
     assert len(lines) == 1 + HORIZON
     assert lines[1].split()[:5] == ["2025-11-30", "23:00:00+00:00", "1", "2025-12-01", "00:00:00+00:00"]
     expected = serving.predict(SYMBOL, INTERVAL, "hybrid").to_frame()

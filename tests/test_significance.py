@@ -22,7 +22,7 @@ def _dm_by_hand(d, h):
     mean = sum(d) / n
     gam = [sum((d[t] - mean) * (d[t - k] - mean) for t in range(k, n)) / n for k in range(h)]
     var = (gam[0] + 2 * sum(gam[1:])) / n
-    stat = mean / var ** 0.5 * ((n + 1 - 2 * h + h * (h - 1) / n) / n) ** 0.5
+    stat = mean / var**0.5 * ((n + 1 - 2 * h + h * (h - 1) / n) / n) ** 0.5
     return stat, 2 * stats.t.sf(abs(stat), n - 1)
 
 
@@ -47,8 +47,9 @@ def test_diebold_mariano_detects_a_clearly_better_forecast():
 def test_direction_interval_uses_the_effective_sample_size():
     rng = np.random.default_rng(3)
     y = rng.normal(0, 0.01, (400, 4))
-    table = evaluation.scores_by_horizon(make_forecast(y + rng.normal(0, 0.01, y.shape), y),
-                                         ["dir_n_eff", "dir_acc_lo", "dir_acc_hi"])
+    table = evaluation.scores_by_horizon(
+        make_forecast(y + rng.normal(0, 0.01, y.shape), y), ["dir_n_eff", "dir_acc_lo", "dir_acc_hi"]
+    )
     assert table.loc["1", "dir_n_eff"] == 400 and table.loc["3", "dir_n_eff"] == pytest.approx(400 / 3)
     assert table.loc["all", "dir_n_eff"] == pytest.approx(400 * 4 / 16)  # n origins / H
     width = table["dir_acc_hi"] - table["dir_acc_lo"]

@@ -41,8 +41,10 @@ def test_two_processes_import_and_read_at_once(tmp_path, market_data):
     batches = [[str(p) for p in sorted((raw / "2024-03").glob("*.csv"))], [str(raw / "BTCUSDT-1m-2025-06-01.csv")]]
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_importer, args=(store_path, batches, out)),
-             ctx.Process(target=_reader, args=(store_path, 25, out))]
+    procs = [
+        ctx.Process(target=_importer, args=(store_path, batches, out)),
+        ctx.Process(target=_reader, args=(store_path, 25, out)),
+    ]
     for p in procs:
         p.start()
     results = dict(out.get(timeout=120) for _ in procs)

@@ -33,7 +33,7 @@ def test_same_seed_same_weights_other_seed_other_weights(ds):
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
 
 
 def test_early_stopping_restores_the_best_epoch():
@@ -44,8 +44,9 @@ def test_early_stopping_restores_the_best_epoch():
     y = x.sum(dim=1, keepdim=True)
     train_b, val_b = _batches(x, y), _batches(x, -y)
     module = nn.Linear(4, 1)
-    result = train(module, train_b, val_b, TrainConfig(lr=0.05, max_epochs=50, patience=3, progress=False,
-                                                                device="cpu"))  # compared with CPU tensors below
+    result = train(
+        module, train_b, val_b, TrainConfig(lr=0.05, max_epochs=50, patience=3, progress=False, device="cpu")
+    )  # compared with CPU tensors below
     h = result.history
     assert result.stopped_early and len(h) == result.best_epoch + 3
     assert result.best_val_loss == h["val_loss"].min() < h["val_loss"].iloc[-1]
@@ -65,16 +66,24 @@ def test_loss_choices_and_divergence():
     with torch.no_grad():
         r = (module(x) - y).abs()
     delta = 0.7
-    huber = torch.where(r <= delta, 0.5 * r ** 2, delta * (r - 0.5 * delta)).mean().item()
+    huber = torch.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta)).mean().item()
     assert (r <= delta).any() and (r > delta).any()
-    result = train(module, _batches(x, y), _batches(x, y),  # lr 0: the weights stay where they are
-                   TrainConfig(loss="huber", huber_delta=delta, lr=0.0, max_epochs=2, progress=False))
+    result = train(
+        module,
+        _batches(x, y),
+        _batches(x, y),  # lr 0: the weights stay where they are
+        TrainConfig(loss="huber", huber_delta=delta, lr=0.0, max_epochs=2, progress=False),
+    )
     assert result.history["train_loss"].tolist() == pytest.approx([huber, huber], rel=1e-5)
     assert result.history["val_loss"].tolist() == pytest.approx([huber, huber], rel=1e-5)
-    assert huber < (r ** 2).mean().item() / 2  # not the MSE
+    assert huber < (r**2).mean().item() / 2  # not the MSE
     with pytest.raises(FloatingPointError, match="diverged at epoch 1"):
-        train(nn.Linear(2, 1), _batches(x * 1e30, x[:, :1] * 1e30), _batches(x, x[:, :1]),
-              TrainConfig(lr=1e6, grad_clip=None, max_epochs=2, progress=False))
+        train(
+            nn.Linear(2, 1),
+            _batches(x * 1e30, x[:, :1] * 1e30),
+            _batches(x, x[:, :1]),
+            TrainConfig(lr=1e6, grad_clip=None, max_epochs=2, progress=False),
+        )
 
 
 def _tiny_lstm(**kw) -> LSTMForecaster:
@@ -131,7 +140,11 @@ def test_fine_tuning_keeps_the_starting_weights_when_they_validate_better():
         module.weight.fill_(-1.0)
         module.bias.zero_()
     start = [p.detach().clone() for p in module.parameters()]
-    result = train(module, _batches(x, y), _batches(x, -y),
-                   TrainConfig(lr=0.05, max_epochs=3, patience=5, keep_initial=True, progress=False, device="cpu"))
+    result = train(
+        module,
+        _batches(x, y),
+        _batches(x, -y),
+        TrainConfig(lr=0.05, max_epochs=3, patience=5, keep_initial=True, progress=False, device="cpu"),
+    )
     assert result.best_epoch == 0 and result.best_val_loss == pytest.approx(0.0, abs=1e-12)
     assert all(torch.equal(a, b) for a, b in zip(start, module.parameters()))

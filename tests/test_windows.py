@@ -9,8 +9,19 @@ import torch
 
 from coffee_ml.data.sample import load_sample
 from coffee_ml.features import (
-    CandleInputError, WindowDataset, assign_splits, build_dataset, compute_features, forward_log_returns,
-    horizon_timestamps, make_loader, returns_to_prices, run_bounds, sliding_windows, split_bounds, valid_window_ends,
+    CandleInputError,
+    WindowDataset,
+    assign_splits,
+    build_dataset,
+    compute_features,
+    forward_log_returns,
+    horizon_timestamps,
+    make_loader,
+    returns_to_prices,
+    run_bounds,
+    sliding_windows,
+    split_bounds,
+    valid_window_ends,
 )
 
 
@@ -41,8 +52,11 @@ def test_valid_window_ends_never_bridge_a_gap() -> None:
     L, H, ctx = 8, 3, 2
     ends = valid_window_ends(run_start, run_end, L, H, ctx)
     hours = index.as_unit("s").asi8 // 3600
-    brute = [e for e in range(len(index)) if e - L + 1 - ctx >= 0 and e + H < len(index)
-             and (np.diff(hours[e - L + 1 - ctx:e + H + 1]) == 1).all()]
+    brute = [
+        e
+        for e in range(len(index))
+        if e - L + 1 - ctx >= 0 and e + H < len(index) and (np.diff(hours[e - L + 1 - ctx : e + H + 1]) == 1).all()
+    ]
     np.testing.assert_array_equal(ends, brute)
     assert 36 in ends and 37 not in ends  # row 39 is the last before the gap: 37 + H would cross it
     assert 40 + L + ctx - 2 not in ends and 40 + L + ctx - 1 in ends  # window + context start at row 40
@@ -53,8 +67,16 @@ def test_forward_returns_exact_and_nan_across_gaps() -> None:
     close = pd.Series([100.0, 110.0, 121.0, 50.0, 55.0, 60.5], index=index)
     y = forward_log_returns(close, 2, "1h")
     assert list(y.columns) == ["fwd_logret_1", "fwd_logret_2"]
-    expected = np.array([[np.log(1.1), np.log(1.21)], [np.log(1.1), np.nan], [np.nan, np.nan],
-                         [np.log(1.1), np.log(1.21)], [np.log(1.1), np.nan], [np.nan, np.nan]])
+    expected = np.array(
+        [
+            [np.log(1.1), np.log(1.21)],
+            [np.log(1.1), np.nan],
+            [np.nan, np.nan],
+            [np.log(1.1), np.log(1.21)],
+            [np.log(1.1), np.nan],
+            [np.nan, np.nan],
+        ]
+    )
     np.testing.assert_allclose(y.to_numpy(), expected, equal_nan=True)
     bridged = forward_log_returns(close, 2)  # without an interval nothing is known about gaps
     assert np.isfinite(bridged.to_numpy()[:4]).all()
@@ -88,7 +110,7 @@ def test_window_dataset_batches_match_items() -> None:
     assert xb.shape == (3, 20, 5) and xb.dtype == torch.float32 and yb.shape == (3, 2)
     x5, y5 = ds[5]
     np.testing.assert_array_equal(xb[1].numpy(), x5.numpy())
-    np.testing.assert_allclose(x5.numpy(), X[19 + 15 - 19:19 + 15 + 1], rtol=1e-6)
+    np.testing.assert_allclose(x5.numpy(), X[19 + 15 - 19 : 19 + 15 + 1], rtol=1e-6)
     np.testing.assert_allclose(y5.numpy(), y[34], rtol=1e-6)
     seen = torch.cat([b[1] for b in make_loader(ds, batch_size=16, shuffle=True, seed=3)])
     assert seen.shape == (len(ds), 2)
@@ -118,7 +140,7 @@ def test_build_dataset_accounting_and_api(sample: pd.DataFrame) -> None:
     for e in range(L - 1, n - H):  # e: window end in kept rows; o: the same bar in `sample`
         candidates += 1
         o = e + warmup
-        if (np.diff(hours[o - L + 1 - warmup:o + H + 1]) == 1).all():
+        if (np.diff(hours[o - L + 1 - warmup : o + H + 1]) == 1).all():
             gap_free.append(e)
     b1, b2, E = round(0.7 * n), round(0.85 * n), max(L, H)
     parts = {"train": (0, b1), "val": (b1 + E, b2), "test": (b2 + E, n)}
@@ -128,7 +150,10 @@ def test_build_dataset_accounting_and_api(sample: pd.DataFrame) -> None:
         np.testing.assert_array_equal(ds.splits[k], ends, err_msg=k)
     kept = sum(len(v) for v in expected.values())
     assert (r.candidate_windows, r.windows_dropped_gap, r.windows_dropped_embargo) == (
-        candidates, candidates - len(gap_free), len(gap_free) - kept)
+        candidates,
+        candidates - len(gap_free),
+        len(gap_free) - kept,
+    )
     assert r.windows_dropped_gap > 0 and r.windows_dropped_embargo > 0
     assert r.windows == {k: len(v) for k, v in expected.items()}
 
@@ -138,7 +163,7 @@ def test_build_dataset_accounting_and_api(sample: pd.DataFrame) -> None:
     x, y = next(iter(ds.loader("val", batch_size=32)))
     assert x.shape == (32, L, len(ds.feature_names)) and y.shape == (32, H)
     first = int(ds.splits["val"][0])
-    np.testing.assert_allclose(x[0].numpy(), ds.X[first - L + 1:first + 1], rtol=1e-6)
+    np.testing.assert_allclose(x[0].numpy(), ds.X[first - L + 1 : first + 1], rtol=1e-6)
     np.testing.assert_allclose(y[0].numpy(), ds.y[first], rtol=1e-6)
     train_x = ds.X[:b1]  # standard scaler fitted on the train rows only
     np.testing.assert_allclose(train_x.mean(axis=0), 0.0, atol=1e-9)

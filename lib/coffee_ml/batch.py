@@ -38,7 +38,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-
 from coffee_ml import config, provenance, runner
 from coffee_ml.parameters import _show
 from coffee_ml.runner import ParamsError, Progress
@@ -151,16 +150,21 @@ def _nested_batch(batch: Path, target: Path) -> str | None:
     while current not in seen:  # follow the first batch entries, as a cycle would go
         seen.add(current)
         doc = runner.read_yaml(current, "batch file")
-        following = [current.parent / r["params"] for r in doc.get("runs") or []
-                     if isinstance(r, dict) and isinstance(r.get("params"), str)]
+        following = [
+            current.parent / r["params"]
+            for r in doc.get("runs") or []
+            if isinstance(r, dict) and isinstance(r.get("params"), str)
+        ]
         following = [f.resolve() for f in following if f.is_file() and is_batch(f)]
         if not following:
             break
         current = following[0]
         chain.append(current)
     if chain[-1] in chain[:-1]:
-        return (f"a cycle of batch files ({' -> '.join(p.name for p in chain)}); batches cannot include "
-                "batches: list params files")
+        return (
+            f"a cycle of batch files ({' -> '.join(p.name for p in chain)}); batches cannot include "
+            "batches: list params files"
+        )
     return "is itself a batch file; batches do not nest: list its params files here"
 
 
@@ -205,9 +209,13 @@ def _run_entry(params: str, overrides: dict[str, Any], outputs: str, log: str, t
             result: dict[str, Any] = {"status": "ok", "index": str(index)}
         except runner.RunFailed as exc:
             cell = exc.entry.get("cell")
-            result = {"status": "failed", "index": str(exc.index), "error": exc.entry.get("error"),
-                      "notebook": exc.entry.get("notebook"),
-                      "cell": {k: cell[k] for k in ("number", "of", "source")} if cell else None}
+            result = {
+                "status": "failed",
+                "index": str(exc.index),
+                "error": exc.entry.get("error"),
+                "notebook": exc.entry.get("notebook"),
+                "cell": {k: cell[k] for k in ("number", "of", "source")} if cell else None,
+            }
         except Exception as exc:  # noqa: BLE001 - any error is this entry's, reported with it
             result = {"status": "failed", "index": None, "error": f"{type(exc).__name__}: {exc}"}
             say(f"failed: {result['error']}")
@@ -236,11 +244,24 @@ def _start(entry: Entry, outputs: Path, log: Path, threads: int) -> subprocess.P
     whatever it starts in it) can then be signalled as one, and a Ctrl-C in the terminal reaches
     only the parent, which passes it on (`_stop`). Its stdout and stderr (a traceback, a warning)
     go to its log."""
-    job = json.dumps({"params": str(entry.path), "overrides": entry.overrides, "outputs": str(outputs),
-                      "log": str(log), "threads": threads, "result": str(_result_path(log))})
+    job = json.dumps(
+        {
+            "params": str(entry.path),
+            "overrides": entry.overrides,
+            "outputs": str(outputs),
+            "log": str(log),
+            "threads": threads,
+            "result": str(_result_path(log)),
+        }
+    )
     with open(log, "ab") as out:  # O_APPEND, as the child's own handle: neither overwrites the other
-        return subprocess.Popen([sys.executable, "-m", "coffee_ml.batch", job], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "coffee_ml.batch", job],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -304,10 +325,21 @@ class _Tail:
 
 
 def _record(entry: Entry, log: Path, batch_dir: Path) -> dict[str, Any]:
-    return {"label": entry.label, "symbol": entry.symbol, "params": entry.params, "overrides": entry.overrides,
-            "status": "pending", "pid": None, "run_id": None, "run_index": None,
-            "log": log.relative_to(batch_dir).as_posix(), "error": None, "notebook": None, "cell": None,
-            "seconds": None}
+    return {
+        "label": entry.label,
+        "symbol": entry.symbol,
+        "params": entry.params,
+        "overrides": entry.overrides,
+        "status": "pending",
+        "pid": None,
+        "run_id": None,
+        "run_index": None,
+        "log": log.relative_to(batch_dir).as_posix(),
+        "error": None,
+        "notebook": None,
+        "cell": None,
+        "seconds": None,
+    }
 
 
 def _link_run(record: dict[str, Any], index: Path, batch_dir: Path) -> None:
@@ -322,8 +354,13 @@ def _finish(record: dict[str, Any], result: dict[str, Any], batch_dir: Path) -> 
         _link_run(record, Path(index), batch_dir)
 
 
-def run_batch(path: str | Path, jobs: int | None = None, outputs: Path | None = None,
-              progress: Progress | None = None, overrides: Mapping[str, Any] | None = None) -> Path:
+def run_batch(
+    path: str | Path,
+    jobs: int | None = None,
+    outputs: Path | None = None,
+    progress: Progress | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Path:
     """Run every entry of a batch file in `jobs` processes (default: the file's `jobs`, else 1);
     return the batch's index.html. `overrides` (`-p`) apply to every entry. Raises RuntimeError
     naming the failed entries once all have finished and the index is written."""
@@ -342,9 +379,14 @@ def run_batch(path: str | Path, jobs: int | None = None, outputs: Path | None = 
     (batch_dir / LOGS).mkdir()
     logs = [batch_dir / LOGS / f"{n:02d}-{_UNSAFE.sub('-', e.label)}.log" for n, e in enumerate(batch.entries, 1)]
     state: dict[str, Any] = {
-        "batch_id": batch_id, "name": batch.name, "batch_file": runner._relative_to_project(batch.source),
-        "jobs": processes, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished": None,
-        "status": "running", "total_seconds": None,
+        "batch_id": batch_id,
+        "name": batch.name,
+        "batch_file": runner._relative_to_project(batch.source),
+        "jobs": processes,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": None,
+        "status": "running",
+        "total_seconds": None,
         "entries": [_record(e, log, batch_dir) for e, log in zip(batch.entries, logs)],
     }
 
@@ -371,16 +413,29 @@ def run_batch(path: str | Path, jobs: int | None = None, outputs: Path | None = 
         state["total_seconds"] = round(time.perf_counter() - t0, 3)
         publish()
         write_outputs_index(outputs)  # its list of batches
-    say(f"batch {batch_id} {state['status']} in {runner._clock(state['total_seconds'])}: "
-        f"{len(batch.entries) - len(failed)} ok, {len(failed)} failed")
+    say(
+        f"batch {batch_id} {state['status']} in {runner._clock(state['total_seconds'])}: "
+        f"{len(batch.entries) - len(failed)} ok, {len(failed)} failed"
+    )
     if failed:
-        raise RuntimeError(f"batch {batch.name}: {len(failed)} of {len(batch.entries)} run(s) failed "
-                           f"({', '.join(failed)}) (see {index})")
+        raise RuntimeError(
+            f"batch {batch.name}: {len(failed)} of {len(batch.entries)} run(s) failed "
+            f"({', '.join(failed)}) (see {index})"
+        )
     return index
 
 
-def _execute(batch: Batch, processes: int, threads: int, outputs: Path, logs: list[Path],
-             records: list[dict[str, Any]], batch_dir: Path, publish: Callable[[], Path], say: Progress) -> None:
+def _execute(
+    batch: Batch,
+    processes: int,
+    threads: int,
+    outputs: Path,
+    logs: list[Path],
+    records: list[dict[str, Any]],
+    batch_dir: Path,
+    publish: Callable[[], Path],
+    say: Progress,
+) -> None:
     """Run every entry in a process of its own, at most `processes` at a time; relay the lines of
     their logs (prefixed with the label) and update the records and the index as each entry
     starts, names its run and exits. A process that dies fails only its own entry; if the parent

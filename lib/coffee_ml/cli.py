@@ -17,27 +17,40 @@ if TYPE_CHECKING:  # the command imports pandas only for the subcommands that ne
     import pandas as pd
 
 
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coffee-ml", description="Research workbench for ML on crypto candles.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def backend_opt(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--backend", default="auto", choices=["auto", "embedded", "server"],
-                       help="store backend (auto: server when CLICKHOUSE_HOST is set)")
+        q.add_argument(
+            "--backend",
+            default="auto",
+            choices=["auto", "embedded", "server"],
+            help="store backend (auto: server when CLICKHOUSE_HOST is set)",
+        )
 
     def param_opt(q: argparse.ArgumentParser) -> None:
-        q.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="set a parameter in every notebook that declares it (value as YAML: 3, 0.5, [a, b]); "
-                            "repeatable")
+        q.add_argument(
+            "-p",
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="set a parameter in every notebook that declares it (value as YAML: 3, 0.5, [a, b]); repeatable",
+        )
 
     imp = sub.add_parser("import", help="import candle files (Binance klines, CSV, Parquet)")
     imp.add_argument("paths", nargs="+", help="files or directories")
     imp.add_argument("--symbol", required=True)
     imp.add_argument("--interval", required=True, help="bar interval of the files, e.g. 1m, 1h")
     imp.add_argument("--format", choices=["binance", "csv", "parquet"], help="default: from the file")
-    imp.add_argument("--map", nargs="+", default=[], metavar="SRC=DST",
-                     help="rename source columns to schema columns, e.g. timestamp=open_time")
+    imp.add_argument(
+        "--map",
+        nargs="+",
+        default=[],
+        metavar="SRC=DST",
+        help="rename source columns to schema columns, e.g. timestamp=open_time",
+    )
     backend_opt(imp)
 
     data = sub.add_parser("data", help="inspect stored candles")
@@ -50,110 +63,155 @@ def _parser() -> argparse.ArgumentParser:
     gaps.add_argument("--start")
     gaps.add_argument("--end")
     backend_opt(gaps)
-    check = dsub.add_parser("check", help="verify every stored part against its checksums",
-                            description="Runs ClickHouse's CHECK TABLE on the candle table and lists damaged "
-                                        "parts and parts the engine set aside, with the symbol and interval "
-                                        "to re-import. Exits 1 while damaged parts remain.")
-    check.add_argument("--repair", action="store_true",
-                       help="set damaged parts aside (moved to detached/, not deleted) and drop staging "
-                            "tables of killed imports")
+    check = dsub.add_parser(
+        "check",
+        help="verify every stored part against its checksums",
+        description="Runs ClickHouse's CHECK TABLE on the candle table and lists damaged "
+        "parts and parts the engine set aside, with the symbol and interval "
+        "to re-import. Exits 1 while damaged parts remain.",
+    )
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="set damaged parts aside (moved to detached/, not deleted) and drop staging tables of killed imports",
+    )
     backend_opt(check)
 
     models = sub.add_parser("models", help="the model registry (outputs/models)")
     msub = models.add_subparsers(dest="models_command", required=True)
     msub.add_parser("list", help="every saved version")
-    for verb, text in (("show", "metadata of a version"), ("promote", "mark a version as production"),
-                       ("delete", "remove a version"), ("predict", "forecast the next bars from stored candles")):
+    for verb, text in (
+        ("show", "metadata of a version"),
+        ("promote", "mark a version as production"),
+        ("delete", "remove a version"),
+        ("predict", "forecast the next bars from stored candles"),
+    ):
         q = msub.add_parser(verb, help=text)
         q.add_argument("symbol")
         q.add_argument("interval")
         q.add_argument("model", help="registry name, e.g. lstm, hybrid")
-        q.add_argument("version", nargs="?" if verb in ("show", "predict") else None,
-                       default="latest" if verb in ("show", "predict") else None,
-                       help="vNNNN, latest or production")
+        q.add_argument(
+            "version",
+            nargs="?" if verb in ("show", "predict") else None,
+            default="latest" if verb in ("show", "predict") else None,
+            help="vNNNN, latest or production",
+        )
         if verb == "predict":
             backend_opt(q)
 
-    mon = msub.add_parser("monitor", help="score the production model since its training; exit 3 when degraded",
-                          description="Replays the model serving SYMBOL (or --model at --version) at every bar after "
-                                      "its training data, scores the realised forecasts against naive, the majority "
-                                      "sign and the nominal coverage, overall and over a rolling window, and applies "
-                                      "the degradation rule of coffee_ml.monitor.monitor to the latest window. Exit "
-                                      "code: 0 OK (or not enough data yet), 3 degraded (retrain), 1 error, so a cron "
-                                      "job can act on it.")
+    mon = msub.add_parser(
+        "monitor",
+        help="score the production model since its training; exit 3 when degraded",
+        description="Replays the model serving SYMBOL (or --model at --version) at every bar after "
+        "its training data, scores the realised forecasts against naive, the majority "
+        "sign and the nominal coverage, overall and over a rolling window, and applies "
+        "the degradation rule of coffee_ml.monitor.monitor to the latest window. Exit "
+        "code: 0 OK (or not enough data yet), 3 degraded (retrain), 1 error, so a cron "
+        "job can act on it.",
+    )
     mon.add_argument("symbol")
     mon.add_argument("--interval", required=True)
     mon.add_argument("--model", help="registry name (default: the model or ensemble serving the symbol)")
     mon.add_argument("--version", default="production", help="vNNNN, latest or production (with --model)")
     mon.add_argument("--window", type=_positive, help="origins per rolling window (default: 30 days of bars)")
-    mon.add_argument("--threshold", type=_share(True, "0.02"),
-                     help="MAE skill the model may lose below its save-time validation skill (or below 0), "
-                          "0 <= x < 1 (default: coffee_ml.monitor.THRESHOLD, 0.02)")
+    mon.add_argument(
+        "--threshold",
+        type=_share(True, "0.02"),
+        help="MAE skill the model may lose below its save-time validation skill (or below 0), "
+        "0 <= x < 1 (default: coffee_ml.monitor.THRESHOLD, 0.02)",
+    )
     mon.add_argument("--json", action="store_true", help="print the report as JSON")
     backend_opt(mon)
 
-    pr = sub.add_parser("predict", help="the production forecast the trading sidebar shows",
-                        description="Forecasts the next bars from the registry's production model or ensemble "
-                                    "of SYMBOL and INTERVAL (coffee-ml models promote): the price at the horizon, "
-                                    "its interval, the confidence that the direction is right, the model version "
-                                    "and training date, and the current market regime. Refuses stale data.")
+    pr = sub.add_parser(
+        "predict",
+        help="the production forecast the trading sidebar shows",
+        description="Forecasts the next bars from the registry's production model or ensemble "
+        "of SYMBOL and INTERVAL (coffee-ml models promote): the price at the horizon, "
+        "its interval, the confidence that the direction is right, the model version "
+        "and training date, and the current market regime. Refuses stale data.",
+    )
     pr.add_argument("symbol")
     pr.add_argument("--interval", required=True, help="bar interval, e.g. 1h")
     pr.add_argument("--horizon", type=_positive, help="bars ahead (default: the model's horizon)")
     pr.add_argument("--level", type=_share(False, "0.8"), default=0.8, help="interval level (default 0.8)")
-    pr.add_argument("--max-age", type=_duration,
-                    help="oldest the newest closed candle may be, e.g. 3h, 90min (default 2 bars)")
+    pr.add_argument(
+        "--max-age", type=_duration, help="oldest the newest closed candle may be, e.g. 3h, 90min (default 2 bars)"
+    )
     pr.add_argument("--json", action="store_true", help="the platform's response shape as JSON")
     backend_opt(pr)
 
     run = sub.add_parser("run", help="run the notebooks of a params file with papermill, or a batch of them")
     run.add_argument("params", help="params/<name>.yaml, or a batch file (a 'runs' list of params files)")
-    run.add_argument("--jobs", type=_positive,
-                     help="batch files only: entries run in this many processes (default: the file's jobs, else 1)")
+    run.add_argument(
+        "--jobs",
+        type=_positive,
+        help="batch files only: entries run in this many processes (default: the file's jobs, else 1)",
+    )
     param_opt(run)
 
-    rr = sub.add_parser("rerun", help="re-execute a run from its manifest and compare the results",
-                        description="Runs the notebooks of RUN_ID again with the parameters its manifest recorded "
-                                    "(a notebook that read up to the newest candle reads up to the same bar), into "
-                                    "a new run folder, then compares the data each notebook read (fingerprints) "
-                                    "and every number the notebooks recorded. Exits 1 when the rerun fails, or "
-                                    "when, without -p and on unchanged data, the numbers differ.")
+    rr = sub.add_parser(
+        "rerun",
+        help="re-execute a run from its manifest and compare the results",
+        description="Runs the notebooks of RUN_ID again with the parameters its manifest recorded "
+        "(a notebook that read up to the newest candle reads up to the same bar), into "
+        "a new run folder, then compares the data each notebook read (fingerprints) "
+        "and every number the notebooks recorded. Exits 1 when the rerun fails, or "
+        "when, without -p and on unchanged data, the numbers differ.",
+    )
     rr.add_argument("run_id", help="a run id (outputs/runs/<id>) or a run folder")
     param_opt(rr)
 
-    sub.add_parser("runs", help="every run with its state (died or interrupted ones too), newest first",
-                   description="Lists outputs/runs: id, state as a reader should show it (a run recorded as running "
-                               "whose process is gone shows as died, with the notebook it reached), and why.")
+    sub.add_parser(
+        "runs",
+        help="every run with its state (died or interrupted ones too), newest first",
+        description="Lists outputs/runs: id, state as a reader should show it (a run recorded as running "
+        "whose process is gone shows as died, with the notebook it reached), and why.",
+    )
 
-    hp = sub.add_parser("hpo", help="hyperparameter search of a params file's 05_hpo.ipynb entry",
-                        description="Runs the search that notebooks/05_hpo.ipynb would run with the params file's "
-                                    "parameters, in --workers processes on one study (resumable: finished trials "
-                                    "are kept), then refits the best trial, scores test once and saves the model. "
-                                    "Run the notebook afterwards (coffee-ml run) for the report: it resumes the "
-                                    "finished study instead of searching again.")
+    hp = sub.add_parser(
+        "hpo",
+        help="hyperparameter search of a params file's 05_hpo.ipynb entry",
+        description="Runs the search that notebooks/05_hpo.ipynb would run with the params file's "
+        "parameters, in --workers processes on one study (resumable: finished trials "
+        "are kept), then refits the best trial, scores test once and saves the model. "
+        "Run the notebook afterwards (coffee-ml run) for the report: it resumes the "
+        "finished study instead of searching again.",
+    )
     hp.add_argument("params", help="params/<name>.yaml with a 05_hpo.ipynb entry")
     hp.add_argument("--workers", type=_positive, default=1, help="processes on the study (default 1)")
     param_opt(hp)
 
-    sv = sub.add_parser("serve", help="the HTTP API the platform calls (FastAPI under uvicorn)",
-                        description="Serves forecasts, the registry, regimes, anomalies and long jobs over HTTP "
-                                    "(docs at /docs, the trading view at /). Binds to 127.0.0.1 unless --host says "
-                                    "otherwise. Starting jobs and promoting need COFFEE_ML_API_TOKEN in the "
-                                    "environment; COFFEE_ML_CORS_ORIGINS, COFFEE_ML_MAX_JOBS, COFFEE_ML_MAX_BODY and "
-                                    "COFFEE_ML_JOB_THREADS tune it.")
+    sv = sub.add_parser(
+        "serve",
+        help="the HTTP API the platform calls (FastAPI under uvicorn)",
+        description="Serves forecasts, the registry, regimes, anomalies and long jobs over HTTP "
+        "(docs at /docs, the trading view at /). Binds to 127.0.0.1 unless --host says "
+        "otherwise. Starting jobs and promoting need COFFEE_ML_API_TOKEN in the "
+        "environment; COFFEE_ML_CORS_ORIGINS, COFFEE_ML_MAX_JOBS, COFFEE_ML_MAX_BODY and "
+        "COFFEE_ML_JOB_THREADS tune it.",
+    )
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
-    sv.add_argument("--workers", type=_positive, default=1,
-                    help="uvicorn worker processes (default 1); they share the store and the registry")
+    sv.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="uvicorn worker processes (default 1); they share the store and the registry",
+    )
     backend_opt(sv)
 
-    bt = sub.add_parser("backtest", help="backtest models on stored candles; the report lands in a run folder",
-                        description="Runs notebooks/03_backtesting.ipynb through the runner (outputs/runs/<id>/), "
-                                    "prints the verdicts and key scores and the path of the run's index.html. "
-                                    "Options left out keep the notebook's defaults.")
+    bt = sub.add_parser(
+        "backtest",
+        help="backtest models on stored candles; the report lands in a run folder",
+        description="Runs notebooks/03_backtesting.ipynb through the runner (outputs/runs/<id>/), "
+        "prints the verdicts and key scores and the path of the run's index.html. "
+        "Options left out keep the notebook's defaults.",
+    )
     bt.add_argument("--symbol", required=True)
-    bt.add_argument("--models", nargs="+", metavar="MODEL",
-                    help="e.g. hybrid drift (or hybrid,drift); naive is always added")
+    bt.add_argument(
+        "--models", nargs="+", metavar="MODEL", help="e.g. hybrid drift (or hybrid,drift); naive is always added"
+    )
     bt.add_argument("--method", choices=["walk_forward", "simple"])
     bt.add_argument("--from", dest="start", metavar="START", help="first bar, e.g. 2024-06-01")
     bt.add_argument("--to", dest="end", metavar="END", help="end of the data (exclusive)")
@@ -186,15 +244,18 @@ def _duration(text: str) -> pd.Timedelta:
 def _share(low_inclusive: bool, example: str) -> Callable[[str], float]:
     """argparse type: a number in [0, 1) (`low_inclusive`) or (0, 1), so that a bad value fails
     with what was expected before anything loads."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = -1.0
         if not ((0 <= value) if low_inclusive else (0 < value)) or not value < 1:
-            raise argparse.ArgumentTypeError(f"expected a number with 0 {'<=' if low_inclusive else '<'} x < 1 "
-                                             f"such as {example}, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected a number with 0 {'<=' if low_inclusive else '<'} x < 1 such as {example}, got {text!r}"
+            )
         return value
+
     return parse
 
 
@@ -237,8 +298,10 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         if batch.is_batch(args.params):
             print(batch.run_batch(args.params, jobs=args.jobs, overrides=overrides, progress=_progress))
         elif args.jobs is not None:
-            raise ValueError(f"{args.params}: --jobs is for batch files (a 'runs' list of params files); "
-                             "a params file's notebooks run one after another")
+            raise ValueError(
+                f"{args.params}: --jobs is for batch files (a 'runs' list of params files); "
+                "a params file's notebooks run one after another"
+            )
         else:
             print(runner.run(args.params, overrides=overrides, progress=_progress))
         return
@@ -267,19 +330,28 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     store = open_store(args.backend)
     if args.command == "import":
         r = store.import_files(args.paths, args.symbol, args.interval, fmt=args.format, mapping=_mapping(args.map))
-        print(f"imported {r.rows} {r.symbol} {r.interval} candles from {r.files} file(s) "
-              f"({r.added} new, {r.replaced} replaced), {r.first} .. {r.last}")
+        print(
+            f"imported {r.rows} {r.symbol} {r.interval} candles from {r.files} file(s) "
+            f"({r.added} new, {r.replaced} replaced), {r.first} .. {r.last}"
+        )
     elif args.data_command == "list":
         table = store.list_symbols()
-        print(table.to_string(index=False, formatters={"coverage": "{:.2%}".format}) if len(table) else "no candles stored")
+        print(
+            table.to_string(index=False, formatters={"coverage": "{:.2%}".format})
+            if len(table)
+            else "no candles stored"
+        )
     elif args.data_command == "gaps":
         table = store.gaps(args.symbol, args.interval, args.start, args.end)
         print(table.to_string(index=False) if len(table) else f"no gaps in {args.symbol} {args.interval}")
     elif args.data_command == "check":
         _check(store, args.repair)
     if args.command == "data" and args.data_command == "list" and len(store.detached_parts()):
-        warnings.warn(f"{len(store.detached_parts())} part(s) of the store are set aside and not read: "
-                      "see `coffee-ml data check`", stacklevel=1)
+        warnings.warn(
+            f"{len(store.detached_parts())} part(s) of the store are set aside and not read: "
+            "see `coffee-ml data check`",
+            stacklevel=1,
+        )
 
 
 def _check(store, repair: bool) -> None:
@@ -287,15 +359,19 @@ def _check(store, repair: bool) -> None:
     if repair:
         detached, dropped = store.repair()
         for row in detached.itertuples():
-            print(f"set aside damaged part {row.part} ({row.symbol} {row.interval}, {int(row.rows):,} rows): "
-                  f"re-import {row.symbol} {row.interval}")
+            print(
+                f"set aside damaged part {row.part} ({row.symbol} {row.interval}, {int(row.rows):,} rows): "
+                f"re-import {row.symbol} {row.interval}"
+            )
         if dropped:
             print(f"dropped {len(dropped)} staging table(s) of killed imports")
     report = store.check()
     counts = report["state"].value_counts()
-    print(f"checked {store.table}: {int(counts.get('ok', 0))} part(s) ok, {int(counts.get('damaged', 0))} damaged, "
-          f"{int(counts.get('set aside', 0))} set aside; {report.loc[report['state'] == 'ok', 'rows'].sum():,.0f} "
-          "rows readable")
+    print(
+        f"checked {store.table}: {int(counts.get('ok', 0))} part(s) ok, {int(counts.get('damaged', 0))} damaged, "
+        f"{int(counts.get('set aside', 0))} set aside; {report.loc[report['state'] == 'ok', 'rows'].sum():,.0f} "
+        "rows readable"
+    )
     for row in report[report["state"] != "ok"].itertuples():
         name = f"{row.symbol} {row.interval}" if isinstance(row.symbol, str) else "unknown symbol"
         print(f"{row.state.upper()}: {name}, part {row.part}: {' '.join(str(row.message).split())}")
@@ -305,14 +381,17 @@ def _check(store, repair: bool) -> None:
     damaged = report[report["state"] == "damaged"]
     if len(damaged):
         names = sorted({f"{r.symbol} {r.interval}" for r in damaged.itertuples()})
-        raise RuntimeError(f"{len(damaged)} damaged part(s) ({', '.join(names)}): reads of them fail; run "
-                           "`coffee-ml data check --repair` to set them aside, then re-import those candles")
+        raise RuntimeError(
+            f"{len(damaged)} damaged part(s) ({', '.join(names)}): reads of them fail; run "
+            "`coffee-ml data check --repair` to set them aside, then re-import those candles"
+        )
 
 
 def _hpo(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from coffee_ml import config as project, hpo, reports, runner
+    from coffee_ml import config as project
+    from coffee_ml import hpo, reports, runner
 
     # the params file and -p are checked as `coffee-ml run` checks them (notebooks inside notebooks/,
     # no unknown key, every value against the declaration), before anything is searched
@@ -342,8 +421,9 @@ def _runs() -> None:
     from coffee_ml.run_state import run_state
 
     runs = config.outputs_dir() / "runs"
-    folders = sorted((p for p in runs.iterdir() if (p / "manifest.json").is_file()), reverse=True) \
-        if runs.is_dir() else []
+    folders = (
+        sorted((p for p in runs.iterdir() if (p / "manifest.json").is_file()), reverse=True) if runs.is_dir() else []
+    )
     if not folders:
         print(f"no runs in {runs}")
     for folder in folders:  # ids start with the UTC start time: newest first
@@ -361,12 +441,25 @@ def _serve(args: argparse.Namespace) -> None:
     os.environ["COFFEE_ML_BACKEND"] = args.backend
     settings = ServiceSettings.from_env()
     if args.host not in ("127.0.0.1", "localhost", "::1") and settings.token is None:
-        print(f"coffee-ml: warning: serving on {args.host} without COFFEE_ML_API_TOKEN: reads are open to that "
-              "network; jobs and promotion stay off", file=sys.stderr)
-    print(f"coffee-ml serve: http://{args.host}:{args.port}/ (API docs at /docs), {args.workers} worker(s)",
-          file=sys.stderr, flush=True)
-    uvicorn.run("coffee_ml.service.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="info", access_log=False)
+        print(
+            f"coffee-ml: warning: serving on {args.host} without COFFEE_ML_API_TOKEN: reads are open to that "
+            "network; jobs and promotion stay off",
+            file=sys.stderr,
+        )
+    print(
+        f"coffee-ml serve: http://{args.host}:{args.port}/ (API docs at /docs), {args.workers} worker(s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        "coffee_ml.service.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        access_log=False,
+    )
 
 
 def _rerun(args: argparse.Namespace) -> None:
@@ -377,8 +470,9 @@ def _rerun(args: argparse.Namespace) -> None:
     print(result.summary())
     print(result.index)
     if result.failed or (result.differing and not overrides and not result.data_changes):
-        raise RuntimeError(result.failed or f"rerun {result.rerun_id} did not reproduce {result.run_id} on "
-                                            "unchanged data")
+        raise RuntimeError(
+            result.failed or f"rerun {result.rerun_id} did not reproduce {result.run_id} on unchanged data"
+        )
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -386,8 +480,9 @@ def _predict(args: argparse.Namespace) -> None:
 
     from coffee_ml import serving
 
-    answer = serving.sidebar(args.symbol, args.interval, args.horizon, backend=args.backend, level=args.level,
-                             max_age=args.max_age)
+    answer = serving.sidebar(
+        args.symbol, args.interval, args.horizon, backend=args.backend, level=args.level, max_age=args.max_age
+    )
     print(json.dumps(answer.to_json(), indent=2, allow_nan=False) if args.json else answer.text())
 
 
@@ -399,8 +494,16 @@ def _progress(line: str) -> None:
 BACKTEST_NOTEBOOK = "03_backtesting.ipynb"
 HPO_NOTEBOOK = "05_hpo.ipynb"
 # next to the headline's verdict lines: the scores a reviewer compares first
-_SUMMARY_COLUMNS = ("skill", "dm_pvalue", "dir_acc", "brier_skill", "coverage_80", "coverage_95", "sharpe",
-                    "hold_sharpe")
+_SUMMARY_COLUMNS = (
+    "skill",
+    "dm_pvalue",
+    "dir_acc",
+    "brier_skill",
+    "coverage_80",
+    "coverage_95",
+    "sharpe",
+    "hold_sharpe",
+)
 
 
 def _backtest(args: argparse.Namespace) -> None:
@@ -411,13 +514,26 @@ def _backtest(args: argparse.Namespace) -> None:
     # every value is checked against 03's declaration (coffee_ml.parameters) by run_spec, before
     # the kernel starts: an unknown model, a date that is not one, --from after --to
     models = [m for item in args.models or [] for m in item.split(",") if m and m != "naive"]
-    given = {"symbol": args.symbol, "models": models or None, "method": args.method, "start": args.start,
-             "end": args.end, "interval": args.interval, "horizon": args.horizon, "window": args.window,
-             "retrain_every": args.retrain_every, "test_start": args.test_start, "epochs": args.epochs}
+    given = {
+        "symbol": args.symbol,
+        "models": models or None,
+        "method": args.method,
+        "start": args.start,
+        "end": args.end,
+        "interval": args.interval,
+        "horizon": args.horizon,
+        "window": args.window,
+        "retrain_every": args.retrain_every,
+        "test_start": args.test_start,
+        "epochs": args.epochs,
+    }
     params = {k: v for k, v in given.items() if v is not None}
     overrides = runner.parse_overrides(args.param)
-    spec = runner.RunSpec(f"backtest-{args.symbol}", [runner.Step(BACKTEST_NOTEBOOK, params)],
-                          document={"command": "coffee-ml backtest", "parameters": params})
+    spec = runner.RunSpec(
+        f"backtest-{args.symbol}",
+        [runner.Step(BACKTEST_NOTEBOOK, params)],
+        document={"command": "coffee-ml backtest", "parameters": params},
+    )
     index = runner.run_spec(runner.apply_overrides(spec, overrides), progress=_progress)
     print("\n".join(_backtest_summary(index.parent)))
     print(index)
@@ -454,11 +570,20 @@ def _models(args: argparse.Namespace) -> int | None:
         from coffee_ml import monitor
 
         if args.version != "production" and not args.model:
-            raise ValueError(f"--version {args.version} needs --model: without it the model serving "
-                             f"{args.symbol} {args.interval} is monitored")
+            raise ValueError(
+                f"--version {args.version} needs --model: without it the model serving "
+                f"{args.symbol} {args.interval} is monitored"
+            )
         options = {"threshold": args.threshold} if args.threshold is not None else {}
-        report = monitor.monitor(args.symbol, args.interval, model=args.model, version=args.version,
-                                 window=args.window, backend=args.backend, **options)
+        report = monitor.monitor(
+            args.symbol,
+            args.interval,
+            model=args.model,
+            version=args.version,
+            window=args.window,
+            backend=args.backend,
+            **options,
+        )
         if args.json:
             print(json.dumps(report.to_dict(), indent=2))
         else:
@@ -476,8 +601,10 @@ def _models(args: argparse.Namespace) -> int | None:
 
         load_model(ref.symbol, ref.interval, ref.model, ref.version)  # never promote what would not load
         registry.promote(ref, reason="promoted by hand (coffee-ml models promote)")
-        print(f"{ref.symbol}/{ref.interval}/{ref.model}: {ref.version} is now production, and serves "
-              f"{ref.symbol} {ref.interval} (coffee-ml predict)")
+        print(
+            f"{ref.symbol}/{ref.interval}/{ref.model}: {ref.version} is now production, and serves "
+            f"{ref.symbol} {ref.interval} (coffee-ml predict)"
+        )
     elif args.models_command == "delete":
         registry.delete(ref)
         print(f"deleted {ref.symbol}/{ref.interval}/{ref.model}/{ref.version}")
@@ -510,8 +637,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # a bug: still one line (the traceback with COFFEE_ML_DEBUG=1)
             if os.environ.get("COFFEE_ML_DEBUG"):
                 raise
-            print(f"coffee-ml: error: internal error ({type(exc).__name__}: {_one_line(str(exc))[:500]}); "
-                  "please report it with the command line (COFFEE_ML_DEBUG=1 shows the traceback)", file=sys.stderr)
+            print(
+                f"coffee-ml: error: internal error ({type(exc).__name__}: {_one_line(str(exc))[:500]}); "
+                "please report it with the command line (COFFEE_ML_DEBUG=1 shows the traceback)",
+                file=sys.stderr,
+            )
             code = 1
     for w in caught:
         if issubclass(w.category, UserWarning):

@@ -100,8 +100,10 @@ class Forecast:
         level = next((k for k in (source or {}) if level_tag(k) == level_tag(level)), level)
         if source is None or level not in source:
             have = ", ".join(level_tag(v) for v in (source or {}))
-            raise ValueError(f"{self.model}: no {'constant-width ' if constant else ''}{level_tag(level)}% interval "
-                             f"(have: {have or 'none'})")
+            raise ValueError(
+                f"{self.model}: no {'constant-width ' if constant else ''}{level_tag(level)}% interval "
+                f"(have: {have or 'none'})"
+            )
         lo, hi = source[level]
         if price:
             return self.last_close[:, None] * np.exp(lo), self.last_close[:, None] * np.exp(hi)
@@ -121,6 +123,7 @@ class Forecast:
     # ------------------------------------------------------------------------------ views
     def select(self, rows: np.ndarray | slice) -> "Forecast":
         """The forecast at a subset of origins (boolean mask, indices or slice)."""
+
         def take(v):
             if v is None:
                 return None
@@ -128,8 +131,9 @@ class Forecast:
                 return {k: (lo[rows], hi[rows]) for k, (lo, hi) in v.items()}
             return v[rows]
 
-        per_origin = {f.name: take(getattr(self, f.name)) for f in fields(self)
-                      if f.name not in ("model", "interval", "steps")}
+        per_origin = {
+            f.name: take(getattr(self, f.name)) for f in fields(self) if f.name not in ("model", "interval", "steps")
+        }
         return replace(self, **per_origin)
 
     def at_steps(self, steps: Sequence[int]) -> "Forecast":
@@ -145,8 +149,10 @@ class Forecast:
                 return {k: (lo[:, cols], hi[:, cols]) for k, (lo, hi) in v.items()}
             return v[:, cols]
 
-        per_step = {name: take(getattr(self, name)) for name in
-                    ("returns", "confidence", "base_rate", "up_share", "actual", "intervals", "constant_intervals")}
+        per_step = {
+            name: take(getattr(self, name))
+            for name in ("returns", "confidence", "base_rate", "up_share", "actual", "intervals", "constant_intervals")
+        }
         return replace(self, steps=self.steps[cols], **per_step)
 
     def with_actual(self, actual: np.ndarray) -> "Forecast":
@@ -169,13 +175,17 @@ class Forecast:
             if any(v is None for v in values):
                 raise ValueError(f"cannot concatenate forecasts where only some have {name}")
             if isinstance(values[0], dict):
-                return {k: (np.concatenate([v[k][0] for v in values]), np.concatenate([v[k][1] for v in values]))
-                        for k in values[0]}
+                return {
+                    k: (np.concatenate([v[k][0] for v in values]), np.concatenate([v[k][1] for v in values]))
+                    for k in values[0]
+                }
             if isinstance(values[0], pd.DatetimeIndex):
                 return values[0].append(values[1:])
             return np.concatenate(values)
 
-        return replace(first, **{f.name: join(f.name) for f in fields(cls) if f.name not in ("model", "interval", "steps")})
+        return replace(
+            first, **{f.name: join(f.name) for f in fields(cls) if f.name not in ("model", "interval", "steps")}
+        )
 
     # ------------------------------------------------------------------------------ tables
     def to_frame(self) -> pd.DataFrame:
@@ -183,8 +193,13 @@ class Forecast:
         and the realised price as `actual` when known (the platform's prediction rows)."""
         n, horizon = self.returns.shape
         p0 = np.repeat(self.last_close, horizon)
-        data = {"origin": np.repeat(self.origins.to_numpy(), horizon), "step": np.tile(self.steps, n),
-                "time": self.times, "last_close": p0, "price": self.prices.ravel()}
+        data = {
+            "origin": np.repeat(self.origins.to_numpy(), horizon),
+            "step": np.tile(self.steps, n),
+            "time": self.times,
+            "last_close": p0,
+            "price": self.prices.ravel(),
+        }
         if self.fold is not None:
             data["fold"] = np.repeat(self.fold, horizon)
         for level in self.levels:

@@ -30,9 +30,22 @@ ALPHA = 0.05  # family-wise: split over the rule's tests (Bonferroni)
 
 
 def _names(levels: tuple[float, ...]) -> list[str]:
-    return ["mae", "naive_mae", "skill", "dm_stat", "dm_pvalue", "dir_share", "dir_acc", "dir_acc_lo", "dir_acc_hi",
-            "dir_base_called", "dir_vs_base_pvalue", "brier_skill", *(f"coverage_{level_tag(lv)}" for lv in levels),
-            "origins"]
+    return [
+        "mae",
+        "naive_mae",
+        "skill",
+        "dm_stat",
+        "dm_pvalue",
+        "dir_share",
+        "dir_acc",
+        "dir_acc_lo",
+        "dir_acc_hi",
+        "dir_base_called",
+        "dir_vs_base_pvalue",
+        "brier_skill",
+        *(f"coverage_{level_tag(lv)}" for lv in levels),
+        "origins",
+    ]
 
 
 @dataclass(frozen=True)
@@ -68,27 +81,50 @@ class MonitorReport:
         """The overall scores next to their baselines (naive MAE, no skill, the majority sign, the
         nominal coverage), the latest window and the save-time scores."""
         names = [n for n in self.summary.index if n not in ("dm_stat", "naive_mae")]
-        baseline = {"mae": self.summary["naive_mae"], "skill": 0.0, "dir_acc": self.summary["dir_base_called"],
-                    "brier_skill": 0.0} | {n: float(n.split("_")[1]) / 100 for n in names if n.startswith("coverage_")}
-        return pd.DataFrame({"since_training": self.summary[names], "baseline": pd.Series(baseline),
-                             "latest_window": self.latest[names],
-                             f"at_save_{self.reference_split}": self.reference.reindex(names)}).loc[names]
+        baseline = {
+            "mae": self.summary["naive_mae"],
+            "skill": 0.0,
+            "dir_acc": self.summary["dir_base_called"],
+            "brier_skill": 0.0,
+        } | {n: float(n.split("_")[1]) / 100 for n in names if n.startswith("coverage_")}
+        return pd.DataFrame(
+            {
+                "since_training": self.summary[names],
+                "baseline": pd.Series(baseline),
+                "latest_window": self.latest[names],
+                f"at_save_{self.reference_split}": self.reference.reindex(names),
+            }
+        ).loc[names]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the verdict, the period, the rule's settings and every score table."""
+
         def clean(series: pd.Series) -> dict[str, float | None]:
             return {k: (float(v) if np.isfinite(v) else None) for k, v in series.items()}
 
         def iso(t: pd.Timestamp | None) -> str | None:
             return None if t is None else t.isoformat()
 
-        return {"symbol": self.ref.symbol, "interval": self.ref.interval, "model": self.ref.model,
-                "version": self.ref.version, "status": self.status, "degraded": self.degraded,
-                "verdict": self.verdict, "reasons": self.reasons, "trained_through": iso(self.trained_through),
-                "start": iso(self.start), "end": iso(self.end), "window": self.window, "threshold": self.threshold,
-                "floor": self.floor, "coverage_tolerance": self.coverage_tolerance, "summary": clean(self.summary),
-                "latest": clean(self.latest),
-                "reference": {"split": self.reference_split, **clean(self.reference)}}
+        return {
+            "symbol": self.ref.symbol,
+            "interval": self.ref.interval,
+            "model": self.ref.model,
+            "version": self.ref.version,
+            "status": self.status,
+            "degraded": self.degraded,
+            "verdict": self.verdict,
+            "reasons": self.reasons,
+            "trained_through": iso(self.trained_through),
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "window": self.window,
+            "threshold": self.threshold,
+            "floor": self.floor,
+            "coverage_tolerance": self.coverage_tolerance,
+            "summary": clean(self.summary),
+            "latest": clean(self.latest),
+            "reference": {"split": self.reference_split, **clean(self.reference)},
+        }
 
 
 def per_origin(f: Forecast) -> pd.DataFrame:
@@ -96,12 +132,16 @@ def per_origin(f: Forecast) -> pd.DataFrame:
     window's ratio equals the evaluation scorer on that window's forecasts."""
     called = f.returns != 0
     hit = (np.sign(f.returns) == np.sign(f.actual)) & called
-    cols = {"abs_err": np.abs(f.prices - f.actual_prices).sum(axis=1),
-            "naive_abs_err": np.abs(f.last_close[:, None] - f.actual_prices).sum(axis=1),
-            "called": called.sum(axis=1), "hit": hit.sum(axis=1),
-            "base_hit": ((np.sign(f.actual) == f.majority_sign) & called).sum(axis=1),
-            "brier": np.where(called, (f.confidence - hit) ** 2, 0).sum(axis=1),
-            "brier_ref": np.where(called, (f.base_rate - hit) ** 2, 0).sum(axis=1), "steps": np.full(f.n, f.horizon)}
+    cols = {
+        "abs_err": np.abs(f.prices - f.actual_prices).sum(axis=1),
+        "naive_abs_err": np.abs(f.last_close[:, None] - f.actual_prices).sum(axis=1),
+        "called": called.sum(axis=1),
+        "hit": hit.sum(axis=1),
+        "base_hit": ((np.sign(f.actual) == f.majority_sign) & called).sum(axis=1),
+        "brier": np.where(called, (f.confidence - hit) ** 2, 0).sum(axis=1),
+        "brier_ref": np.where(called, (f.base_rate - hit) ** 2, 0).sum(axis=1),
+        "steps": np.full(f.n, f.horizon),
+    }
     for level in f.levels:
         lo, hi = f.bounds(level)
         cols[f"inside_{level_tag(level)}"] = ((f.actual >= lo) & (f.actual <= hi)).sum(axis=1)
@@ -111,10 +151,14 @@ def per_origin(f: Forecast) -> pd.DataFrame:
 def rolling_scores(f: Forecast, window: int) -> pd.DataFrame:
     """Skill vs naive, direction accuracy next to the majority sign, Brier skill and coverage
     over the `window` origins ending at each origin (rows from the first full window on)."""
-    s = per_origin(f).rolling(window).sum().iloc[window - 1:]
+    s = per_origin(f).rolling(window).sum().iloc[window - 1 :]
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = {"skill": 1 - s["abs_err"] / s["naive_abs_err"], "dir_acc": s["hit"] / s["called"],
-               "dir_base": s["base_hit"] / s["called"], "brier_skill": 1 - s["brier"] / s["brier_ref"]}
+        out = {
+            "skill": 1 - s["abs_err"] / s["naive_abs_err"],
+            "dir_acc": s["hit"] / s["called"],
+            "dir_base": s["base_hit"] / s["called"],
+            "brier_skill": 1 - s["brier"] / s["brier_ref"],
+        }
         out |= {f"coverage_{level_tag(lv)}": s[f"inside_{level_tag(lv)}"] / s["steps"] for lv in f.levels}
     return pd.DataFrame(out)
 
@@ -142,42 +186,62 @@ def _reference(meta: dict[str, Any]) -> tuple[str, pd.Series]:
 def _watch(latest: pd.Series, floor: float, levels: tuple[float, ...], tolerance: float) -> list[str]:
     """Limits the latest window's point estimates break without the evidence to call it degraded."""
     notes = [f"skill {latest['skill']:+.3f} under the floor {floor:+.3f}"] if latest["skill"] < floor else []
-    notes += [f"{level_tag(lv)}% coverage {latest[f'coverage_{level_tag(lv)}']:.1%} under {lv - tolerance:.0%}"
-              for lv in levels if latest[f"coverage_{level_tag(lv)}"] < lv - tolerance]
+    notes += [
+        f"{level_tag(lv)}% coverage {latest[f'coverage_{level_tag(lv)}']:.1%} under {lv - tolerance:.0%}"
+        for lv in levels
+        if latest[f"coverage_{level_tag(lv)}"] < lv - tolerance
+    ]
     return notes
 
 
-def degradation(f: Forecast, window: int, floor: float, coverage_tolerance: float = COVERAGE_TOLERANCE,
-                alpha: float = ALPHA) -> tuple[pd.Series, list[str]]:
+def degradation(
+    f: Forecast, window: int, floor: float, coverage_tolerance: float = COVERAGE_TOLERANCE, alpha: float = ALPHA
+) -> tuple[pd.Series, list[str]]:
     """The latest window's scores and the rule's findings (empty: not degraded); see `monitor`."""
     last = f.select(slice(-window, None))
     latest = pd.Series(evaluation.score(last, _names(f.levels)))
     each = alpha / (2 + len(f.levels))  # Bonferroni over the point, direction and coverage tests
     reasons = []
     s = per_origin(last)
-    stat, p = evaluation.diebold_mariano(s["abs_err"] / f.horizon, (1 - floor) * s["naive_abs_err"] / f.horizon,
-                                         f.horizon)
+    stat, p = evaluation.diebold_mariano(
+        s["abs_err"] / f.horizon, (1 - floor) * s["naive_abs_err"] / f.horizon, f.horizon
+    )
     if np.isfinite(p) and _one_sided(stat, p) < each:
-        reasons.append(f"MAE skill vs naive {latest['skill']:+.3f} is below the floor {floor:+.3f} "
-                       f"(p={_one_sided(stat, p):.2g})")
+        reasons.append(
+            f"MAE skill vs naive {latest['skill']:+.3f} is below the floor {floor:+.3f} (p={_one_sided(stat, p):.2g})"
+        )
     p_dir = latest["dir_vs_base_pvalue"] / 2  # one-sided, for an accuracy below the baseline's
     if latest["dir_acc"] < latest["dir_base_called"] and p_dir < each:
-        reasons.append(f"direction accuracy {latest['dir_acc']:.1%} is below the majority sign's "
-                       f"{latest['dir_base_called']:.1%} (p={p_dir:.2g})")
+        reasons.append(
+            f"direction accuracy {latest['dir_acc']:.1%} is below the majority sign's "
+            f"{latest['dir_base_called']:.1%} (p={p_dir:.2g})"
+        )
     for level in f.levels:
         tag = level_tag(level)
         inside = s[f"inside_{tag}"] / f.horizon
         stat, p = evaluation.diebold_mariano(np.full(window, level - coverage_tolerance), inside, f.horizon)
         if np.isfinite(p) and _one_sided(stat, p) < each:
-            reasons.append(f"{tag}% interval coverage {latest[f'coverage_{tag}']:.1%} is below {level:.0%} - "
-                           f"{coverage_tolerance * 100:g} pp (p={_one_sided(stat, p):.2g})")
+            reasons.append(
+                f"{tag}% interval coverage {latest[f'coverage_{tag}']:.1%} is below {level:.0%} - "
+                f"{coverage_tolerance * 100:g} pp (p={_one_sided(stat, p):.2g})"
+            )
     return latest, reasons
 
 
-def monitor(symbol: str, interval: str, *, model: str | None = None, version: str = "production",
-            window: int | None = None, threshold: float = THRESHOLD, coverage_tolerance: float = COVERAGE_TOLERANCE,
-            alpha: float = ALPHA, backend: str = "auto", end: str | pd.Timestamp | None = None,
-            root: Path | None = None) -> MonitorReport:
+def monitor(
+    symbol: str,
+    interval: str,
+    *,
+    model: str | None = None,
+    version: str = "production",
+    window: int | None = None,
+    threshold: float = THRESHOLD,
+    coverage_tolerance: float = COVERAGE_TOLERANCE,
+    alpha: float = ALPHA,
+    backend: str = "auto",
+    end: str | pd.Timestamp | None = None,
+    root: Path | None = None,
+) -> MonitorReport:
     """Score the production model (or `model` at `version`) on every forecast it could have made
     since the data it was fitted on, and say whether it has degraded.
 
@@ -209,22 +273,28 @@ def monitor(symbol: str, interval: str, *, model: str | None = None, version: st
     from coffee_ml.data import open_store
     from coffee_ml.models.persistence import load_model
 
-    ref = registry.resolve(symbol, interval, model, version, root) if model else \
-        registry.production(symbol, interval, root)
+    ref = (
+        registry.resolve(symbol, interval, model, version, root)
+        if model
+        else registry.production(symbol, interval, root)
+    )
     loaded = load_model(ref.symbol, ref.interval, ref.model, ref.version, root=root)
     bar = interval_timedelta(interval)
     window = int(DEFAULT_WINDOW / bar) if window is None else int(window)
     horizon = int(loaded.model.horizon_)
     if window <= 2 * horizon:
-        raise ValueError(f"window must be more than 2 x horizon = {2 * horizon} origins (the HAC tests need them), "
-                         f"got {window}")
+        raise ValueError(
+            f"window must be more than 2 x horizon = {2 * horizon} origins (the HAC tests need them), got {window}"
+        )
     through = loaded.trained_through
     candles = open_store(backend).load_candles(symbol, interval, start=through - loaded.history_bars * bar, end=end)
     if candles.empty or candles.index[-1] <= through:
         newest = "none" if candles.empty else candles.index[-1]
-        raise ValueError(f"no {symbol} {interval} candles after {through}, the last bar {ref.model} {ref.version} "
-                         f"was trained on (newest stored{f' before {end}' if end is not None else ''}: {newest}): "
-                         "nothing to monitor")
+        raise ValueError(
+            f"no {symbol} {interval} candles after {through}, the last bar {ref.model} {ref.version} "
+            f"was trained on (newest stored{f' before {end}' if end is not None else ''}: {newest}): "
+            "nothing to monitor"
+        )
     history = loaded.predict_history(candles, start=through + bar)
     f = history.select(np.isfinite(history.actual).all(axis=1))
     reference_split, reference = _reference(loaded.metadata)
@@ -235,19 +305,44 @@ def monitor(symbol: str, interval: str, *, model: str | None = None, version: st
     name = f"{ref.model} {ref.version}"
     if f.n < window:
         latest, reasons, status = pd.Series(np.nan, index=summary.index), [], "insufficient data"
-        verdict = (f"INSUFFICIENT DATA: {name} has {f.n} realised forecasts since {through} (need {window}, one "
-                   "rolling window); no verdict yet")
+        verdict = (
+            f"INSUFFICIENT DATA: {name} has {f.n} realised forecasts since {through} (need {window}, one "
+            "rolling window); no verdict yet"
+        )
     else:
         latest, reasons = degradation(f, window, floor, coverage_tolerance, alpha)
         status = "degraded" if reasons else "ok"
-        head = (f"{name} over the last {window} origins to {period[1]}: skill vs naive {latest['skill']:+.3f} "
-                f"(floor {floor:+.3f}), " + _direction(latest) + ", "
-                + ", ".join(f"coverage {level_tag(lv)}% {latest[f'coverage_{level_tag(lv)}']:.1%}" for lv in f.levels))
+        head = (
+            f"{name} over the last {window} origins to {period[1]}: skill vs naive {latest['skill']:+.3f} "
+            f"(floor {floor:+.3f}), "
+            + _direction(latest)
+            + ", "
+            + ", ".join(f"coverage {level_tag(lv)}% {latest[f'coverage_{level_tag(lv)}']:.1%}" for lv in f.levels)
+        )
         watch = [] if reasons else _watch(latest, floor, f.levels, coverage_tolerance)
-        verdict = (f"DEGRADED: retrain {name} — {'; '.join(reasons)}" if reasons else
-                   f"OK, WATCH ({'; '.join(watch)}, not significant yet): {head}" if watch else f"OK: {head}")
-    return MonitorReport(ref=ref, trained_through=through, start=period[0], end=period[1], window=window,
-                         threshold=threshold, floor=floor, coverage_tolerance=coverage_tolerance, status=status,
-                         reasons=reasons, verdict=verdict,
-                         summary=summary, latest=latest, reference=reference, reference_split=reference_split,
-                         rolling=rolling_scores(f, window), forecast=f)
+        verdict = (
+            f"DEGRADED: retrain {name} — {'; '.join(reasons)}"
+            if reasons
+            else f"OK, WATCH ({'; '.join(watch)}, not significant yet): {head}"
+            if watch
+            else f"OK: {head}"
+        )
+    return MonitorReport(
+        ref=ref,
+        trained_through=through,
+        start=period[0],
+        end=period[1],
+        window=window,
+        threshold=threshold,
+        floor=floor,
+        coverage_tolerance=coverage_tolerance,
+        status=status,
+        reasons=reasons,
+        verdict=verdict,
+        summary=summary,
+        latest=latest,
+        reference=reference,
+        reference_split=reference_split,
+        rolling=rolling_scores(f, window),
+        forecast=f,
+    )

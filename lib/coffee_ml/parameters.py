@@ -26,13 +26,26 @@ from pathlib import Path
 from typing import Any
 
 DATE = "date"  # an ISO date or time as text ("2024-06-01", "2024-06-01T12:00"); YAML dates become text
-_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list",
-               dict: "a mapping", DATE: "an ISO date such as '2024-06-01'"}
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "text",
+    list: "a list",
+    dict: "a mapping",
+    DATE: "an ISO date such as '2024-06-01'",
+}
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9._-]{0,31}")  # as the store names symbols (data.store.SYMBOL_RE)
 MAX_SEED = 2**32 - 1  # numpy's seed range
-_ITEM_NOUN = {"models": "model", "members": "model", "strategies": "strategy", "groups": "group",
-              "features": "feature", "horizons": "horizon"}
+_ITEM_NOUN = {
+    "models": "model",
+    "members": "model",
+    "strategies": "strategy",
+    "groups": "group",
+    "features": "feature",
+    "horizons": "horizon",
+}
 
 
 class ParameterError(ValueError):
@@ -72,20 +85,22 @@ class Param:
 
     def describe(self) -> str:
         """What is allowed, in words: `a whole number >= 1`, `one of hmm, rules`."""
-        if self.type == list:
+        if self.type is list:
             what = f"a {'non-empty ' if self.nonempty else ''}list"
             if self.choices is not None:
                 what += f" of {', '.join(map(str, self.allowed() or ()))}"
             elif self.item is not None:
                 what += f" of {_TYPE_WORDS[self.item].removeprefix('a ').removeprefix('an ')}s"
-        elif self.choices is not None and self.type == str:
+        elif self.choices is not None and self.type is str:
             what = f"one of {', '.join(map(str, self.allowed() or ()))}"
         else:
             what = _TYPE_WORDS[self.type]
-        bounds = [f">= {_num(self.min)}" if self.min is not None else "",
-                  f"> {_num(self.above)}" if self.above is not None else "",
-                  f"<= {_num(self.max)}" if self.max is not None else "",
-                  f"< {_num(self.below)}" if self.below is not None else ""]
+        bounds = [
+            f">= {_num(self.min)}" if self.min is not None else "",
+            f"> {_num(self.above)}" if self.above is not None else "",
+            f"<= {_num(self.max)}" if self.max is not None else "",
+            f"< {_num(self.below)}" if self.below is not None else "",
+        ]
         what = " ".join([what, " and ".join(b for b in bounds if b)]).strip()
         return what + (" (or null)" if self.none else "")
 
@@ -98,9 +113,12 @@ class Param:
         if self.type in (int, float):
             if isinstance(value, float) and not math.isfinite(value):
                 return self._bad(value)
-            if ((self.min is not None and value < self.min) or (self.max is not None and value > self.max)
-                    or (self.above is not None and value <= self.above)
-                    or (self.below is not None and value >= self.below)):
+            if (
+                (self.min is not None and value < self.min)
+                or (self.max is not None and value > self.max)
+                or (self.above is not None and value <= self.above)
+                or (self.below is not None and value >= self.below)
+            ):
                 return self._bad(value)
         if self.type == DATE:
             from coffee_ml.data.store import to_utc
@@ -109,13 +127,13 @@ class Param:
                 to_utc(value, self.name)
             except ValueError:
                 return self._bad(value)
-        if self.type == str:
+        if self.type is str:
             if self.pattern is not None and not self.pattern.fullmatch(value):
                 return self._bad(value)
             allowed = self.allowed()
             if allowed is not None and value not in allowed:
                 return self._bad(value)
-        if self.type == list:
+        if self.type is list:
             if self.nonempty and not value:
                 return self._bad(value)
             allowed = self.allowed()
@@ -154,17 +172,17 @@ def _hashable(x: Any) -> bool:
 
 
 def _is_type(value: Any, kind: Any) -> bool:
-    if kind == bool:
+    if kind is bool:
         return isinstance(value, bool)
-    if kind == int:
+    if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if kind == float:
+    if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind in (str, DATE):
         return isinstance(value, str)
-    if kind == list:
+    if kind is list:
         return isinstance(value, list)
-    if kind == dict:
+    if kind is dict:
         return isinstance(value, Mapping)
     raise TypeError(f"unknown parameter type {kind!r}")
 
@@ -179,10 +197,11 @@ def _show(value: Any, limit: int = 80) -> str:
     """A value as a message shows it: its repr (control and bidi characters escaped), shortened."""
     text = ascii(value) if isinstance(value, str) and not value.isprintable() else repr(value)
     text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- the allowed values, read from the modules that define them ----------------------------------
+
 
 def _models() -> tuple[str, ...]:
     from coffee_ml.models.specs import SPECS
@@ -248,33 +267,42 @@ def _hpo(name: str) -> Callable[[], tuple[str, ...]]:
         from coffee_ml.hpo import study
 
         return getattr(study, name)
+
     return read
 
 
 # --- the declarations ----------------------------------------------------------------------------
 
-COMMON: dict[str, Param] = {p.name: p for p in (
-    Param("symbol", str, "the stored symbol, e.g. BTCUSDT (coffee-ml data list)", pattern=_SYMBOL),
-    Param("interval", str, "bar interval of the stored candles", choices=_intervals),
-    Param("start", DATE, "first bar (inclusive)", none=True),
-    Param("end", DATE, "end of the data (exclusive)", none=True),
-    Param("backend", str, "store backend (auto: server when CLICKHOUSE_HOST is set)",
-          choices=("auto", "embedded", "server")),
-    Param("run_dir", str, "the run folder, set by `coffee-ml run`", none=True),
-    Param("window", int, "input window in bars", min=1),
-    Param("horizon", int, "bars ahead", min=1),
-    Param("epochs", int, "max epochs of the neural models (early stopping may end sooner)", min=1),
-    Param("seed", int, "random seed", min=0, max=MAX_SEED),
-    Param("device", str, "auto, cpu, cuda or cuda:N", pattern=_DEVICE),
-    Param("save", bool, "save to the model registry (outputs/models)"),
-    Param("groups", list, "feature groups (None: every scale-free feature)", choices=_groups, none=True,
-          nonempty=True),
-    Param("models", list, "model names (naive is always added)", choices=_trainable, nonempty=True),
-    Param("model_params", dict, "per-model constructor overrides, {model: {param: value}}"),
-    Param("retrain_every", int, "bars per walk-forward test block", min=1),
-    Param("test_start", DATE, "first test origin", none=True),
-    Param("train_bars", int, "bars each fit reads (None: all earlier bars)", min=1, none=True),
-)}
+COMMON: dict[str, Param] = {
+    p.name: p
+    for p in (
+        Param("symbol", str, "the stored symbol, e.g. BTCUSDT (coffee-ml data list)", pattern=_SYMBOL),
+        Param("interval", str, "bar interval of the stored candles", choices=_intervals),
+        Param("start", DATE, "first bar (inclusive)", none=True),
+        Param("end", DATE, "end of the data (exclusive)", none=True),
+        Param(
+            "backend",
+            str,
+            "store backend (auto: server when CLICKHOUSE_HOST is set)",
+            choices=("auto", "embedded", "server"),
+        ),
+        Param("run_dir", str, "the run folder, set by `coffee-ml run`", none=True),
+        Param("window", int, "input window in bars", min=1),
+        Param("horizon", int, "bars ahead", min=1),
+        Param("epochs", int, "max epochs of the neural models (early stopping may end sooner)", min=1),
+        Param("seed", int, "random seed", min=0, max=MAX_SEED),
+        Param("device", str, "auto, cpu, cuda or cuda:N", pattern=_DEVICE),
+        Param("save", bool, "save to the model registry (outputs/models)"),
+        Param(
+            "groups", list, "feature groups (None: every scale-free feature)", choices=_groups, none=True, nonempty=True
+        ),
+        Param("models", list, "model names (naive is always added)", choices=_trainable, nonempty=True),
+        Param("model_params", dict, "per-model constructor overrides, {model: {param: value}}"),
+        Param("retrain_every", int, "bars per walk-forward test block", min=1),
+        Param("test_start", DATE, "first test origin", none=True),
+        Param("train_bars", int, "bars each fit reads (None: all earlier bars)", min=1, none=True),
+    )
+}
 
 
 def _common(*names: str, **changed: Param) -> dict[str, Param]:
@@ -285,6 +313,7 @@ def _common(*names: str, **changed: Param) -> dict[str, Param]:
 
 def _before(first: str, second: str, strict: bool = True) -> Callable[[Mapping[str, Any]], list[str]]:
     """`first` must come before `second` when both are given."""
+
     def rule(values: Mapping[str, Any]) -> list[str]:
         a, b = values.get(first), values.get(second)
         if a is None or b is None:
@@ -297,14 +326,15 @@ def _before(first: str, second: str, strict: bool = True) -> Callable[[Mapping[s
             return []  # the parameter's own check reports it
         if ta is None or tb is None or ta < tb or (not strict and ta == tb):
             return []
-        return [f"{first} {a} is {'after' if ta > tb else 'the same as'} {second} {b}: "
-                f"expected {first} < {second}"]
+        return [f"{first} {a} is {'after' if ta > tb else 'the same as'} {second} {b}: expected {first} < {second}"]
+
     return rule
 
 
 def _per_model(models: str, params: str) -> Callable[[Mapping[str, Any]], list[str]]:
     """`params` ({model: {param: value}}) only for models in `models`, and only parameters the
     model's constructor takes."""
+
     def rule(values: Mapping[str, Any]) -> list[str]:
         listed, given = values.get(models), values.get(params)
         if not isinstance(listed, list) or not isinstance(given, Mapping):
@@ -314,8 +344,10 @@ def _per_model(models: str, params: str) -> Callable[[Mapping[str, Any]], list[s
         out = []
         for name, own in given.items():
             if name not in listed:
-                out.append(f"{params} = {_show(dict(given))}: given for {_show(name)}, which is not in "
-                           f"{models} = {_show(listed)}")
+                out.append(
+                    f"{params} = {_show(dict(given))}: given for {_show(name)}, which is not in "
+                    f"{models} = {_show(listed)}"
+                )
             elif not isinstance(own, Mapping):
                 out.append(f"{params}.{name} = {_show(own)}: expected a mapping of {name}'s parameters")
             else:
@@ -324,6 +356,7 @@ def _per_model(models: str, params: str) -> Callable[[Mapping[str, Any]], list[s
                 except ValueError as exc:
                     out.append(f"{params}.{name}: {exc}")
         return out
+
     return rule
 
 
@@ -347,8 +380,10 @@ def _hpo_config(values: Mapping[str, Any]) -> list[str]:
 def _weights(values: Mapping[str, Any]) -> list[str]:
     weights, members = values.get("weights"), values.get("members")
     if isinstance(weights, list) and isinstance(members, list) and len(weights) != len(members):
-        return [f"weights = {_show(weights)}: {len(weights)} weight(s) for {len(members)} member(s) "
-                f"{_show(members)}: expected one per member"]
+        return [
+            f"weights = {_show(weights)}: {len(weights)} weight(s) for {len(members)} member(s) "
+            f"{_show(members)}: expected one per member"
+        ]
     return []
 
 
@@ -371,104 +406,263 @@ def _metric(values: Mapping[str, Any]) -> list[str]:
     return []
 
 
-NOTEBOOKS: dict[str, Notebook] = {nb.name: nb for nb in (
-    Notebook("00_data", _common(
-        "symbol", "interval", "start", "end", "backend", "run_dir",
-        source_interval=Param("source_interval", str, "resample from this stored interval to `interval`",
-                              choices=_intervals, none=True)),
-        (_before("start", "end"),)),
-    Notebook("01_features", _common(
-        "symbol", "interval", "start", "end", "groups", "window", "horizon", "backend", "run_dir",
-        features=Param("features", list, "explicit feature names (overrides groups)", choices=_features,
-                       none=True, nonempty=True),
-        scaler=Param("scaler", str, "feature scaling", choices=_scalers)),
-        (_before("start", "end"),)),
-    Notebook("02_training", _common(
-        "symbol", "interval", "start", "end", "groups", "models", "model_params", "window", "horizon", "epochs",
-        "device", "seed", "save", "backend", "run_dir"),
-        (_before("start", "end"), _per_model("models", "model_params"))),
-    Notebook("03_backtesting", _common(
-        "symbol", "interval", "start", "end", "models", "model_params", "retrain_every", "test_start", "train_bars",
-        "epochs", "horizon", "window", "backend", "run_dir",
-        method=Param("method", str, "walk_forward or simple", choices=_backtest_methods),
-        test_fraction=Param("test_fraction", float, "share of the span used for testing", above=0, below=1),
-        scheme=Param("scheme", str, "expanding or rolling training window", choices=("expanding", "rolling")),
-        warm_start=Param("warm_start", bool, "neural models continue from the previous fold's weights"),
-        warm_epochs=Param("warm_epochs", int, "epochs of a warm-started refit", min=1),
-        calibration=Param("calibration", str, "interval calibration per fold", choices=_calibrations),
-        fee_bps=Param("fee_bps", float, "fee per trade in basis points", min=0),
-        slippage_bps=Param("slippage_bps", float, "slippage per trade in basis points", min=0),
-        threshold=Param("threshold", float, "minimum predicted log return to take a position", min=0),
-        allow_short=Param("allow_short", bool, "take short positions"),
-        n_jobs=Param("n_jobs", int, "models fitted in parallel", min=1),
-        save_model=Param("save_model", bool, "save each model of the last fold to the registry")),
-        (_before("start", "end"), _before("start", "test_start"), _before("test_start", "end"),
-         _per_model("models", "model_params"))),
-    Notebook("04_regimes", _common(
-        "symbol", "interval", "end", "backend", "run_dir",
-        start=Param("start", DATE, "first labelled bar; earlier stored bars are history for the first fit"),
-        method=Param("method", str, "the method whose regimes are judged", choices=_regime_methods),
-        window=Param("window", int, "trend window in bars (None: the method's default)", min=2, none=True),
-        trend_z=Param("trend_z", float, "rules: trend threshold in random-walk spreads", above=0),
-        adx_min=Param("adx_min", float, "rules: ADX threshold", min=0, max=100),
-        refit_every=Param("refit_every", int, "bars between refits", min=1),
-        train_bars=Param("train_bars", int, "bars each fit reads (None: all earlier bars)", min=1, none=True),
-        horizons=Param("horizons", list, "forward test horizons in bars", item=int, min=1, nonempty=True)),
-        (_before("start", "end"),)),
-    Notebook("05_hpo", _common(
-        "symbol", "interval", "start", "end", "horizon", "seed", "save", "backend", "run_dir",
-        model=Param("model", str, "the model searched (search several with `model: [...]` in space)",
-                    choices=_models),
-        method=Param("method", str, "search method", choices=_hpo("METHODS")),
-        trials=Param("trials", int, "trials to run (a grid runs each point once)", min=1),
-        metric=Param("metric", str, "validation scorer: mae, rmse, dir_acc, brier, winkler_80, sharpe, ..."),
-        space=Param("space", dict, "search space (None: the platform's default)", none=True),
-        storage=Param("storage", str, "sqlite (default), journal, env or a database URL without password",
-                      none=True),
-        study=Param("study", str, "study name (default <symbol>-<interval>-<model>-<method>-<metric>)", none=True),
-        pruner=Param("pruner", str, "Optuna pruner", choices=_hpo("PRUNERS")),
-        validation=Param("validation", str, "holdout or walk_forward", choices=_hpo("VALIDATIONS")),
-        folds=Param("folds", int, "walk-forward folds inside the validation span", min=1)),
-        (_before("start", "end"), _hpo_config)),
-    Notebook("06_ensembles", _common(
-        "symbol", "interval", "start", "end", "epochs", "window", "horizon", "retrain_every", "backend", "run_dir",
-        members=Param("members", list, "member models", choices=_trainable, nonempty=True),
-        strategies=Param("strategies", list, "ensemble strategies compared", choices=_strategies, nonempty=True),
-        weights=Param("weights", list, "fixed weights of 'weighted', one per member (None: inverse error)",
-                      item=float, min=0, none=True, nonempty=True),
-        member_params=Param("member_params", dict, "per-member constructor overrides, {model: {param: value}}"),
-        test_start=Param("test_start", DATE, "first test origin"),
-        save_strategy=Param("save_strategy", str, "strategy fitted on the whole range and saved (None: none)",
-                            choices=_strategies, none=True)),
-        (_before("start", "end"), _before("start", "test_start"), _before("test_start", "end"),
-         _per_model("members", "member_params"), _weights)),
-    Notebook("07_anomalies", _common(
-        "symbol", "interval", "start", "end", "backend", "run_dir",
-        days=Param("days", float, "the last `days` days of stored candles (ignored when start is given)",
-                   above=0, none=True),
-        pump_threshold=Param("pump_threshold", float, "pump points that make an event", min=0, max=100),
-        crash_threshold=Param("crash_threshold", float, "flash-crash risk that makes an event", min=0, max=100),
-        move_bars=Param("move_bars", int, "bars a pump may take", min=2),
-        baseline_bars=Param("baseline_bars", int, "trailing bars of the volume baseline", min=2),
-        dump_bars=Param("dump_bars", int, "bars after a pump that decide its sustainability", min=1),
-        min_rise=Param("min_rise", float, "rise from which volume and rapidity count in full", above=0),
-        rank_bars=Param("rank_bars", int, "trailing bars the flash-crash components are ranked against", min=1),
-        contamination=Param("contamination", float, "Isolation Forest contamination", above=0, below=0.5),
-        crash_drop=Param("crash_drop", float, "the forecast table's drawdown target", above=0, below=1),
-        crash_bars=Param("crash_bars", int, "bars within which the drawdown counts", min=1)),
-        (_before("start", "end"), _start_or_days)),
-    Notebook("08_production", _common(
-        "symbol", "interval", "end", "backend", "run_dir",
-        metric=Param("metric", str, "validation scorer that picks the production model, e.g. skill, mae"),
-        promote=Param("promote", bool, "promote the choice (false: show it, keep the current production model)"),
-        horizon=Param("horizon", int, "bars ahead the sidebar shows (None: the model's)", min=1, none=True),
-        level=Param("level", float, "the sidebar's interval level", above=0, below=1),
-        monitor_window=Param("monitor_window", int, "origins per rolling window of the monitor", min=1,
-                             none=True),
-        threshold=Param("threshold", float, "skill drop that counts as degraded (None: the monitor's default)",
-                        min=0, below=1, none=True)),
-        (_metric,)),
-)}
+NOTEBOOKS: dict[str, Notebook] = {
+    nb.name: nb
+    for nb in (
+        Notebook(
+            "00_data",
+            _common(
+                "symbol",
+                "interval",
+                "start",
+                "end",
+                "backend",
+                "run_dir",
+                source_interval=Param(
+                    "source_interval",
+                    str,
+                    "resample from this stored interval to `interval`",
+                    choices=_intervals,
+                    none=True,
+                ),
+            ),
+            (_before("start", "end"),),
+        ),
+        Notebook(
+            "01_features",
+            _common(
+                "symbol",
+                "interval",
+                "start",
+                "end",
+                "groups",
+                "window",
+                "horizon",
+                "backend",
+                "run_dir",
+                features=Param(
+                    "features",
+                    list,
+                    "explicit feature names (overrides groups)",
+                    choices=_features,
+                    none=True,
+                    nonempty=True,
+                ),
+                scaler=Param("scaler", str, "feature scaling", choices=_scalers),
+            ),
+            (_before("start", "end"),),
+        ),
+        Notebook(
+            "02_training",
+            _common(
+                "symbol",
+                "interval",
+                "start",
+                "end",
+                "groups",
+                "models",
+                "model_params",
+                "window",
+                "horizon",
+                "epochs",
+                "device",
+                "seed",
+                "save",
+                "backend",
+                "run_dir",
+            ),
+            (_before("start", "end"), _per_model("models", "model_params")),
+        ),
+        Notebook(
+            "03_backtesting",
+            _common(
+                "symbol",
+                "interval",
+                "start",
+                "end",
+                "models",
+                "model_params",
+                "retrain_every",
+                "test_start",
+                "train_bars",
+                "epochs",
+                "horizon",
+                "window",
+                "backend",
+                "run_dir",
+                method=Param("method", str, "walk_forward or simple", choices=_backtest_methods),
+                test_fraction=Param("test_fraction", float, "share of the span used for testing", above=0, below=1),
+                scheme=Param("scheme", str, "expanding or rolling training window", choices=("expanding", "rolling")),
+                warm_start=Param("warm_start", bool, "neural models continue from the previous fold's weights"),
+                warm_epochs=Param("warm_epochs", int, "epochs of a warm-started refit", min=1),
+                calibration=Param("calibration", str, "interval calibration per fold", choices=_calibrations),
+                fee_bps=Param("fee_bps", float, "fee per trade in basis points", min=0),
+                slippage_bps=Param("slippage_bps", float, "slippage per trade in basis points", min=0),
+                threshold=Param("threshold", float, "minimum predicted log return to take a position", min=0),
+                allow_short=Param("allow_short", bool, "take short positions"),
+                n_jobs=Param("n_jobs", int, "models fitted in parallel", min=1),
+                save_model=Param("save_model", bool, "save each model of the last fold to the registry"),
+            ),
+            (
+                _before("start", "end"),
+                _before("start", "test_start"),
+                _before("test_start", "end"),
+                _per_model("models", "model_params"),
+            ),
+        ),
+        Notebook(
+            "04_regimes",
+            _common(
+                "symbol",
+                "interval",
+                "end",
+                "backend",
+                "run_dir",
+                start=Param("start", DATE, "first labelled bar; earlier stored bars are history for the first fit"),
+                method=Param("method", str, "the method whose regimes are judged", choices=_regime_methods),
+                window=Param("window", int, "trend window in bars (None: the method's default)", min=2, none=True),
+                trend_z=Param("trend_z", float, "rules: trend threshold in random-walk spreads", above=0),
+                adx_min=Param("adx_min", float, "rules: ADX threshold", min=0, max=100),
+                refit_every=Param("refit_every", int, "bars between refits", min=1),
+                train_bars=Param("train_bars", int, "bars each fit reads (None: all earlier bars)", min=1, none=True),
+                horizons=Param("horizons", list, "forward test horizons in bars", item=int, min=1, nonempty=True),
+            ),
+            (_before("start", "end"),),
+        ),
+        Notebook(
+            "05_hpo",
+            _common(
+                "symbol",
+                "interval",
+                "start",
+                "end",
+                "horizon",
+                "seed",
+                "save",
+                "backend",
+                "run_dir",
+                model=Param(
+                    "model", str, "the model searched (search several with `model: [...]` in space)", choices=_models
+                ),
+                method=Param("method", str, "search method", choices=_hpo("METHODS")),
+                trials=Param("trials", int, "trials to run (a grid runs each point once)", min=1),
+                metric=Param("metric", str, "validation scorer: mae, rmse, dir_acc, brier, winkler_80, sharpe, ..."),
+                space=Param("space", dict, "search space (None: the platform's default)", none=True),
+                storage=Param(
+                    "storage", str, "sqlite (default), journal, env or a database URL without password", none=True
+                ),
+                study=Param(
+                    "study", str, "study name (default <symbol>-<interval>-<model>-<method>-<metric>)", none=True
+                ),
+                pruner=Param("pruner", str, "Optuna pruner", choices=_hpo("PRUNERS")),
+                validation=Param("validation", str, "holdout or walk_forward", choices=_hpo("VALIDATIONS")),
+                folds=Param("folds", int, "walk-forward folds inside the validation span", min=1),
+            ),
+            (_before("start", "end"), _hpo_config),
+        ),
+        Notebook(
+            "06_ensembles",
+            _common(
+                "symbol",
+                "interval",
+                "start",
+                "end",
+                "epochs",
+                "window",
+                "horizon",
+                "retrain_every",
+                "backend",
+                "run_dir",
+                members=Param("members", list, "member models", choices=_trainable, nonempty=True),
+                strategies=Param(
+                    "strategies", list, "ensemble strategies compared", choices=_strategies, nonempty=True
+                ),
+                weights=Param(
+                    "weights",
+                    list,
+                    "fixed weights of 'weighted', one per member (None: inverse error)",
+                    item=float,
+                    min=0,
+                    none=True,
+                    nonempty=True,
+                ),
+                member_params=Param("member_params", dict, "per-member constructor overrides, {model: {param: value}}"),
+                test_start=Param("test_start", DATE, "first test origin"),
+                save_strategy=Param(
+                    "save_strategy",
+                    str,
+                    "strategy fitted on the whole range and saved (None: none)",
+                    choices=_strategies,
+                    none=True,
+                ),
+            ),
+            (
+                _before("start", "end"),
+                _before("start", "test_start"),
+                _before("test_start", "end"),
+                _per_model("members", "member_params"),
+                _weights,
+            ),
+        ),
+        Notebook(
+            "07_anomalies",
+            _common(
+                "symbol",
+                "interval",
+                "start",
+                "end",
+                "backend",
+                "run_dir",
+                days=Param(
+                    "days",
+                    float,
+                    "the last `days` days of stored candles (ignored when start is given)",
+                    above=0,
+                    none=True,
+                ),
+                pump_threshold=Param("pump_threshold", float, "pump points that make an event", min=0, max=100),
+                crash_threshold=Param("crash_threshold", float, "flash-crash risk that makes an event", min=0, max=100),
+                move_bars=Param("move_bars", int, "bars a pump may take", min=2),
+                baseline_bars=Param("baseline_bars", int, "trailing bars of the volume baseline", min=2),
+                dump_bars=Param("dump_bars", int, "bars after a pump that decide its sustainability", min=1),
+                min_rise=Param("min_rise", float, "rise from which volume and rapidity count in full", above=0),
+                rank_bars=Param("rank_bars", int, "trailing bars the flash-crash components are ranked against", min=1),
+                contamination=Param("contamination", float, "Isolation Forest contamination", above=0, below=0.5),
+                crash_drop=Param("crash_drop", float, "the forecast table's drawdown target", above=0, below=1),
+                crash_bars=Param("crash_bars", int, "bars within which the drawdown counts", min=1),
+            ),
+            (_before("start", "end"), _start_or_days),
+        ),
+        Notebook(
+            "08_production",
+            _common(
+                "symbol",
+                "interval",
+                "end",
+                "backend",
+                "run_dir",
+                metric=Param("metric", str, "validation scorer that picks the production model, e.g. skill, mae"),
+                promote=Param(
+                    "promote", bool, "promote the choice (false: show it, keep the current production model)"
+                ),
+                horizon=Param("horizon", int, "bars ahead the sidebar shows (None: the model's)", min=1, none=True),
+                level=Param("level", float, "the sidebar's interval level", above=0, below=1),
+                monitor_window=Param(
+                    "monitor_window", int, "origins per rolling window of the monitor", min=1, none=True
+                ),
+                threshold=Param(
+                    "threshold",
+                    float,
+                    "skill drop that counts as degraded (None: the monitor's default)",
+                    min=0,
+                    below=1,
+                    none=True,
+                ),
+            ),
+            (_metric,),
+        ),
+    )
+}
 
 
 def declaration(notebook: str | Path) -> Notebook | None:

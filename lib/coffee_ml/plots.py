@@ -35,15 +35,26 @@ def candles_volume(candles: pd.DataFrame, title: str = "", max_bars: int = 400) 
         width = (t[1] - t[0]) * 0.7 if len(t) > 1 else pd.Timedelta(hours=1)
         colors = np.where(up, "tab:green", "tab:red")
         ax.vlines(t, candles["low"], candles["high"], color=colors, linewidth=0.8)
-        ax.bar(t, (candles["close"] - candles["open"]).abs(), bottom=candles[["open", "close"]].min(axis=1),
-               width=width, color=colors)
+        ax.bar(
+            t,
+            (candles["close"] - candles["open"]).abs(),
+            bottom=candles[["open", "close"]].min(axis=1),
+            width=width,
+            color=colors,
+        )
     else:
         ax.fill_between(t, candles["low"], candles["high"], color="tab:blue", alpha=0.25, linewidth=0, label="high-low")
         ax.plot(t, candles["close"], color="tab:blue", linewidth=0.8, label="close")
         ax.legend(loc="upper left")
     # one LineCollection instead of thousands of Rectangle patches keeps long ranges fast
-    axv.vlines(t, 0, candles["volume"], color=np.where(up, "tab:green", "tab:red"), alpha=0.7,
-               linewidth=3 if len(t) <= max_bars else 0.5)
+    axv.vlines(
+        t,
+        0,
+        candles["volume"],
+        color=np.where(up, "tab:green", "tab:red"),
+        alpha=0.7,
+        linewidth=3 if len(t) <= max_bars else 0.5,
+    )
     ax.set_ylabel("price")
     axv.set_ylabel("volume")
     ax.set_title(title)
@@ -93,7 +104,7 @@ def feature_distributions(X: pd.DataFrame, columns: int = 6, bins: int = 60, tit
         ax.set_title(name, fontsize=7)
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
-    for ax in axes.ravel()[len(names):]:
+    for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
@@ -117,8 +128,11 @@ def loss_curves(histories: Mapping[str, Any]) -> Figure:
         color = colors[drawn % len(colors)]
         drawn += 1
         best = h["val_loss"].idxmin()
-        note = (f" (best epoch {result.best_epoch} of {len(h)}, {result.seconds:.1f} s on {result.device})"
-                if result is not None else "")
+        note = (
+            f" (best epoch {result.best_epoch} of {len(h)}, {result.seconds:.1f} s on {result.device})"
+            if result is not None
+            else ""
+        )
         ax.plot(h["epoch"], h["train_loss"], color=color, linestyle="--", label=f"{name} train")
         ax.plot(h["epoch"], h["val_loss"], color=color, label=f"{name} validation{note}")
         ax.scatter(h.loc[best, "epoch"], h.loc[best, "val_loss"], color=color, zorder=3)
@@ -127,8 +141,14 @@ def loss_curves(histories: Mapping[str, Any]) -> Figure:
         ax.legend(fontsize=8)
     else:
         fig.set_size_inches(10, 1)
-        ax.text(0.5, 0.5, "no model with a training history (no neural model)", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no model with a training history (no neural model)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.axis("off")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
@@ -179,8 +199,9 @@ def _band_colors(n: int) -> list[str]:
     return [str(round(0.88 - 0.16 * k, 2)) for k in range(n)]
 
 
-def forecast_band(forecast: Forecast | pd.DataFrame, steps: int | Sequence[int] | None = None,
-                  title: str = "") -> Figure:
+def forecast_band(
+    forecast: Forecast | pd.DataFrame, steps: int | Sequence[int] | None = None, title: str = ""
+) -> Figure:
     """The forecast `steps` bars ahead (default: 1 and H, one panel each) over time against the
     realised price, with the calibrated intervals (every level in the forecast) as grey bands
     (the platform's prediction view). Takes a `Forecast` or a frame from `to_frame`/`step_frame`;
@@ -190,8 +211,9 @@ def forecast_band(forecast: Forecast | pd.DataFrame, steps: int | Sequence[int] 
     for ax, (step, f) in zip(axes[:, 0], frames.items()):
         tags = _band_levels(f)
         for tag, color in zip(tags, _band_colors(len(tags))):
-            ax.fill_between(f["time"], f[f"lower_{tag}"], f[f"upper_{tag}"], color=color, linewidth=0,
-                            label=f"{tag}% interval")
+            ax.fill_between(
+                f["time"], f[f"lower_{tag}"], f[f"upper_{tag}"], color=color, linewidth=0, label=f"{tag}% interval"
+            )
         if "actual" in f:
             ax.plot(f["time"], f["actual"], color="k", linewidth=0.8, label="actual")
         ax.plot(f["time"], f["price"], color="tab:orange", linewidth=0.8, label="forecast")
@@ -218,16 +240,36 @@ def folds_forecast(forecast: Forecast | pd.DataFrame, step: int = 1, title: str 
         t0, t1 = part["time"].iloc[0], part["time"].iloc[-1]
         if fold % 2:
             ax.axvspan(t0, t1, color="0.93", linewidth=0)
-        ax.text(t0 + (t1 - t0) / 2, 0.98, f"fold {fold}", transform=ax.get_xaxis_transform(), ha="center",
-                va="top", fontsize=8, color="0.4")
+        ax.text(
+            t0 + (t1 - t0) / 2,
+            0.98,
+            f"fold {fold}",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="top",
+            fontsize=8,
+            color="0.4",
+        )
     tags = _band_levels(frame)
     if tags:
-        ax.fill_between(frame["time"], frame[f"lower_{tags[0]}"], frame[f"upper_{tags[0]}"], color="tab:orange",
-                        alpha=0.15, linewidth=0, label=f"{tags[0]}% interval")
+        ax.fill_between(
+            frame["time"],
+            frame[f"lower_{tags[0]}"],
+            frame[f"upper_{tags[0]}"],
+            color="tab:orange",
+            alpha=0.15,
+            linewidth=0,
+            label=f"{tags[0]}% interval",
+        )
     if "actual" in frame:
         ax.plot(frame["time"], frame["actual"], color="k", linewidth=0.7, label="actual")
-    ax.plot(frame["time"], frame["price"], color="tab:orange", linewidth=0.7,
-            label=f"forecast {step} bar{'s' if step != 1 else ''} ahead")
+    ax.plot(
+        frame["time"],
+        frame["price"],
+        color="tab:orange",
+        linewidth=0.7,
+        label=f"forecast {step} bar{'s' if step != 1 else ''} ahead",
+    )
     ax.set_xlabel("time of the forecast bar")
     ax.set_ylabel("price")
     ax.set_title(title)
@@ -238,8 +280,9 @@ def folds_forecast(forecast: Forecast | pd.DataFrame, step: int = 1, title: str 
     return fig
 
 
-def error_distributions(errors: Mapping[str, Forecast | np.ndarray], step: int | None = None, bins: int = 80,
-                        title: str = "") -> Figure:
+def error_distributions(
+    errors: Mapping[str, Forecast | np.ndarray], step: int | None = None, bins: int = 80, title: str = ""
+) -> Figure:
     """Histograms of price errors (forecast - actual) per model on shared bins. Takes forecasts
     (errors `step` bars ahead, default the last step) or arrays of errors."""
     values = {}
@@ -291,9 +334,17 @@ def reliability_diagram(forecasts: Mapping[str, Forecast], bins: int = 10) -> Fi
         pad = max(0.02, 0.1 * (hi - lo))
         lims = (max(0.0, min(lo - pad, 0.4)), min(1.0, max(hi + pad, 0.6)))
         ax.plot(lims, lims, color="0.5", linestyle="--", linewidth=0.8, label="calibrated")
-        ax.errorbar(t["confidence"], t["hit_rate"], yerr=[t["hit_rate"] - t["hit_lo"], t["hit_hi"] - t["hit_rate"]],
-                    fmt="o", color="tab:blue", ecolor="tab:blue", elinewidth=1.2, capsize=3,
-                    label=f"hit rate, 95% CI ({len(t)} bins of ~{t['n_eff'].mean():.0f} effective outcomes)")
+        ax.errorbar(
+            t["confidence"],
+            t["hit_rate"],
+            yerr=[t["hit_rate"] - t["hit_lo"], t["hit_hi"] - t["hit_rate"]],
+            fmt="o",
+            color="tab:blue",
+            ecolor="tab:blue",
+            elinewidth=1.2,
+            capsize=3,
+            label=f"hit rate, 95% CI ({len(t)} bins of ~{t['n_eff'].mean():.0f} effective outcomes)",
+        )
         ax.set_xlim(*lims)
         ax.set_ylim(*lims)
         ax.set_aspect("equal")
@@ -302,15 +353,22 @@ def reliability_diagram(forecasts: Mapping[str, Forecast], bins: int = 10) -> Fi
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=7)
     axes[0, 0].set_ylabel("observed hit rate")
-    fig.suptitle("reliability of the direction confidence (Brier skill vs quoting the base rate)"
-                 + (f"\n{note}" if note else ""), fontsize=11)
+    fig.suptitle(
+        "reliability of the direction confidence (Brier skill vs quoting the base rate)"
+        + (f"\n{note}" if note else ""),
+        fontsize=11,
+    )
     fig.tight_layout()
     return fig
 
 
 _TERCILE_LABELS = {"lowvol": "low vol", "midvol": "mid vol", "highvol": "high vol", "pooled": "pooled"}
-_KIND_COLORS = {("adaptive", 0): "#9ecae1", ("adaptive", 1): "#2171b5",
-                ("constant", 0): "#fdae6b", ("constant", 1): "#d94801"}
+_KIND_COLORS = {
+    ("adaptive", 0): "#9ecae1",
+    ("adaptive", 1): "#2171b5",
+    ("constant", 0): "#fdae6b",
+    ("constant", 1): "#d94801",
+}
 
 
 def coverage_by_tercile(table: pd.DataFrame, tolerance: float = 0.03) -> Figure:
@@ -324,8 +382,9 @@ def coverage_by_tercile(table: pd.DataFrame, tolerance: float = 0.03) -> Figure:
     kinds = list(dict.fromkeys(table.index.get_level_values(1)))
     ncols = min(len(models), 2)
     nrows = -(-len(models) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 3.4 * nrows + 1.0), squeeze=False, sharey=True,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(6.2 * ncols, 3.4 * nrows + 1.0), squeeze=False, sharey=True, layout="constrained"
+    )
     lowest = np.nanmin(table.to_numpy(dtype=float))
     bottom = min(0.5, np.floor((lowest - 0.05) * 20) / 20)
     bars = [(kind, j, tag) for j, tag in enumerate(tags) for kind in kinds]
@@ -334,20 +393,32 @@ def coverage_by_tercile(table: pd.DataFrame, tolerance: float = 0.03) -> Figure:
     for ax, model in zip(axes.ravel(), models):
         for j, tag in enumerate(tags):
             nominal = float(tag) / 100
-            ax.axhspan(nominal - tolerance, nominal + tolerance, color="0.9", zorder=0,
-                       label=f"nominal ±{tolerance * 100:g} pp" if j == 0 else None)
-            ax.axhline(nominal, color="k", linestyle="--", linewidth=0.8, zorder=1,
-                       label="nominal level" if j == 0 else None)
+            ax.axhspan(
+                nominal - tolerance,
+                nominal + tolerance,
+                color="0.9",
+                zorder=0,
+                label=f"nominal ±{tolerance * 100:g} pp" if j == 0 else None,
+            )
+            ax.axhline(
+                nominal, color="k", linestyle="--", linewidth=0.8, zorder=1, label="nominal level" if j == 0 else None
+            )
         for b, (kind, j, tag) in enumerate(bars):
             values = [table.loc[(model, kind), f"{tag}% {g}"] for g in groups]
-            ax.bar(x + (b - (len(bars) - 1) / 2) * width, values, width=width * 0.95, zorder=2,
-                   color=_KIND_COLORS.get((kind, min(j, 1)), None), label=f"{kind} {tag}%")
+            ax.bar(
+                x + (b - (len(bars) - 1) / 2) * width,
+                values,
+                width=width * 0.95,
+                zorder=2,
+                color=_KIND_COLORS.get((kind, min(j, 1)), None),
+                label=f"{kind} {tag}%",
+            )
         ax.set_xticks(x, [_TERCILE_LABELS.get(g, g) for g in groups])
         ax.set_ylim(bottom, 1.0)
         ax.yaxis.set_major_formatter(PercentFormatter(1))
         ax.set_title(model, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    for ax in axes.ravel()[len(models):]:
+    for ax in axes.ravel()[len(models) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("coverage")
@@ -388,8 +459,18 @@ def regime_price(close: pd.Series, labels: pd.DataFrame, title: str = "") -> Fig
     lab = labels.reindex(close.index)
     for name, color in REGIME_COLORS.items():
         mask = (lab["regime"] == name).to_numpy()
-        ax.fill_between(close.index, 0, 1, where=mask, transform=ax.get_xaxis_transform(), color=color,
-                        alpha=0.25, linewidth=0, step="post", label=f"{name} ({mask.mean():.0%} of bars)")
+        ax.fill_between(
+            close.index,
+            0,
+            1,
+            where=mask,
+            transform=ax.get_xaxis_transform(),
+            color=color,
+            alpha=0.25,
+            linewidth=0,
+            step="post",
+            label=f"{name} ({mask.mean():.0%} of bars)",
+        )
         axc.scatter(close.index[mask], lab["confidence"].to_numpy()[mask], s=1, color=color)
     ax.plot(close.index, close, color="k", linewidth=0.7)
     ax.set_yscale("log")
@@ -468,8 +549,17 @@ def anomaly_events(candles: pd.DataFrame, events: pd.DataFrame, title: str = "")
         for level, color in SEVERITY_COLORS.items():
             sel = ((events["type"] == kind) & (events["severity"] == level)).to_numpy() if len(events) else []
             if np.any(sel):
-                ax.scatter(events["start"][sel], np.asarray(at)[sel], marker=marker, color=color, s=36,
-                           edgecolor="k", linewidth=0.3, label=f"{kind} {level}", zorder=3)
+                ax.scatter(
+                    events["start"][sel],
+                    np.asarray(at)[sel],
+                    marker=marker,
+                    color=color,
+                    s=36,
+                    edgecolor="k",
+                    linewidth=0.3,
+                    label=f"{kind} {level}",
+                    zorder=3,
+                )
     if len(events):
         ax.legend(loc="upper left", fontsize=8, ncol=3)
     ax.set_ylabel("close")
@@ -504,12 +594,22 @@ def monitor_chart(report: "MonitorReport") -> Figure:
     rolling = report.rolling
     ax_skill, ax_dir, ax_cov = axes
     ax_skill.axhline(0, color="k", linewidth=0.8, label="naive (0)")
-    ax_skill.axhline(report.floor, color="tab:red", linestyle="--", linewidth=1,
-                     label=f"floor {report.floor:+.3f}: max(save-time skill, 0) - {report.threshold:g}; "
-                           "degraded when significantly below")
+    ax_skill.axhline(
+        report.floor,
+        color="tab:red",
+        linestyle="--",
+        linewidth=1,
+        label=f"floor {report.floor:+.3f}: max(save-time skill, 0) - {report.threshold:g}; "
+        "degraded when significantly below",
+    )
     if np.isfinite(saved := report.reference.get("skill", np.nan)):
-        ax_skill.axhline(saved, color="tab:green", linestyle=":", linewidth=1,
-                         label=f"at save ({report.reference_split}) {saved:+.3f}")
+        ax_skill.axhline(
+            saved,
+            color="tab:green",
+            linestyle=":",
+            linewidth=1,
+            label=f"at save ({report.reference_split}) {saved:+.3f}",
+        )
     ax_skill.plot(rolling.index, rolling["skill"], color="tab:blue", linewidth=1.2, label="model")
     ax_skill.set_ylabel("MAE skill vs naive")
     ax_dir.axhline(0.5, color="k", linewidth=0.8)
@@ -522,20 +622,34 @@ def monitor_chart(report: "MonitorReport") -> Figure:
         nominal = float(col.split("_")[1]) / 100
         ax_cov.axhline(nominal, color=color, linestyle="--", linewidth=0.8)
         ax_cov.axhline(nominal - report.coverage_tolerance, color=color, linestyle=":", linewidth=0.8)
-        ax_cov.plot(rolling.index, rolling[col], color=color, linewidth=1.2,
-                    label=f"{col.split('_')[1]}% (nominal dashed, -{report.coverage_tolerance * 100:g} pp dotted)")
+        ax_cov.plot(
+            rolling.index,
+            rolling[col],
+            color=color,
+            linewidth=1.2,
+            label=f"{col.split('_')[1]}% (nominal dashed, -{report.coverage_tolerance * 100:g} pp dotted)",
+        )
     ax_cov.set_ylabel("interval coverage")
     ax_cov.yaxis.set_major_formatter(PercentFormatter(1))
     if rolling.empty:
-        ax_skill.text(0.5, 0.5, "insufficient data: no full rolling window yet", transform=ax_skill.transAxes,
-                      ha="center", va="center")
+        ax_skill.text(
+            0.5,
+            0.5,
+            "insufficient data: no full rolling window yet",
+            transform=ax_skill.transAxes,
+            ha="center",
+            va="center",
+        )
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
     _date_axis(ax_cov)
     ref = report.ref
-    fig.suptitle(f"{ref.symbol} {ref.interval} {ref.model} {ref.version}: rolling {report.window} origins since "
-                 f"{report.trained_through:%Y-%m-%d %H:%M}\n{textwrap.fill(report.verdict, 150)}", fontsize=10)
+    fig.suptitle(
+        f"{ref.symbol} {ref.interval} {ref.model} {ref.version}: rolling {report.window} origins since "
+        f"{report.trained_through:%Y-%m-%d %H:%M}\n{textwrap.fill(report.verdict, 150)}",
+        fontsize=10,
+    )
     return fig
 
 
@@ -545,15 +659,31 @@ def sidebar_forecast(candles: pd.DataFrame, answer: Any, bars: int = 168) -> Fig
     path, close = answer.path, candles["close"].iloc[-bars:]
     fig, ax = plt.subplots(figsize=(12, 4))
     ax.plot(close.index, close, color="k", linewidth=0.9, label="close")
-    ax.fill_between(path["timestamp"], path["lower"], path["upper"], color="tab:orange", alpha=0.25, linewidth=0,
-                    label=f"{answer.level:.0%} interval")
+    ax.fill_between(
+        path["timestamp"],
+        path["lower"],
+        path["upper"],
+        color="tab:orange",
+        alpha=0.25,
+        linewidth=0,
+        label=f"{answer.level:.0%} interval",
+    )
     ax.plot(path["timestamp"], path["price"], color="tab:orange", linewidth=1.2, label="forecast")
     last = path.iloc[-1]
     ax.scatter([last["timestamp"]], [last["price"]], color="tab:orange", zorder=3)
-    ax.annotate(f"{last['price']:,.0f}  ({last['confidence']:.0f}% {'up' if last['up'] else 'down'})",
-                (last["timestamp"], last["price"]), xytext=(6, 0), textcoords="offset points", va="center", fontsize=9)
-    ax.set_title(f"{answer.symbol} {answer.interval}: {answer.model} {answer.version}, regime "
-                 f"{answer.regime['regime']} ({answer.regime['confidence']:.0f}%)", fontsize=10)
+    ax.annotate(
+        f"{last['price']:,.0f}  ({last['confidence']:.0f}% {'up' if last['up'] else 'down'})",
+        (last["timestamp"], last["price"]),
+        xytext=(6, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=9,
+    )
+    ax.set_title(
+        f"{answer.symbol} {answer.interval}: {answer.model} {answer.version}, regime "
+        f"{answer.regime['regime']} ({answer.regime['confidence']:.0f}%)",
+        fontsize=10,
+    )
     ax.set_ylabel("price")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)

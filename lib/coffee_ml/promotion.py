@@ -23,8 +23,18 @@ from coffee_ml.evaluation import get_scorer
 from coffee_ml.reports.records import model_ref
 from coffee_ml.runner import RUN_ID_ENV
 
-_COLUMNS = ["ref", "model", "version", "run_id", "val_from", "val_to", "origins", "val_score", "val_dm_pvalue",
-            "test_score"]
+_COLUMNS = [
+    "ref",
+    "model",
+    "version",
+    "run_id",
+    "val_from",
+    "val_to",
+    "origins",
+    "val_score",
+    "val_dm_pvalue",
+    "test_score",
+]
 
 
 @dataclass(frozen=True)
@@ -39,29 +49,50 @@ class Promotion:
     promoted: bool
 
     def to_record(self) -> dict[str, Any]:
-        return {"ref": model_ref(self.ref), "model": self.ref.model, "version": self.ref.version,
-                "metric": self.metric, "score": self.score, "reason": self.reason, "promoted": self.promoted}
+        return {
+            "ref": model_ref(self.ref),
+            "model": self.ref.model,
+            "version": self.ref.version,
+            "metric": self.metric,
+            "score": self.score,
+            "reason": self.reason,
+            "promoted": self.promoted,
+        }
 
 
-def candidates(symbol: str, interval: str, *, run_id: str | None = None, metric: str = "skill",
-               root: Path | None = None) -> pd.DataFrame:
+def candidates(
+    symbol: str, interval: str, *, run_id: str | None = None, metric: str = "skill", root: Path | None = None
+) -> pd.DataFrame:
     """One row per candidate version: its validation period and score, and its test score.
 
     `run_id`: the versions that run saved; None: the newest version of each model.
     """
     get_scorer(metric)  # an unknown name fails here with the list of scorers
-    found = [(ref, meta) for ref, meta in registry.versions(symbol, interval, root)
-             if run_id is None or meta.get("run_id") == run_id]
+    found = [
+        (ref, meta)
+        for ref, meta in registry.versions(symbol, interval, root)
+        if run_id is None or meta.get("run_id") == run_id
+    ]
     if run_id is None:  # the newest version of each model
         found = list({ref.model: (ref, meta) for ref, meta in found}.values())
     rows = []
     for ref, meta in found:
         val, test = (meta.get("metrics") or {}).get("val") or {}, (meta.get("metrics") or {}).get("test") or {}
         span = ((meta.get("data_range") or {}).get("splits") or {}).get("val") or [None, None]
-        rows.append({"ref": model_ref(ref), "model": ref.model, "version": ref.version, "run_id": meta.get("run_id"),
-                     "val_from": span[0], "val_to": span[-1], "origins": val.get("origins"),
-                     "val_score": val.get(metric), "val_dm_pvalue": val.get("dm_pvalue"),
-                     "test_score": test.get(metric)})
+        rows.append(
+            {
+                "ref": model_ref(ref),
+                "model": ref.model,
+                "version": ref.version,
+                "run_id": meta.get("run_id"),
+                "val_from": span[0],
+                "val_to": span[-1],
+                "origins": val.get("origins"),
+                "val_score": val.get(metric),
+                "val_dm_pvalue": val.get("dm_pvalue"),
+                "test_score": test.get(metric),
+            }
+        )
     table = pd.DataFrame(rows, columns=_COLUMNS)
     for column in ("val_score", "val_dm_pvalue", "test_score"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
@@ -77,8 +108,10 @@ def choose(table: pd.DataFrame, metric: str) -> tuple[int, str]:
     loss = scored["val_score"].map(scorer.loss)
     order = loss.sort_values(kind="stable").index
     best = table.loc[order[0]]
-    reason = (f"best validation {metric} of {len(scored)} candidate(s): {best['val_score']:.4g} on "
-              f"{str(best['val_from'])[:10]}..{str(best['val_to'])[:10]}")
+    reason = (
+        f"best validation {metric} of {len(scored)} candidate(s): {best['val_score']:.4g} on "
+        f"{str(best['val_from'])[:10]}..{str(best['val_to'])[:10]}"
+    )
     if len(order) > 1:
         second = table.loc[order[1]]
         reason += f"; runner-up {second['model']} {second['version']} {second['val_score']:.4g}"
@@ -91,8 +124,15 @@ def choose(table: pd.DataFrame, metric: str) -> tuple[int, str]:
     return int(order[0]), reason
 
 
-def promote_best(symbol: str, interval: str, *, metric: str = "skill", run_id: str | None = None,
-                 promote: bool = True, root: Path | None = None) -> Promotion:
+def promote_best(
+    symbol: str,
+    interval: str,
+    *,
+    metric: str = "skill",
+    run_id: str | None = None,
+    promote: bool = True,
+    root: Path | None = None,
+) -> Promotion:
     """Choose among `candidates` by validation `metric` and promote the winner (when `promote`).
 
     Under `coffee-ml run`, `run_id` defaults to the run's own id, so a pipeline promotes only what
@@ -102,8 +142,10 @@ def promote_best(symbol: str, interval: str, *, metric: str = "skill", run_id: s
     table = candidates(symbol, interval, run_id=run_id, metric=metric, root=root)
     if table.empty:
         scope = f"saved by run {run_id}" if run_id else "saved"
-        raise ValueError(f"no {symbol} {interval} model versions {scope} in {root or registry.models_dir()}: "
-                         "train and save models first (02_training)")
+        raise ValueError(
+            f"no {symbol} {interval} model versions {scope} in {root or registry.models_dir()}: "
+            "train and save models first (02_training)"
+        )
     row, reason = choose(table, metric)
     best = table.loc[row]
     ref = registry.resolve(symbol, interval, best["model"], best["version"], root)

@@ -16,15 +16,31 @@ import pandas as pd
 
 from coffee_ml import config
 
-TRACKED_PACKAGES = ("coffee-ml", "numpy", "pandas", "pyarrow", "scikit-learn", "torch", "ta-lib", "optuna",
-                    "chdb", "clickhouse-connect", "papermill", "nbconvert", "matplotlib")
+TRACKED_PACKAGES = (
+    "coffee-ml",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "torch",
+    "ta-lib",
+    "optuna",
+    "chdb",
+    "clickhouse-connect",
+    "papermill",
+    "nbconvert",
+    "matplotlib",
+)
 
 
 def git_state() -> dict[str, Any]:
     """HEAD commit and whether the work tree had uncommitted changes (None outside a checkout)."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=config.PROJECT_ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=config.PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
     try:
         return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
     except (OSError, subprocess.SubprocessError):
@@ -51,8 +67,13 @@ def threads() -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    return {"git": git_state(), "packages": package_versions(), "python": sys.version.split()[0],
-            "platform": platform.platform(), "threads": threads()}
+    return {
+        "git": git_state(),
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "threads": threads(),
+    }
 
 
 READS_ENV = "COFFEE_ML_READS_FILE"  # set by the runner for each notebook's kernel
@@ -75,9 +96,16 @@ def record_read(how: str, symbol: str, interval: str, start: Any, end: Any, fram
     path = os.environ.get(READS_ENV)
     if not path:
         return
-    entry = {"how": how, "symbol": symbol, "interval": interval,
-             "start": None if start is None else str(start), "end": None if end is None else str(end),
-             "rows": len(frame), "first": frame.index[0].isoformat() if len(frame) else None,
-             "last": frame.index[-1].isoformat() if len(frame) else None, "sha256": fingerprint(frame)}
+    entry = {
+        "how": how,
+        "symbol": symbol,
+        "interval": interval,
+        "start": None if start is None else str(start),
+        "end": None if end is None else str(end),
+        "rows": len(frame),
+        "first": frame.index[0].isoformat() if len(frame) else None,
+        "last": frame.index[-1].isoformat() if len(frame) else None,
+        "sha256": fingerprint(frame),
+    }
     with open(path, "a", encoding="utf-8") as fh:  # one short line per read: appends do not interleave
         fh.write(json.dumps(entry) + "\n")

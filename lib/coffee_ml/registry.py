@@ -149,8 +149,12 @@ def _check_name(kind: str, value: str) -> str:
 
 
 def _model_dir(symbol: str, interval: str, model: str, root: Path | None) -> Path:
-    return (root or models_dir()) / _check_name("symbol", symbol) / _check_name("interval", interval) / \
-        _check_name("model", model)
+    return (
+        (root or models_dir())
+        / _check_name("symbol", symbol)
+        / _check_name("interval", interval)
+        / _check_name("model", model)
+    )
 
 
 def _versions(model_dir: Path) -> list[str]:
@@ -177,8 +181,15 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save(tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, symbol: str, interval: str, model: str,
-         root: Path | None = None) -> ModelRef:
+def save(
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, Any],
+    *,
+    symbol: str,
+    interval: str,
+    model: str,
+    root: Path | None = None,
+) -> ModelRef:
     """Write a new version atomically and return where it went (v0001, v0002, ...; a number is
     never reused, even after its version is deleted)."""
     target_dir = _model_dir(symbol, interval, model, root)
@@ -187,8 +198,15 @@ def save(tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, symbol: 
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, buf)
     weights = buf.getvalue()
-    meta = {**metadata, "format": FORMAT, "symbol": symbol, "interval": interval, "model": model,
-            "saved_at": datetime.now(timezone.utc).isoformat(), "weights_sha256": _sha256(weights)}
+    meta = {
+        **metadata,
+        "format": FORMAT,
+        "symbol": symbol,
+        "interval": interval,
+        "model": model,
+        "saved_at": datetime.now(timezone.utc).isoformat(),
+        "weights_sha256": _sha256(weights),
+    }
     body = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
     staging = Path(tempfile.mkdtemp(prefix=f".incoming-{_owner()}-", dir=target_dir))
     try:
@@ -236,9 +254,11 @@ def resolve(symbol: str, interval: str, model: str, version: str = "latest", roo
         if model not in claims:
             serving = promotion(symbol, interval, root)
             if serving:
-                raise RegistryError(f"{symbol}/{interval}/{model} is not in production: {serving['model']} "
-                                    f"{serving['version']} serves {symbol} {interval}; promote a version of "
-                                    f"{model} to make it production")
+                raise RegistryError(
+                    f"{symbol}/{interval}/{model} is not in production: {serving['model']} "
+                    f"{serving['version']} serves {symbol} {interval}; promote a version of "
+                    f"{model} to make it production"
+                )
             raise RegistryError(f"{symbol}/{interval}/{model} has no production version; promote one first")
         version = claims[model]
     if version not in versions:
@@ -256,8 +276,10 @@ def read(ref: ModelRef) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RegistryError(f"{meta_path}: corrupted metadata ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise RegistryError(f"{meta_path}: not a coffee-ml model (format {meta.get('format') if isinstance(meta, dict) else None!r}, "
-                            f"expected {FORMAT!r})")
+        raise RegistryError(
+            f"{meta_path}: not a coffee-ml model (format {meta.get('format') if isinstance(meta, dict) else None!r}, "
+            f"expected {FORMAT!r})"
+        )
     try:
         data = weights_path.read_bytes()
     except FileNotFoundError:
@@ -313,12 +335,33 @@ def list_models(root: Path | None = None) -> pd.DataFrame:
         production = claims.get(version_dir.parent.parent, {}).get(model) == version_dir.name
         test = (meta.get("metrics") or {}).get("test") or {}
         test = test if isinstance(test, dict) else {}
-        rows.append({"symbol": version_dir.parts[-4], "interval": version_dir.parts[-3],
-                     "model": model, "version": version_dir.name, "production": production,
-                     "saved_at": meta.get("saved_at"), "horizon": meta.get("horizon"),
-                     "test_mae": test.get("mae"), "naive_mae": test.get("naive_mae")})
-    return pd.DataFrame(rows, columns=["symbol", "interval", "model", "version", "production", "saved_at",
-                                       "horizon", "test_mae", "naive_mae"])
+        rows.append(
+            {
+                "symbol": version_dir.parts[-4],
+                "interval": version_dir.parts[-3],
+                "model": model,
+                "version": version_dir.name,
+                "production": production,
+                "saved_at": meta.get("saved_at"),
+                "horizon": meta.get("horizon"),
+                "test_mae": test.get("mae"),
+                "naive_mae": test.get("naive_mae"),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "symbol",
+            "interval",
+            "model",
+            "version",
+            "production",
+            "saved_at",
+            "horizon",
+            "test_mae",
+            "naive_mae",
+        ],
+    )
 
 
 def _replace_text(path: Path, text: str) -> None:
@@ -348,8 +391,12 @@ def promote(ref: ModelRef, reason: str | None = None) -> None:
     leave one winner; `reason` is kept for whoever asks why). Per-model `production` files of
     older registries are removed afterwards; production.json overrides them until then."""
     read(ref)  # never promote a version that would not load
-    serving = {"model": ref.model, "version": ref.version, "reason": reason,
-               "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    serving = {
+        "model": ref.model,
+        "version": ref.version,
+        "reason": reason,
+        "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     folder = ref.path.parent.parent
     with _lock(folder):
         _tidy(folder)
@@ -371,10 +418,17 @@ def _read_serving(folder: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError):
         record = None
-    if not (isinstance(record, dict) and isinstance(record.get("model"), str) and _NAME.fullmatch(record["model"])
-            and isinstance(record.get("version"), str) and _VERSION.fullmatch(record["version"])):
-        raise RegistryError(f"{pointer}: corrupted; promote a version again "
-                            f"(coffee-ml models promote {folder.parent.name} {folder.name} MODEL VERSION)")
+    if not (
+        isinstance(record, dict)
+        and isinstance(record.get("model"), str)
+        and _NAME.fullmatch(record["model"])
+        and isinstance(record.get("version"), str)
+        and _VERSION.fullmatch(record["version"])
+    ):
+        raise RegistryError(
+            f"{pointer}: corrupted; promote a version again "
+            f"(coffee-ml models promote {folder.parent.name} {folder.name} MODEL VERSION)"
+        )
     return record
 
 
@@ -441,10 +495,14 @@ def production(symbol: str, interval: str, root: Path | None = None) -> ModelRef
     if len(models) == 1:
         return resolve(symbol, interval, models[0], "production", root)
     if models:
-        raise RegistryError(f"{symbol} {interval}: several models have a production version ({', '.join(models)}); "
-                            f"promote the one to serve: coffee-ml models promote {symbol} {interval} MODEL VERSION")
-    raise RegistryError(f"no production model for {symbol} {interval} in {root or models_dir()}: run the quickstart "
-                        f"(make run) or promote one: coffee-ml models promote {symbol} {interval} MODEL VERSION")
+        raise RegistryError(
+            f"{symbol} {interval}: several models have a production version ({', '.join(models)}); "
+            f"promote the one to serve: coffee-ml models promote {symbol} {interval} MODEL VERSION"
+        )
+    raise RegistryError(
+        f"no production model for {symbol} {interval} in {root or models_dir()}: run the quickstart "
+        f"(make run) or promote one: coffee-ml models promote {symbol} {interval} MODEL VERSION"
+    )
 
 
 def delete(ref: ModelRef) -> None:
@@ -452,8 +510,10 @@ def delete(ref: ModelRef) -> None:
     folder = ref.path.parent.parent
     with _lock(folder):
         if _production_of(folder).get(ref.model) == ref.version:
-            raise RegistryError(f"{ref.symbol}/{ref.interval}/{ref.model}/{ref.version} is in production; "
-                                "promote another version before deleting it")
+            raise RegistryError(
+                f"{ref.symbol}/{ref.interval}/{ref.model}/{ref.version} is in production; "
+                "promote another version before deleting it"
+            )
         trash = ref.path.with_name(f".deleting-{ref.version}-{_owner()}")
         os.rename(ref.path, trash)  # vanishes from listings at once, then is removed
     shutil.rmtree(trash)

@@ -34,8 +34,18 @@ import pandas as pd
 from coffee_ml import config
 from coffee_ml.data.schema import interval_timedelta
 from coffee_ml.provenance import THREAD_VARIABLES
-from coffee_ml.runner import (ParamsError, Progress, RunFailed, RunSpec, Step, apply_overrides, check_spec,
-                              declared_parameters, read_text_file, run_spec)
+from coffee_ml.runner import (
+    ParamsError,
+    Progress,
+    RunFailed,
+    RunSpec,
+    Step,
+    apply_overrides,
+    check_spec,
+    declared_parameters,
+    read_text_file,
+    run_spec,
+)
 
 _TIMING = re.compile(r"seconds|duration|datetime|elapsed", re.IGNORECASE)
 MANIFEST = "manifest.json"
@@ -71,22 +81,41 @@ class Reproduction:
         if self.failed:
             return f"rerun {self.rerun_id} of {self.run_id} failed: {self.failed}"
         if not self.compared and not self.differing:
-            return (f"rerun {self.rerun_id} of {self.run_id}: neither run recorded numbers, nothing to compare"
-                    + (f"; the data changed in {len(self.data_changes)} read(s)" if self.data_changes else ""))
+            return f"rerun {self.rerun_id} of {self.run_id}: neither run recorded numbers, nothing to compare" + (
+                f"; the data changed in {len(self.data_changes)} read(s)" if self.data_changes else ""
+            )
         if self.reproduced:
-            return (f"reproduced: rerun {self.rerun_id} recorded the same {self.compared} numbers as {self.run_id}, "
-                    "from the same data")
-        head = (f"rerun {self.rerun_id} of {self.run_id}: {len(self.differing)} of {self.compared} numbers differ"
-                + (f" (overrides {self.overrides})" if self.overrides else "")
-                + (f"; the data changed in {len(self.data_changes)} read(s)" if self.data_changes else
-                   "; the data are unchanged"))
-        return "\n".join([head, *(f"  data: {d}" for d in self.data_changes[:10]),
-                          *(f"  {d}" for d in self.differing[:20]),
-                          *(["  ..."] if len(self.differing) > 20 else [])])
+            return (
+                f"reproduced: rerun {self.rerun_id} recorded the same {self.compared} numbers as {self.run_id}, "
+                "from the same data"
+            )
+        head = (
+            f"rerun {self.rerun_id} of {self.run_id}: {len(self.differing)} of {self.compared} numbers differ"
+            + (f" (overrides {self.overrides})" if self.overrides else "")
+            + (
+                f"; the data changed in {len(self.data_changes)} read(s)"
+                if self.data_changes
+                else "; the data are unchanged"
+            )
+        )
+        return "\n".join(
+            [
+                head,
+                *(f"  data: {d}" for d in self.data_changes[:10]),
+                *(f"  {d}" for d in self.differing[:20]),
+                *(["  ..."] if len(self.differing) > 20 else []),
+            ]
+        )
 
     def to_record(self) -> dict[str, Any]:
-        return {"rerun_of": self.run_id, "reproduced": self.reproduced, "compared": self.compared,
-                "differing": self.differing, "data_changes": self.data_changes, "overrides": self.overrides}
+        return {
+            "rerun_of": self.run_id,
+            "reproduced": self.reproduced,
+            "compared": self.compared,
+            "differing": self.differing,
+            "data_changes": self.data_changes,
+            "overrides": self.overrides,
+        }
 
 
 def _show(value: Any) -> str:
@@ -108,12 +137,15 @@ def find_run(run: str | Path, outputs: Path | None = None) -> Path:
     except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
         raise ManifestError(f"{text}: not a run folder (its path does not resolve)") from None
     if not real.is_relative_to(real_runs) or real.parent != real_runs:
-        raise ManifestError(f"{text}: not a run of {runs}; rerun takes a run id or the path of a folder in "
-                            f"{runs} (COFFEE_ML_OUTPUTS chooses the outputs folder)")
+        raise ManifestError(
+            f"{text}: not a run of {runs}; rerun takes a run id or the path of a folder in "
+            f"{runs} (COFFEE_ML_OUTPUTS chooses the outputs folder)"
+        )
     manifest = real / MANIFEST
     if not manifest.is_file() and not manifest.is_symlink():
-        raise FileNotFoundError(f"no run {text!r}: expected a run id under {runs} or the path of a run folder "
-                                "in it, with a manifest.json")
+        raise FileNotFoundError(
+            f"no run {text!r}: expected a run id under {runs} or the path of a run folder in it, with a manifest.json"
+        )
     if manifest.resolve().parent != real:
         raise ManifestError(f"{manifest}: a link to a file outside its run folder; not a run manifest")
     return real
@@ -128,8 +160,9 @@ def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                            f"expected the run's {what}") from None
+        raise ManifestError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); expected the run's {what}"
+        ) from None
     except RecursionError:
         raise ManifestError(f"{path}: JSON nested too deeply; expected the run's {what}") from None
 
@@ -147,8 +180,9 @@ def check_manifest(manifest: Any, where: str | Path = MANIFEST, notebooks_dir: P
         raise fail(f"expected a JSON object (a run manifest), got {_json_type(manifest)}")
     missing = [key for key in ("run_id", "notebooks") if key not in manifest]
     if missing:
-        raise fail(f"no {' or '.join(repr(k) for k in missing)}; expected a run manifest with 'run_id' and a "
-                   "'notebooks' list")
+        raise fail(
+            f"no {' or '.join(repr(k) for k in missing)}; expected a run manifest with 'run_id' and a 'notebooks' list"
+        )
     if not isinstance(manifest["run_id"], str) or not _RUN_ID.fullmatch(manifest["run_id"]):
         raise fail(f"run_id {_show(manifest['run_id'])}: expected a run id (letters, digits, '.', '_', '-')")
     for key in ("name",):
@@ -158,14 +192,18 @@ def check_manifest(manifest: Any, where: str | Path = MANIFEST, notebooks_dir: P
         if manifest.get(key) is not None and not isinstance(manifest[key], dict):
             raise fail(f"{key} is {_json_type(manifest[key])}; expected an object")
     for name, value in (manifest.get("threads") or {}).items():
-        if name in THREAD_VARIABLES and not (value is None or (isinstance(value, int) and not isinstance(value, bool)
-                                                               and value >= 0)
-                                             or (isinstance(value, str) and re.fullmatch(r"[0-9, ]{1,32}", value))):
+        if name in THREAD_VARIABLES and not (
+            value is None
+            or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+            or (isinstance(value, str) and re.fullmatch(r"[0-9, ]{1,32}", value))
+        ):
             raise fail(f"threads.{name} {_show(value)}: expected a thread count or null")
     notebooks = manifest["notebooks"]
     if not isinstance(notebooks, list) or not notebooks:
-        raise fail(f"notebooks is {_json_type(notebooks)}; expected a non-empty list of "
-                   "{'notebook': 'NN_name.ipynb', 'parameters': {...}} objects")
+        raise fail(
+            f"notebooks is {_json_type(notebooks)}; expected a non-empty list of "
+            "{'notebook': 'NN_name.ipynb', 'parameters': {...}} objects"
+        )
     project = notebooks_dir.resolve()
     for i, entry in enumerate(notebooks, 1):
         at = f"notebooks[{i}]"
@@ -173,8 +211,10 @@ def check_manifest(manifest: Any, where: str | Path = MANIFEST, notebooks_dir: P
             raise fail(f"{at} is {_json_type(entry)}; expected an object with 'notebook' and 'parameters'")
         name = entry.get("notebook")
         if not isinstance(name, str) or not _NOTEBOOK.fullmatch(name):
-            raise fail(f"{at}.notebook {_show(name)}: expected the file name of one of the project's notebooks "
-                       f"(NN_name.ipynb in {notebooks_dir.name}/)")
+            raise fail(
+                f"{at}.notebook {_show(name)}: expected the file name of one of the project's notebooks "
+                f"(NN_name.ipynb in {notebooks_dir.name}/)"
+            )
         path = notebooks_dir / name
         if not path.resolve().is_relative_to(project) or not path.is_file():
             raise fail(f"{at}.notebook {_show(name)}: no such notebook in {notebooks_dir}")
@@ -190,15 +230,23 @@ def check_manifest(manifest: Any, where: str | Path = MANIFEST, notebooks_dir: P
 
 
 def _json_type(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "text", bool: "a boolean", int: "a number",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "text",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _check_read(read: Any, at: str, fail: Any) -> None:
     """One recorded store read: what `_pinned_end` and `compare_data` use from it."""
     if not isinstance(read, dict):
-        raise fail(f"{at} is {_json_type(read)}; expected an object (symbol, interval, how, start, first, last, "
-                   "rows, sha256)")
+        raise fail(
+            f"{at} is {_json_type(read)}; expected an object (symbol, interval, how, start, first, last, rows, sha256)"
+        )
     for key in _READ_TEXT:
         if not isinstance(read.get(key), str):
             raise fail(f"{at}.{key} is {'missing' if key not in read else _json_type(read[key])}; expected text")
@@ -220,8 +268,10 @@ def _check_read(read: Any, at: str, fail: Any) -> None:
         except (ValueError, TypeError, OverflowError):
             last = None
         if last is None or last is pd.NaT or last.tzinfo is None:
-            raise fail(f"{at}.last {_show(read['last'])}: expected the time of the last bar read, with its "
-                       "time zone (ISO 8601)")
+            raise fail(
+                f"{at}.last {_show(read['last'])}: expected the time of the last bar read, with its "
+                "time zone (ISO 8601)"
+            )
 
 
 def load_manifest(folder: Path, notebooks_dir: Path | None = None) -> dict[str, Any]:
@@ -236,8 +286,9 @@ def _pinned_end(entry: Mapping[str, Any]) -> str | None:
     return max(ends).isoformat() if ends else None
 
 
-def spec_from_manifest(manifest: Mapping[str, Any], notebooks_dir: Path | None = None,
-                       where: str | Path = MANIFEST) -> RunSpec:
+def spec_from_manifest(
+    manifest: Mapping[str, Any], notebooks_dir: Path | None = None, where: str | Path = MANIFEST
+) -> RunSpec:
     """The run's notebooks and parameters as executed, `end` pinned where the run read to the newest bar."""
     notebooks_dir = notebooks_dir or config.NOTEBOOKS_DIR
     check_manifest(manifest, where, notebooks_dir)
@@ -251,16 +302,23 @@ def spec_from_manifest(manifest: Mapping[str, Any], notebooks_dir: Path | None =
             params["promote"] = False
         steps.append(Step(entry["notebook"], params))
     document = {"rerun_of": manifest["run_id"], "params": manifest.get("params")}
-    return RunSpec(str(manifest.get("name") or "rerun"), steps, None, document, dict(manifest.get("overrides") or {}),
-                   rerun_of=manifest["run_id"])
+    return RunSpec(
+        str(manifest.get("name") or "rerun"),
+        steps,
+        None,
+        document,
+        dict(manifest.get("overrides") or {}),
+        rerun_of=manifest["run_id"],
+    )
 
 
 def _threads_of(manifest: Mapping[str, Any]) -> AbstractContextManager[None]:
     """The run's thread settings for the rerun's kernels (a batch entry's run had its share of
     the cores; the same sums in another order would differ in the last digits)."""
     recorded = manifest.get("threads") or {}
-    return config.environ({name: str(recorded[name]) if recorded[name] else None
-                           for name in THREAD_VARIABLES if name in recorded})
+    return config.environ(
+        {name: str(recorded[name]) if recorded[name] else None for name in THREAD_VARIABLES if name in recorded}
+    )
 
 
 def _numbers(value: Any, path: str = "") -> dict[str, float | None]:
@@ -282,9 +340,14 @@ def compare_records(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[int
     """How many numbers both runs recorded, and those that differ beyond float round-off."""
     a, b = _numbers(old), _numbers(new)
     common = sorted(a.keys() & b.keys())
-    differing = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in common
-                 if not (a[k] == b[k] or (a[k] is not None and b[k] is not None and
-                                          math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-12)))]
+    differing = [
+        f"{k}: {a[k]!r} -> {b[k]!r}"
+        for k in common
+        if not (
+            a[k] == b[k]
+            or (a[k] is not None and b[k] is not None and math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-12))
+        )
+    ]
     differing += [f"{k}: only in the first run" for k in sorted(a.keys() - b.keys())]
     differing += [f"{k}: only in the rerun" for k in sorted(b.keys() - a.keys())]
     return len(common), differing
@@ -294,6 +357,7 @@ def compare_data(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Reads of the first run whose bars the rerun got differently (or did not make)."""
     changes = []
     for before, after in zip(old["notebooks"], new["notebooks"]):
+
         def key(r: Mapping[str, Any]) -> tuple[Any, ...]:
             return r["symbol"], r["interval"], r["how"], r["start"], r["first"]
 
@@ -302,13 +366,20 @@ def compare_data(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             again = got.get(key(r))
             if again is None or again["sha256"] != r["sha256"]:
                 now = f"{again['rows']} bars, other values" if again else "not read"
-                changes.append(f"{before['notebook']}: {r['symbol']} {r['interval']} {r['first']}..{r['last']} "
-                               f"({r['rows']} bars) -> {now}")
+                changes.append(
+                    f"{before['notebook']}: {r['symbol']} {r['interval']} {r['first']}..{r['last']} "
+                    f"({r['rows']} bars) -> {now}"
+                )
     return changes
 
 
-def rerun(run: str | Path, overrides: Mapping[str, Any] | None = None, outputs: Path | None = None,
-          notebooks_dir: Path | None = None, progress: Progress | None = None) -> Reproduction:
+def rerun(
+    run: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    outputs: Path | None = None,
+    notebooks_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> Reproduction:
     """Execute a run again from its manifest (plus `overrides`) and compare data and results."""
     from coffee_ml.reports.index import write_run_index
     from coffee_ml.reports.records import METRICS_FILE, write_atomic
@@ -327,8 +398,9 @@ def rerun(run: str | Path, overrides: Mapping[str, Any] | None = None, outputs: 
             raise ManifestError(f"{folder / METRICS_FILE}: a link to a file outside its run folder")
         recorded = _read_json(folder / METRICS_FILE, "records")
         if not isinstance(recorded, dict):
-            raise ManifestError(f"{folder / METRICS_FILE}: expected a JSON object of records, got "
-                                f"{_json_type(recorded)}")
+            raise ManifestError(
+                f"{folder / METRICS_FILE}: expected a JSON object of records, got {_json_type(recorded)}"
+            )
     failed = None
     try:
         with _threads_of(manifest):
@@ -339,10 +411,17 @@ def rerun(run: str | Path, overrides: Mapping[str, Any] | None = None, outputs: 
     new_manifest = json.loads((new_dir / MANIFEST).read_text())
     new_records = json.loads((new_dir / METRICS_FILE).read_text()) if (new_dir / METRICS_FILE).is_file() else {}
     compared, differing = compare_records(recorded, new_records)
-    result = Reproduction(manifest["run_id"], new_manifest["run_id"], index, compared, differing,
-                          compare_data(manifest, new_manifest), dict(overrides or {}), failed)
+    result = Reproduction(
+        manifest["run_id"],
+        new_manifest["run_id"],
+        index,
+        compared,
+        differing,
+        compare_data(manifest, new_manifest),
+        dict(overrides or {}),
+        failed,
+    )
     new_manifest["reproduction"] = result.to_record()
     write_atomic(new_dir / MANIFEST, json.dumps(new_manifest, indent=2, default=str))
     write_run_index(new_dir)
     return result
-

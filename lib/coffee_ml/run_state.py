@@ -69,8 +69,12 @@ def _read(path: Path) -> dict[str, Any]:
 def owner() -> dict[str, Any]:
     """This process as a run's owner, for its manifest."""
     pid = os.getpid()
-    return {"pid": pid, "host": socket.gethostname(), "started": processes.process_start(pid),
-            "boot_id": processes.boot_id()}
+    return {
+        "pid": pid,
+        "host": socket.gethostname(),
+        "started": processes.process_start(pid),
+        "boot_id": processes.boot_id(),
+    }
 
 
 def lock_held(run_dir: str | Path) -> bool | None:
@@ -153,8 +157,11 @@ def _as_died(manifest: dict[str, Any], state: RunState) -> dict[str, Any]:
     """The manifest of a run found dead, as it would have recorded its end."""
     manifest = json.loads(json.dumps(manifest, default=str))  # a copy, nothing shared with the caller's
     manifest["status"] = "died"
-    manifest["died"] = {"detected": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "notebook": state.notebook, "reason": state.reason}
+    manifest["died"] = {
+        "detected": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "notebook": state.notebook,
+        "reason": state.reason,
+    }
     for entry in manifest.get("notebooks") or []:
         if isinstance(entry, dict) and entry.get("status") in ("running", "pending"):
             entry["status"] = "died" if entry["status"] == "running" else "skipped"
@@ -192,8 +199,9 @@ def run_state(run_dir: str | Path, manifest: Mapping[str, Any] | None = None) ->
     pid, host = own.get("pid"), own.get("host")
     where = _where(manifest)
     if host != socket.gethostname():
-        return RunState("unknown", recorded, notebook,
-                        f"running on {host} {where}, as far as this machine can tell (process {pid})")
+        return RunState(
+            "unknown", recorded, notebook, f"running on {host} {where}, as far as this machine can tell (process {pid})"
+        )
     if own.get("boot_id") and processes.boot_id() and own["boot_id"] != processes.boot_id():
         return RunState("died", recorded, notebook, f"died {where}: {host} restarted since (process {pid})")
     alive = processes.alive(pid, own.get("started"))

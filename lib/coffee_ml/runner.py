@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from datetime import date, datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +84,9 @@ class RunSpec:
 def _secret_keys(value: Any) -> list[str]:
     """Keys that look like credentials anywhere in a (nested) parameters document."""
     if isinstance(value, Mapping):
-        return [str(k) for k in value if _SECRET_KEY.search(str(k))] + \
-            [found for v in value.values() for found in _secret_keys(v)]
+        return [str(k) for k in value if _SECRET_KEY.search(str(k))] + [
+            found for v in value.values() for found in _secret_keys(v)
+        ]
     if isinstance(value, (list, tuple)):
         return [found for v in value for found in _secret_keys(v)]
     return []
@@ -94,8 +95,10 @@ def _secret_keys(value: Any) -> list[str]:
 def _check_secrets(label: str, params: Mapping[str, Any]) -> None:
     found = _secret_keys(params)
     if found:
-        raise ParamsError(f"{label}: parameter(s) {', '.join(found)} look like credentials; papermill writes "
-                          "parameters into output notebooks, so set them in the environment (CLICKHOUSE_*)")
+        raise ParamsError(
+            f"{label}: parameter(s) {', '.join(found)} look like credentials; papermill writes "
+            "parameters into output notebooks, so set them in the environment (CLICKHOUSE_*)"
+        )
 
 
 MAX_PARAMS_BYTES = 256_000  # a params or batch file: far above any real one (a few KB), parsed in well under 10 s
@@ -172,8 +175,9 @@ def read_text_file(path: str | Path, what: str = "params file", limit: int = MAX
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ParamsError(f"{path}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                          f"{exc.start}; save it as UTF-8)") from None
+        raise ParamsError(
+            f"{path}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}; save it as UTF-8)"
+        ) from None
 
 
 def read_yaml(path: str | Path, what: str = "params file") -> Any:
@@ -204,8 +208,10 @@ def _check_name(path: Path, name: Any) -> str:
     name = str(name)
     bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")]
     if bad:
-        raise ParamsError(f"{path}: name {_show(name)} contains control or invisible formatting characters "
-                          f"({', '.join(sorted({f'U+{ord(c):04X}' for c in bad}))}); use printable text")
+        raise ParamsError(
+            f"{path}: name {_show(name)} contains control or invisible formatting characters "
+            f"({', '.join(sorted({f'U+{ord(c):04X}' for c in bad}))}); use printable text"
+        )
     if len(name) > MAX_NAME_LENGTH:
         raise ParamsError(f"{path}: name is {len(name)} characters; at most {MAX_NAME_LENGTH}")
     return name
@@ -222,8 +228,9 @@ def _check_keys(where: str, mapping: Mapping[Any, Any], allowed: tuple[str, ...]
     if allowed is not None:
         unknown = [k for k in mapping if k not in allowed]
         if unknown:
-            raise ParamsError(f"{where}: unknown key(s) {', '.join(map(shown, unknown))} "
-                              f"(expected {', '.join(allowed)})")
+            raise ParamsError(
+                f"{where}: unknown key(s) {', '.join(map(shown, unknown))} (expected {', '.join(allowed)})"
+            )
         return
     odd = [k for k in mapping if not isinstance(k, str) or not k.isidentifier()]
     if odd:
@@ -238,8 +245,9 @@ def load_params(path: str | Path) -> RunSpec:
     path = Path(path)
     doc = read_yaml(path) or {}
     if isinstance(doc, dict) and "runs" in doc and "notebooks" not in doc:
-        raise ParamsError(f"{path}: is a batch file (a 'runs' list), not a params file: run it with "
-                          f"coffee-ml run {path}")
+        raise ParamsError(
+            f"{path}: is a batch file (a 'runs' list), not a params file: run it with coffee-ml run {path}"
+        )
     if not isinstance(doc, dict) or not isinstance(doc.get("notebooks"), list) or not doc["notebooks"]:
         raise ParamsError(f"{path}: expected a mapping with a non-empty 'notebooks' list")
     _check_keys(str(path), doc, _PARAMS_KEYS)
@@ -347,9 +355,10 @@ def apply_overrides(spec: RunSpec, overrides: Mapping[str, Any], notebooks_dir: 
     unknown = sorted(k for k in overrides if not any(k in names for names in declared.values()))
     if unknown:
         raise ParamsError(f"-p: no notebook of {spec.label} declares parameter(s) {', '.join(unknown)}")
-    steps = [replace(s, parameters={**s.parameters, **{k: v for k, v in overrides.items()
-                                                       if k in declared[s.notebook]}})
-             for s in spec.steps]
+    steps = [
+        replace(s, parameters={**s.parameters, **{k: v for k, v in overrides.items() if k in declared[s.notebook]}})
+        for s in spec.steps
+    ]
     return replace(spec, steps=steps, overrides={**spec.overrides, **overrides})
 
 
@@ -360,13 +369,17 @@ def check_spec(spec: RunSpec, notebooks_dir: Path | None = None) -> list[str]:
     stems = [Path(s.notebook).stem for s in spec.steps]
     twice = sorted({s for s in stems if stems.count(s) > 1})
     if twice:
-        problems.append(f"{spec.label}: notebook(s) {', '.join(twice)} listed twice; their reports would "
-                        "overwrite each other (run them in separate params files)")
+        problems.append(
+            f"{spec.label}: notebook(s) {', '.join(twice)} listed twice; their reports would "
+            "overwrite each other (run them in separate params files)"
+        )
     for step in spec.steps:
         nb = notebooks_dir / step.notebook
         if not nb.resolve().is_relative_to(notebooks_dir.resolve()):
-            problems.append(f"{spec.label}: notebook {step.notebook} is outside {notebooks_dir.name}/; "
-                            "only the project's notebooks run")
+            problems.append(
+                f"{spec.label}: notebook {step.notebook} is outside {notebooks_dir.name}/; "
+                "only the project's notebooks run"
+            )
             continue
         if not nb.is_file():
             problems.append(f"{spec.label}: notebook {step.notebook} not found in {notebooks_dir}")
@@ -374,10 +387,14 @@ def check_spec(spec: RunSpec, notebooks_dir: Path | None = None) -> list[str]:
         declared = declared_parameters(nb)
         unknown = sorted(set(step.parameters) - declared)
         if unknown:
-            problems.append(f"{spec.label}: {step.notebook} declares no parameter(s) {', '.join(unknown)}"
-                            + _did_you_mean(unknown, declared))
+            problems.append(
+                f"{spec.label}: {step.notebook} declares no parameter(s) {', '.join(unknown)}"
+                + _did_you_mean(unknown, declared)
+            )
         if RUN_DIR_PARAM in step.parameters:
-            problems.append(f"{spec.label}: {step.notebook}: '{RUN_DIR_PARAM}' is set by the runner, not the params file")
+            problems.append(
+                f"{spec.label}: {step.notebook}: '{RUN_DIR_PARAM}' is set by the runner, not the params file"
+            )
         if not unknown and RUN_DIR_PARAM not in step.parameters:
             problems += [f"{spec.label}: {step.notebook}: {problem}" for problem in _value_problems(step, nb, spec)]
     return problems
@@ -386,8 +403,11 @@ def check_spec(spec: RunSpec, notebooks_dir: Path | None = None) -> list[str]:
 def _did_you_mean(unknown: list[str], declared: set[str]) -> str:
     import difflib
 
-    guesses = [f"{match[0]} for {name}" for name in unknown
-               if (match := difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.75))]
+    guesses = [
+        f"{match[0]} for {name}"
+        for name in unknown
+        if (match := difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.75))
+    ]
     return f" (did you mean {', '.join(guesses)}?)" if guesses else ""
 
 
@@ -407,8 +427,15 @@ def _value_problems(step: Step, nb: Path, spec: RunSpec) -> list[str]:
 def check_data(spec: RunSpec) -> None:
     """Fail before any kernel starts when a symbol the run names has no candles in the store at all
     (a missing range within stored data is the notebook's to report, with the coverage it finds)."""
-    wanted = {(str(s.parameters["symbol"]), str(s.parameters.get("interval") or "1h"),
-               str(s.parameters.get("backend") or "auto")) for s in spec.steps if s.parameters.get("symbol")}
+    wanted = {
+        (
+            str(s.parameters["symbol"]),
+            str(s.parameters.get("interval") or "1h"),
+            str(s.parameters.get("backend") or "auto"),
+        )
+        for s in spec.steps
+        if s.parameters.get("symbol")
+    }
     if not wanted:
         return
     from coffee_ml.data import open_store
@@ -418,9 +445,11 @@ def check_data(spec: RunSpec) -> None:
         have = set(stored["symbol"])
         for symbol, interval in sorted((sym, i) for sym, i, b in wanted if b == backend and sym not in have):
             listing = ", ".join(f"{r.symbol} {r.interval}" for r in stored.itertuples()) or "nothing"
-            raise ParamsError(f"{spec.label}: no {symbol} candles in the store (it holds {listing}); import them "
-                              f"first, e.g. coffee-ml import <files> --symbol {symbol} --interval {interval} "
-                              f"(../shared/data/{symbol}-{interval}.parquet where it exists)")
+            raise ParamsError(
+                f"{spec.label}: no {symbol} candles in the store (it holds {listing}); import them "
+                f"first, e.g. coffee-ml import <files> --symbol {symbol} --interval {interval} "
+                f"(../shared/data/{symbol}-{interval}.parquet where it exists)"
+            )
 
 
 def artifact_path(run_dir: str | Path | None, name: str) -> Path:
@@ -478,17 +507,27 @@ def _relative_to_project(path: Path) -> str:
 def kernel_path() -> str:
     """JUPYTER_PATH with this environment's kernel specs first: its `python3` kernel (ipykernel's,
     which runs this interpreter) then wins over one a user installed for another Python."""
-    return os.pathsep.join([str(Path(sys.prefix) / "share" / "jupyter"),
-                            *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))])
+    return os.pathsep.join(
+        [
+            str(Path(sys.prefix) / "share" / "jupyter"),
+            *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep)),
+        ]
+    )
 
 
 def _kernel_env(run_id: str) -> AbstractContextManager[None]:
     """Environment the run's kernels inherit (papermill starts them with this process's env)."""
     from coffee_ml.progress import PROGRESS_ENV
 
-    return config.environ({RUN_ID_ENV: run_id, "MPLBACKEND": INLINE_BACKEND, "JUPYTER_PATH": kernel_path(),
-                           provenance.READS_ENV: os.environ.get(provenance.READS_ENV),
-                           PROGRESS_ENV: os.environ.get(PROGRESS_ENV)})
+    return config.environ(
+        {
+            RUN_ID_ENV: run_id,
+            "MPLBACKEND": INLINE_BACKEND,
+            "JUPYTER_PATH": kernel_path(),
+            provenance.READS_ENV: os.environ.get(provenance.READS_ENV),
+            PROGRESS_ENV: os.environ.get(PROGRESS_ENV),
+        }
+    )
 
 
 def _clock(seconds: float) -> str:
@@ -522,9 +561,19 @@ def _register_engine() -> str:
 
     class ProgressEngine(NBClientEngine):
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, on_cell=None, current=None, log_output=False,
-                                     stdout_file=None, stderr_file=None, start_timeout=60, execution_timeout=None,
-                                     **kwargs):
+        def execute_managed_notebook(
+            cls,
+            nb_man,
+            kernel_name,
+            on_cell=None,
+            current=None,
+            log_output=False,
+            stdout_file=None,
+            stderr_file=None,
+            start_timeout=60,
+            execution_timeout=None,
+            **kwargs,
+        ):
             cells = nb_man.nb.cells
             code = [i for i, c in enumerate(cells) if c.cell_type == "code"]
             start = nb_man.cell_start
@@ -540,10 +589,16 @@ def _register_engine() -> str:
             # as NBClientEngine.execute_managed_notebook, keeping hold of the client
             kwargs = remove_args(["input_path"], **kwargs)
             safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
-            final_kwargs = merge_kwargs(safe_kwargs, timeout=execution_timeout or kwargs.get("timeout"),
-                                        startup_timeout=start_timeout, kernel_name=kernel_name,
-                                        log=logger, log_output=log_output,
-                                        stdout_file=stdout_file, stderr_file=stderr_file)
+            final_kwargs = merge_kwargs(
+                safe_kwargs,
+                timeout=execution_timeout or kwargs.get("timeout"),
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+            )
             client = PapermillNotebookClient(nb_man, **final_kwargs)
             _LIVE_CLIENTS.add(client)
             try:
@@ -559,12 +614,18 @@ def _cell_info(cells: list[Any], index: int, scrub: Callable[[str], str]) -> dic
     code = [i for i, c in enumerate(cells) if c.cell_type == "code"]
     lines = cells[index].source.splitlines()
     excerpt = "\n".join(lines[:8]) + ("\n..." if len(lines) > 8 else "")
-    return {"index": index, "number": code.index(index) + 1, "of": len(code),
-            "execution_count": cells[index].get("execution_count"), "source": scrub(excerpt)}
+    return {
+        "index": index,
+        "number": code.index(index) + 1,
+        "of": len(code),
+        "execution_count": cells[index].get("execution_count"),
+        "source": scrub(excerpt),
+    }
 
 
-def _failure(exc: BaseException, executed: Path, scrub: Callable[[str], str],
-             current: int | None = None) -> dict[str, Any]:
+def _failure(
+    exc: BaseException, executed: Path, scrub: Callable[[str], str], current: int | None = None
+) -> dict[str, Any]:
     """The error text and the failing cell (its index in the executed .ipynb, its number among the
     code cells, and the start of its source), from papermill's error or the executed notebook;
     `current` is the cell that was executing, for an error papermill does not attach to a cell
@@ -576,8 +637,10 @@ def _failure(exc: BaseException, executed: Path, scrub: Callable[[str], str],
     if isinstance(exc, PapermillExecutionError):
         error = f"{exc.ename}: {exc.evalue}" if exc.evalue else exc.ename
     elif isinstance(exc, DeadKernelError):
-        error = ("DeadKernelError: the kernel died while running this cell (killed by a signal, out of memory, "
-                 "or crashed in native code)")
+        error = (
+            "DeadKernelError: the kernel died while running this cell (killed by a signal, out of memory, "
+            "or crashed in native code)"
+        )
     else:
         error = f"{type(exc).__name__}: {exc}" if str(exc).strip() else type(exc).__name__
     out: dict[str, Any] = {"error": scrub(error.strip())[:2000]}
@@ -608,8 +671,11 @@ def _data_read(reads: Path) -> list[dict[str, Any]]:
 
 
 def _files(run_dir: Path) -> dict[str, int]:
-    return {p.relative_to(run_dir).as_posix(): p.stat().st_mtime_ns
-            for p in run_dir.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    return {
+        p.relative_to(run_dir).as_posix(): p.stat().st_mtime_ns
+        for p in run_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 def _stage_files(before: dict[str, int], after: dict[str, int], own: set[str | None]) -> list[str]:
@@ -665,8 +731,9 @@ class _ProgressTail:
             self.emit(self.latest)
 
 
-def _execute(step: Step, entry: dict[str, Any], notebooks_dir: Path, run_dir: Path, say: Progress,
-             t_run: float) -> None:
+def _execute(
+    step: Step, entry: dict[str, Any], notebooks_dir: Path, run_dir: Path, say: Progress, t_run: float
+) -> None:
     """Run one notebook into the run folder and fill its manifest entry: status, seconds, the error
     and failing cell, its reports (paths scrubbed, the .ipynb included) and the files it saved.
     Raises OSError(ENOSPC) when the notebook or the runner ran out of disk space (the entry says
@@ -699,15 +766,26 @@ def _execute(step: Step, entry: dict[str, Any], notebooks_dir: Path, run_dir: Pa
     def on_cell(i: int, total: int, section: str) -> None:
         now = time.perf_counter()
         tail.touch()
-        say(f"  {step.notebook} cell {i}/{total}  {_clock(now - t0)} (run {_clock(now - t_run)})"
-            + (f"  {section}" if section else ""))
+        say(
+            f"  {step.notebook} cell {i}/{total}  {_clock(now - t0)} (run {_clock(now - t_run)})"
+            + (f"  {section}" if section else "")
+        )
 
     full = None
     try:
         with tail:
-            papermill.execute_notebook(str(source), str(executed), parameters=params, cwd=str(notebooks_dir),
-                                       engine_name=_register_engine(), on_cell=on_cell, current=current,
-                                       progress_bar=False, log_output=False, extra_arguments=KERNEL_ARGUMENTS)
+            papermill.execute_notebook(
+                str(source),
+                str(executed),
+                parameters=params,
+                cwd=str(notebooks_dir),
+                engine_name=_register_engine(),
+                on_cell=on_cell,
+                current=current,
+                progress_bar=False,
+                log_output=False,
+                extra_arguments=KERNEL_ARGUMENTS,
+            )
         entry["status"] = "ok"
     except Exception as exc:  # any failure goes into the manifest; the caller skips later notebooks
         entry.update(status="failed", **_failure(exc, executed, export.path_scrubber(run_dir), current["cell"]))
@@ -723,10 +801,15 @@ def _execute(step: Step, entry: dict[str, Any], notebooks_dir: Path, run_dir: Pa
     if executed.exists():
         nbformat.write(export.scrub_notebook(nbformat.read(executed, as_version=4), run_dir), executed)
         pages = export.export_reports(executed, run_dir)
-        entry.update(title=pages["title"], output=executed.name, html=pages["reviewer"].name,
-                     code_html=pages["code"].name)
-    own = {entry.get(k) for k in ("output", "html", "code_html")} | {"manifest.json", "index.html", "summary.html",
-                                                                     "metrics.json"}
+        entry.update(
+            title=pages["title"], output=executed.name, html=pages["reviewer"].name, code_html=pages["code"].name
+        )
+    own = {entry.get(k) for k in ("output", "html", "code_html")} | {
+        "manifest.json",
+        "index.html",
+        "summary.html",
+        "metrics.json",
+    }
     entry["files"] = _stage_files(before, _files(run_dir), own)
 
 
@@ -782,10 +865,15 @@ def _disk_full_message(run_dir: Path, outputs: Path, name: str) -> str:
             continue
         if isinstance(manifest, dict) and manifest.get("name") == name and manifest.get("status") == "ok":
             previous.append(_size(other.parent))
-    need = (f"needs about {_mb(max(previous))}, what the last finished run of {name!r} took" if previous
-            else f"needs more than the {_mb(written)} it had written")
-    return (f"disk full: no space left for run folder {run_dir} ({_free(run_dir if run_dir.exists() else outputs)}; "
-            f"the run {need}); free some space and run again")
+    need = (
+        f"needs about {_mb(max(previous))}, what the last finished run of {name!r} took"
+        if previous
+        else f"needs more than the {_mb(written)} it had written"
+    )
+    return (
+        f"disk full: no space left for run folder {run_dir} ({_free(run_dir if run_dir.exists() else outputs)}; "
+        f"the run {need}); free some space and run again"
+    )
 
 
 class _Reserve:
@@ -838,12 +926,19 @@ def _signals() -> Any:
 
 
 def _say_cell(say: Progress, cell: dict[str, Any]) -> None:
-    say(f"  failing cell {cell['number']}/{cell['of']}:\n"
-        + "\n".join(f"    | {line}" for line in cell["source"].splitlines()))
+    say(
+        f"  failing cell {cell['number']}/{cell['of']}:\n"
+        + "\n".join(f"    | {line}" for line in cell["source"].splitlines())
+    )
 
 
-def run(params_file: str | Path, outputs: Path | None = None, notebooks_dir: Path | None = None,
-        overrides: Mapping[str, Any] | None = None, progress: Progress | None = None) -> Path:
+def run(
+    params_file: str | Path,
+    outputs: Path | None = None,
+    notebooks_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> Path:
     """Execute every notebook of a params file in order; return the run's index.html.
 
     `overrides` (from `coffee-ml run -p key=value`) replace a parameter in every notebook that
@@ -858,8 +953,13 @@ def run(params_file: str | Path, outputs: Path | None = None, notebooks_dir: Pat
     return run_spec(spec, outputs=outputs, notebooks_dir=notebooks_dir, progress=progress)
 
 
-def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | None = None,
-             progress: Progress | None = None, on_start: Callable[[Path], None] | None = None) -> Path:
+def run_spec(
+    spec: RunSpec,
+    outputs: Path | None = None,
+    notebooks_dir: Path | None = None,
+    progress: Progress | None = None,
+    on_start: Callable[[Path], None] | None = None,
+) -> Path:
     """Execute a RunSpec into a new run folder; return its index.html. `on_start(run_dir)` is
     called once the folder and its first manifest exist (a job queue links the run from there).
 
@@ -887,17 +987,29 @@ def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | N
         lock = run_state.RunLock(run_dir)  # held until the record is final, or the process ends
     except OSError as exc:
         if _disk_full(exc):
-            raise DiskFull(_disk_full_message(outputs / "runs", outputs, spec.name), outputs / "index.html",
-                           {"notebook": None, "error": "disk full"}) from None
+            raise DiskFull(
+                _disk_full_message(outputs / "runs", outputs, spec.name),
+                outputs / "index.html",
+                {"notebook": None, "error": "disk full"},
+            ) from None
         raise
     manifest: dict[str, Any] = {
-        "run_id": run_id, "name": spec.name,
+        "run_id": run_id,
+        "name": spec.name,
         "params_file": _relative_to_project(spec.source) if spec.source else None,
-        "params": spec.document, "overrides": spec.overrides, **({"rerun_of": spec.rerun_of} if spec.rerun_of else {}),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished": None,
-        "status": "running", "total_seconds": None, "owner": run_state.owner(), **provenance.environment(),
-        "notebooks": [{"notebook": s.notebook, "stage": Path(s.notebook).stem, "parameters": s.parameters,
-                       "status": "pending"} for s in spec.steps],
+        "params": spec.document,
+        "overrides": spec.overrides,
+        **({"rerun_of": spec.rerun_of} if spec.rerun_of else {}),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": None,
+        "status": "running",
+        "total_seconds": None,
+        "owner": run_state.owner(),
+        **provenance.environment(),
+        "notebooks": [
+            {"notebook": s.notebook, "stage": Path(s.notebook).stem, "parameters": s.parameters, "status": "pending"}
+            for s in spec.steps
+        ],
     }
 
     def publish(all_runs: bool = False) -> None:
@@ -940,16 +1052,20 @@ def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | N
                     publish()
                     _execute(step, entry, notebooks_dir, run_dir, say, t_run)
                     failure = entry if entry["status"] == "failed" else None
-                    say(f"  {step.notebook} {entry['status']} in {_clock(entry['seconds'])}"
-                        + (f": {entry['error'].splitlines()[0]}" if failure else ""))
+                    say(
+                        f"  {step.notebook} {entry['status']} in {_clock(entry['seconds'])}"
+                        + (f": {entry['error'].splitlines()[0]}" if failure else "")
+                    )
                     if failure and "cell" in failure:
                         _say_cell(say, failure["cell"])
                     publish()
         except KeyboardInterrupt as exc:
             manifest["status"] = "interrupted"
-            manifest["interrupted"] = {"signal": getattr(exc, "signal", "SIGINT"),
-                                       "notebook": run_state.last_notebook(manifest),
-                                       "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            manifest["interrupted"] = {
+                "signal": getattr(exc, "signal", "SIGINT"),
+                "notebook": run_state.last_notebook(manifest),
+                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
             raise
         except Exception as exc:
             manifest["status"] = "failed"
@@ -988,6 +1104,9 @@ def run_spec(spec: RunSpec, outputs: Path | None = None, notebooks_dir: Path | N
         raise DiskFull(full, index, failure or {"notebook": None, "error": manifest["error"]})
     if failure:
         where = f" (cell {failure['cell']['number']}/{failure['cell']['of']})" if "cell" in failure else ""
-        raise RunFailed(f"run failed in {failure['notebook']}{where}: {failure['error'].splitlines()[0]} "
-                        f"(see {index})", index, failure)
+        raise RunFailed(
+            f"run failed in {failure['notebook']}{where}: {failure['error'].splitlines()[0]} (see {index})",
+            index,
+            failure,
+        )
     return index

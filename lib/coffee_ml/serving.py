@@ -55,8 +55,16 @@ class OptionError(ValueError):
         self.option = option
 
 
-def predict(symbol: str, interval: str, model: str, version: str = "production", *, backend: str = "auto",
-            end: str | None = None, root: Path | None = None) -> Forecast:
+def predict(
+    symbol: str,
+    interval: str,
+    model: str,
+    version: str = "production",
+    *,
+    backend: str = "auto",
+    end: str | None = None,
+    root: Path | None = None,
+) -> Forecast:
     """Forecast the next H bars after the newest stored candle (or the last one before `end`)."""
     from coffee_ml.data import open_store
 
@@ -72,8 +80,11 @@ def _age(delta: pd.Timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
-    parts = [f"{days} day{'s' if days > 1 else ''}" if days else "", f"{hours} h" if hours else "",
-             f"{mins} min" if mins and not days else ""]
+    parts = [
+        f"{days} day{'s' if days > 1 else ''}" if days else "",
+        f"{hours} h" if hours else "",
+        f"{mins} min" if mins and not days else "",
+    ]
     return " ".join(p for p in parts if p) or "0 min"
 
 
@@ -104,31 +115,45 @@ class Prediction:
         frame = self.path[["timestamp", "price", "lower", "upper", "confidence"]].astype(object)
         frame["timestamp"] = [t.isoformat() for t in self.path["timestamp"]]
         rows = frame.where(self.path[frame.columns].notna(), None).to_dict(orient="records")
-        return {"predictions": rows, "model": self.model, "version": self.version, "trained_at": self.trained_at,
-                "regime": {"name": self.regime["regime"], "confidence": self.regime["confidence"]},
-                "symbol": self.symbol, "interval": self.interval, "level": self.level,
-                "as_of": self.as_of.isoformat(), "snapshot": self.snapshot, "edge": self.edge}
+        return {
+            "predictions": rows,
+            "model": self.model,
+            "version": self.version,
+            "trained_at": self.trained_at,
+            "regime": {"name": self.regime["regime"], "confidence": self.regime["confidence"]},
+            "symbol": self.symbol,
+            "interval": self.interval,
+            "level": self.level,
+            "as_of": self.as_of.isoformat(),
+            "snapshot": self.snapshot,
+            "edge": self.edge,
+        }
 
     def text(self) -> str:
         """What the sidebar shows, as lines: the horizon's price, interval, confidence, model, regime."""
         last = self.path.iloc[-1]
         move = last["price"] / self.last_close - 1
         side = "up" if last["up"] else "down"
-        data = ("the bundled sample, a frozen history: as of its last candle" if self.snapshot
-                else f"newest candle closed {_age(self.data_age)} ago")
-        return "\n".join([
-            f"{self.symbol} {self.interval} · {int(last['step'])} bars ahead (the bar opening "
-            f"{last['timestamp']:%Y-%m-%d %H:%M} UTC)",
-            f"  predicted price  {last['price']:,.2f}  ({move:+.2%} from {self.last_close:,.2f})",
-            f"  {self.level:.0%} interval    {last['lower']:,.2f} .. {last['upper']:,.2f}",
-            f"  confidence       {last['confidence']:.1f}% that the price goes {side}",
-            f"  model            {self.model} {self.version}, trained {self.trained_at[:16].replace('T', ' ')} UTC",
-            f"  market regime    {self.regime['regime']} ({self.regime['confidence']:.1f}% confidence, "
-            f"{self.regime['method']}, since {'at least ' if self.regime['since_bound'] else ''}"
-            f"{self.regime['since']:%Y-%m-%d %H:%M})",
-            f"  tested edge      {self.edge_text()}",
-            f"  data             {self.symbol} {self.interval} up to {self.as_of:%Y-%m-%d %H:%M} UTC ({data})",
-        ])
+        data = (
+            "the bundled sample, a frozen history: as of its last candle"
+            if self.snapshot
+            else f"newest candle closed {_age(self.data_age)} ago"
+        )
+        return "\n".join(
+            [
+                f"{self.symbol} {self.interval} · {int(last['step'])} bars ahead (the bar opening "
+                f"{last['timestamp']:%Y-%m-%d %H:%M} UTC)",
+                f"  predicted price  {last['price']:,.2f}  ({move:+.2%} from {self.last_close:,.2f})",
+                f"  {self.level:.0%} interval    {last['lower']:,.2f} .. {last['upper']:,.2f}",
+                f"  confidence       {last['confidence']:.1f}% that the price goes {side}",
+                f"  model            {self.model} {self.version}, trained {self.trained_at[:16].replace('T', ' ')} UTC",
+                f"  market regime    {self.regime['regime']} ({self.regime['confidence']:.1f}% confidence, "
+                f"{self.regime['method']}, since {'at least ' if self.regime['since_bound'] else ''}"
+                f"{self.regime['since']:%Y-%m-%d %H:%M})",
+                f"  tested edge      {self.edge_text()}",
+                f"  data             {self.symbol} {self.interval} up to {self.as_of:%Y-%m-%d %H:%M} UTC ({data})",
+            ]
+        )
 
     def edge_text(self) -> str:
         """Where the version beat naive on its test split: 'steps 1, 2 of 24', or none."""
@@ -137,8 +162,10 @@ class Prediction:
             return "untested (the version recorded no test scores per step)"
         if not steps:
             return f"none: no step of {len(self.edge)} beats naive on its test split (DM p < 0.05)"
-        return (f"beats naive at step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps))} of "
-                f"{len(self.edge)} on its test split (DM p < 0.05)")
+        return (
+            f"beats naive at step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps))} of "
+            f"{len(self.edge)} on its test split (DM p < 0.05)"
+        )
 
 
 def step_edges(metadata: dict[str, Any], steps: int) -> list[dict[str, Any]]:
@@ -150,12 +177,18 @@ def step_edges(metadata: dict[str, Any], steps: int) -> list[dict[str, Any]]:
     out = []
     for step in range(1, steps + 1):
         scores = table.get(str(step))
-        known = isinstance(scores, dict) and all(isinstance(scores.get(k), (int, float))
-                                                 for k in ("skill", "dm_pvalue", "dm_stat"))
+        known = isinstance(scores, dict) and all(
+            isinstance(scores.get(k), (int, float)) for k in ("skill", "dm_pvalue", "dm_stat")
+        )
         finite = known and all(math.isfinite(scores[k]) for k in ("skill", "dm_pvalue", "dm_stat"))
-        out.append({"step": step, "edge": beats_naive(scores) if known else None,
-                    "skill": round(float(scores["skill"]), 6) if finite else None,
-                    "dm_pvalue": round(float(scores["dm_pvalue"]), 6) if finite else None})
+        out.append(
+            {
+                "step": step,
+                "edge": beats_naive(scores) if known else None,
+                "skill": round(float(scores["skill"]), 6) if finite else None,
+                "dm_pvalue": round(float(scores["dm_pvalue"]), 6) if finite else None,
+            }
+        )
     return out
 
 
@@ -172,10 +205,20 @@ class Predictor:
     staleness check). A candle still open at `now` is never read.
     """
 
-    def __init__(self, symbol: str, interval: str, *, backend: str = "auto", level: float = 0.8,
-                 max_age: str | pd.Timedelta | None = None, end: str | pd.Timestamp | None = None,
-                 root: Path | None = None, model: str | None = None, version: str = "latest",
-                 poll_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        backend: str = "auto",
+        level: float = 0.8,
+        max_age: str | pd.Timedelta | None = None,
+        end: str | pd.Timestamp | None = None,
+        root: Path | None = None,
+        model: str | None = None,
+        version: str = "latest",
+        poll_s: float = 0.0,
+    ) -> None:
         if not 0 < level < 1:
             raise ValueError(f"level {level}: expected an interval level between 0 and 1, e.g. 0.8")
         self.symbol = symbol
@@ -206,8 +249,11 @@ class Predictor:
     def _model(self) -> LoadedModel:
         from coffee_ml import registry
 
-        ref = (registry.production(self.symbol, self.interval, self.root) if self.model is None
-               else registry.resolve(self.symbol, self.interval, self.model, self.version, self.root))
+        ref = (
+            registry.production(self.symbol, self.interval, self.root)
+            if self.model is None
+            else registry.resolve(self.symbol, self.interval, self.model, self.version, self.root)
+        )
         if self.loaded_ is None or self.loaded_.ref.path != ref.path:
             self.loaded_ = load_model(ref.symbol, ref.interval, ref.model, ref.version, root=self.root)
         return self.loaded_
@@ -244,9 +290,15 @@ class Predictor:
     def warm(self) -> bool:
         """Holds a loaded model and its last answer: a call now reads at most a small JSON file, unless
         the next bar has closed and must be read (a service then answers it off its event loop)."""
-        return (self.answer_ is not None and self.candles_ is not None and self.loaded_ is not None
-                and (self.poll_s > 0 or (self.end is None and pd.Timestamp.now(tz="UTC")
-                                         < self.candles_.index[-1] + 2 * self._step)))
+        return (
+            self.answer_ is not None
+            and self.candles_ is not None
+            and self.loaded_ is not None
+            and (
+                self.poll_s > 0
+                or (self.end is None and pd.Timestamp.now(tz="UTC") < self.candles_.index[-1] + 2 * self._step)
+            )
+        )
 
     def _refresh(self, bars: int) -> None:
         """Read the candles newer than those held, outside the lock (requests go on being answered
@@ -267,8 +319,11 @@ class Predictor:
         # a bar still open at `now` is left out, and read again once closed (the feed rewrites it)
         self.candles_ = closed = self.candles_[self.candles_.index + self._step <= now]
         if closed.empty:
-            raise ValueError(f"no closed {self.symbol} {self.interval} candles in the store to forecast from"
-                             + (f" before {self.end}" if self.end else "") + " (see `coffee-ml data list`)")
+            raise ValueError(
+                f"no closed {self.symbol} {self.interval} candles in the store to forecast from"
+                + (f" before {self.end}" if self.end else "")
+                + " (see `coffee-ml data list`)"
+            )
         return closed
 
     def predict(self, horizon: int | None = None, now: pd.Timestamp | None = None) -> Prediction:
@@ -284,10 +339,12 @@ class Predictor:
         age = max(now - (newest + self._step), pd.Timedelta(0))
         snapshot = sample_end is not None and newest == sample_end
         if self.end is None and not snapshot and age > self._limit:
-            raise StaleDataError(f"{self.symbol} {self.interval} data are stale: the newest candle "
-                                 f"({newest:%Y-%m-%d %H:%M} UTC) closed {_age(age)} ago, over the limit of "
-                                 f"{_age(self._limit)}; import newer candles (coffee-ml import) or raise --max-age",
-                                 age)
+            raise StaleDataError(
+                f"{self.symbol} {self.interval} data are stale: the newest candle "
+                f"({newest:%Y-%m-%d %H:%M} UTC) closed {_age(age)} ago, over the limit of "
+                f"{_age(self._limit)}; import newer candles (coffee-ml import) or raise --max-age",
+                age,
+            )
         key = (loaded.ref.path, newest)
         if self.answer_ is None or self.answer_[0] != key:
             self.answer_ = (key, loaded.predict(candles), self._regime(candles), {})
@@ -295,28 +352,50 @@ class Predictor:
         full = forecast.horizon
         horizon = full if horizon is None else horizon
         if not 1 <= horizon <= full:
-            raise OptionError("horizon", f"--horizon {horizon}: {loaded.ref.model} {loaded.ref.version} forecasts "
-                                         f"1..{full} bars of {self.interval}")
+            raise OptionError(
+                "horizon",
+                f"--horizon {horizon}: {loaded.ref.model} {loaded.ref.version} forecasts "
+                f"1..{full} bars of {self.interval}",
+            )
         if horizon not in paths:  # the same path and edges object for every answer until the next bar
             paths[horizon] = (self._path(forecast, horizon), step_edges(loaded.metadata, horizon))
         path, edges = paths[horizon]
-        return Prediction(self.symbol, self.interval, loaded.ref.model, loaded.ref.version,
-                          str(loaded.metadata["trained_at"]), newest, float(forecast.last_close[0]), self.level,
-                          path, regime, age, snapshot, edges)
+        return Prediction(
+            self.symbol,
+            self.interval,
+            loaded.ref.model,
+            loaded.ref.version,
+            str(loaded.metadata["trained_at"]),
+            newest,
+            float(forecast.last_close[0]),
+            self.level,
+            path,
+            regime,
+            age,
+            snapshot,
+            edges,
+        )
 
     def _path(self, forecast: Forecast, horizon: int) -> pd.DataFrame:
         if self.level not in forecast.levels:
-            raise OptionError("level", f"--level {self.level}: {forecast.model} has intervals at "
-                             f"{', '.join(map(str, forecast.levels))} only")
+            raise OptionError(
+                "level",
+                f"--level {self.level}: {forecast.model} has intervals at {', '.join(map(str, forecast.levels))} only",
+            )
         frame = forecast.to_frame().iloc[:horizon]
         tag = level_tag(self.level)
         confidence = forecast.confidence[0, :horizon]
-        return pd.DataFrame({
-            "step": frame["step"].to_numpy(), "timestamp": pd.DatetimeIndex(frame["time"]),
-            "price": frame["price"].to_numpy().round(2), "lower": frame[f"lower_{tag}"].to_numpy().round(2),
-            "upper": frame[f"upper_{tag}"].to_numpy().round(2),
-            "confidence": np.where(np.isfinite(confidence), np.round(100 * confidence, 1), math.nan),
-            "up": forecast.returns[0, :horizon] > 0})
+        return pd.DataFrame(
+            {
+                "step": frame["step"].to_numpy(),
+                "timestamp": pd.DatetimeIndex(frame["time"]),
+                "price": frame["price"].to_numpy().round(2),
+                "lower": frame[f"lower_{tag}"].to_numpy().round(2),
+                "upper": frame[f"upper_{tag}"].to_numpy().round(2),
+                "confidence": np.where(np.isfinite(confidence), np.round(100 * confidence, 1), math.nan),
+                "up": forecast.returns[0, :horizon] > 0,
+            }
+        )
 
     def _regime(self, candles: pd.DataFrame) -> dict[str, Any]:
         return market_regime(candles, self.interval)
@@ -333,12 +412,21 @@ def market_regime(candles: pd.DataFrame, interval: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=32)
-def _predictor(symbol: str, interval: str, backend: str, level: float, max_age: pd.Timedelta | None,
-               root: Path | None) -> Predictor:
+def _predictor(
+    symbol: str, interval: str, backend: str, level: float, max_age: pd.Timedelta | None, root: Path | None
+) -> Predictor:
     return Predictor(symbol, interval, backend=backend, level=level, max_age=max_age, root=root)
 
 
-def sidebar(symbol: str, interval: str, horizon: int | None = None, *, backend: str = "auto", level: float = 0.8,
-            max_age: pd.Timedelta | None = None, root: Path | None = None) -> Prediction:
+def sidebar(
+    symbol: str,
+    interval: str,
+    horizon: int | None = None,
+    *,
+    backend: str = "auto",
+    level: float = 0.8,
+    max_age: pd.Timedelta | None = None,
+    root: Path | None = None,
+) -> Prediction:
     """The production forecast for the trading sidebar, from a warm `Predictor` kept per process."""
     return _predictor(symbol, interval, backend, level, max_age, root).predict(horizon)

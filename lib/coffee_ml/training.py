@@ -18,10 +18,9 @@ import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm  # text bar on stderr: updates in place in notebooks and terminals; reviewer
+
 # reports drop stderr (a widget bar from tqdm.auto would be a stale output in them instead)
-
 from coffee_ml import progress
-
 
 EpochReporter = Callable[[int, float], None]
 _REPORTER: contextvars.ContextVar[EpochReporter | None] = contextvars.ContextVar("epoch_reporter", default=None)
@@ -88,8 +87,14 @@ class TrainResult:
     seconds: float
 
 
-def _epoch(module: nn.Module, batches: Iterable, loss_fn: nn.Module, device: torch.device,
-           optimizer: torch.optim.Optimizer | None, grad_clip: float | None) -> float:
+def _epoch(
+    module: nn.Module,
+    batches: Iterable,
+    loss_fn: nn.Module,
+    device: torch.device,
+    optimizer: torch.optim.Optimizer | None,
+    grad_clip: float | None,
+) -> float:
     total = torch.zeros((), device=device)
     count = 0
     for x, y in batches:
@@ -127,8 +132,13 @@ def train(module: nn.Module, train_batches: Iterable, val_batches: Iterable, con
         best_state = copy.deepcopy(module.state_dict())
     rows = []
     t_start = time.perf_counter()
-    bar = tqdm(range(1, config.max_epochs + 1), desc=f"training on {device}", unit="epoch",
-               disable=not config.progress, mininterval=0)
+    bar = tqdm(
+        range(1, config.max_epochs + 1),
+        desc=f"training on {device}",
+        unit="epoch",
+        disable=not config.progress,
+        mininterval=0,
+    )
     for epoch in bar:
         t0 = time.perf_counter()
         module.train()
@@ -138,8 +148,9 @@ def train(module: nn.Module, train_batches: Iterable, val_batches: Iterable, con
             val_loss = _epoch(module, val_batches, loss_fn, device, None, None)
         rows.append((epoch, train_loss, val_loss, time.perf_counter() - t0))
         if not np.isfinite(train_loss):
-            raise FloatingPointError(f"training diverged at epoch {epoch} (train loss {train_loss}); "
-                                     "lower lr or enable gradient clipping")
+            raise FloatingPointError(
+                f"training diverged at epoch {epoch} (train loss {train_loss}); lower lr or enable gradient clipping"
+            )
         if val_loss < best_loss:
             best_loss, best_epoch, waited = val_loss, epoch, 0
             best_state = copy.deepcopy(module.state_dict())
@@ -147,8 +158,10 @@ def train(module: nn.Module, train_batches: Iterable, val_batches: Iterable, con
             waited += 1
         # shown by the bar's next update: one line per epoch, not two (each is a stream message)
         bar.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}", best=best_epoch, refresh=False)
-        progress.report(f"training epoch {epoch}/{config.max_epochs}: train loss {train_loss:.3g}, "
-                        f"val loss {val_loss:.3g}, best epoch {best_epoch}")
+        progress.report(
+            f"training epoch {epoch}/{config.max_epochs}: train loss {train_loss:.3g}, "
+            f"val loss {val_loss:.3g}, best epoch {best_epoch}"
+        )
         if (report := _REPORTER.get()) is not None:
             report(epoch, val_loss)
         if waited >= config.patience:
@@ -157,5 +170,11 @@ def train(module: nn.Module, train_batches: Iterable, val_batches: Iterable, con
     if best_state is not None:
         module.load_state_dict(best_state)
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", "seconds"])
-    return TrainResult(history, best_epoch, best_loss, stopped_early=len(rows) < config.max_epochs,
-                       device=str(device), seconds=time.perf_counter() - t_start)
+    return TrainResult(
+        history,
+        best_epoch,
+        best_loss,
+        stopped_early=len(rows) < config.max_epochs,
+        device=str(device),
+        seconds=time.perf_counter() - t_start,
+    )

@@ -14,8 +14,8 @@ import statistics
 from dataclasses import replace
 
 import pandas as pd
-
 from common import timed
+
 from coffee_ml import evaluation
 from coffee_ml.backtest import run_backtest
 from coffee_ml.data import load_sample
@@ -25,8 +25,15 @@ from coffee_ml.forecast import Forecast, level_tag
 
 MODEL = "drift"
 TEST_FROM, END = "2024-12-01", "2025-12-01"
-REQUEST = {"symbol": "BTCUSDT", "modelType": MODEL, "method": "walk_forward", "retrainEvery": 720, "horizon": 24,
-           "window": 60, "n_jobs": 1}
+REQUEST = {
+    "symbol": "BTCUSDT",
+    "modelType": MODEL,
+    "method": "walk_forward",
+    "retrainEvery": 720,
+    "horizon": 24,
+    "window": 60,
+    "n_jobs": 1,
+}
 ORIGINS = 8_736  # every hour of the year whose 24-bar outcome is known (8,760 - 24)
 REPEAT = 5
 
@@ -69,18 +76,38 @@ def run() -> list[dict]:
     every = statistics.median(timed(lambda: score_everything(replace(f), names), REPEAT))
     by_horizon = statistics.median(timed(lambda: evaluation.scores_by_horizon(replace(f), names), REPEAT))
     pooled = statistics.median(timed(lambda: evaluation.score(replace(f), names), REPEAT))
-    tests = statistics.median(timed(lambda: (evaluation.summary_table({MODEL: replace(f)}),
-                                             evaluation.coverage_by_tercile({MODEL: replace(f)}),
-                                             evaluation.coverage_by_fold(replace(f)),
-                                             evaluation.reliability(replace(f))), REPEAT))
+    tests = statistics.median(
+        timed(
+            lambda: (
+                evaluation.summary_table({MODEL: replace(f)}),
+                evaluation.coverage_by_tercile({MODEL: replace(f)}),
+                evaluation.coverage_by_fold(replace(f)),
+                evaluation.reliability(replace(f)),
+            ),
+            REPEAT,
+        )
+    )
     return [
-        {"benchmark": f"score {size}, {len(names)} scorers by horizon + leaderboard, terciles, folds, "
-                      "reliability (fresh Forecast)", "measured": every, "unit": "s", "target": "< 1 s"},
-        {"benchmark": f"  of which scores_by_horizon ({f.horizon} steps + pooled)", "measured": by_horizon,
-         "unit": "s", "target": "(info)"},
+        {
+            "benchmark": f"score {size}, {len(names)} scorers by horizon + leaderboard, terciles, folds, "
+            "reliability (fresh Forecast)",
+            "measured": every,
+            "unit": "s",
+            "target": "< 1 s",
+        },
+        {
+            "benchmark": f"  of which scores_by_horizon ({f.horizon} steps + pooled)",
+            "measured": by_horizon,
+            "unit": "s",
+            "target": "(info)",
+        },
         {"benchmark": "  pooled only: score(f, every name)", "measured": pooled, "unit": "s", "target": "(info)"},
-        {"benchmark": "  summary_table + coverage_by_tercile + coverage_by_fold + reliability, each uncached",
-         "measured": tests, "unit": "s", "target": "(info)"},
+        {
+            "benchmark": "  summary_table + coverage_by_tercile + coverage_by_fold + reliability, each uncached",
+            "measured": tests,
+            "unit": "s",
+            "target": "(info)",
+        },
     ]
 
 

@@ -18,8 +18,9 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from common import MINUTE_FILE, tiled_minutes
+from common import timed as _timed
 
-from common import MINUTE_FILE, tiled_minutes, timed as _timed
 
 def bench_hourly() -> list[dict]:
     """Full feature set (every registered feature, ATR level included) on the bundled 72k rows."""
@@ -31,10 +32,18 @@ def bench_hourly() -> list[dict]:
     first = _timed(lambda: compute_features(candles, features=names), 1)[0]
     warm = statistics.median(_timed(lambda: compute_features(candles, features=names), 7))
     return [
-        {"benchmark": f"features: {len(names)} on 72k hourly rows (first call)", "measured": first,
-         "unit": "s", "target": "< 0.15 s"},
-        {"benchmark": f"features: {len(names)} on 72k hourly rows (median of 7)", "measured": warm,
-         "unit": "s", "target": "< 0.15 s"},
+        {
+            "benchmark": f"features: {len(names)} on 72k hourly rows (first call)",
+            "measured": first,
+            "unit": "s",
+            "target": "< 0.15 s",
+        },
+        {
+            "benchmark": f"features: {len(names)} on 72k hourly rows (median of 7)",
+            "measured": warm,
+            "unit": "s",
+            "target": "< 0.15 s",
+        },
     ]
 
 
@@ -66,14 +75,23 @@ def _minute_child() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark (Linux)
     compute_features(candles, features=names)
     peak = _rss_mb("VmHWM") - before
-    print(json.dumps({"rows": shape[0], "features": shape[1], "timings": timings, "peak_mb": peak,
-                      "output_mb": output_mb}))
+    print(
+        json.dumps(
+            {"rows": shape[0], "features": shape[1], "timings": timings, "peak_mb": peak, "output_mb": output_mb}
+        )
+    )
 
 
 def bench_minutes() -> list[dict]:
     if not MINUTE_FILE.exists():
-        return [{"benchmark": "features on 4.3M minute rows (skipped: data absent)", "measured": float("nan"),
-                 "unit": "s", "target": "< 8 s"}]
+        return [
+            {
+                "benchmark": "features on 4.3M minute rows (skipped: data absent)",
+                "measured": float("nan"),
+                "unit": "s",
+                "target": "< 8 s",
+            }
+        ]
     proc = subprocess.run([sys.executable, __file__, "--minute-child"], capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"minute benchmark child failed:\n{proc.stderr}")
@@ -81,11 +99,19 @@ def bench_minutes() -> list[dict]:
     label = f"{r['features']} features on {r['rows'] / 1e6:.2f}M minute rows"
     (first, first_sys), (second, _) = r["timings"]
     return [
-        {"benchmark": f"{label}: first call in process ({first_sys:.1f} s of it kernel page faults)",
-         "measured": first, "unit": "s", "target": "< 8 s"},
+        {
+            "benchmark": f"{label}: first call in process ({first_sys:.1f} s of it kernel page faults)",
+            "measured": first,
+            "unit": "s",
+            "target": "< 8 s",
+        },
         {"benchmark": f"{label}: second call", "measured": second, "unit": "s", "target": "< 8 s"},
-        {"benchmark": f"{label}: peak RSS growth (output alone {r['output_mb']:.0f} MB)",
-         "measured": r["peak_mb"], "unit": "MB", "target": "< 3072 MB"},
+        {
+            "benchmark": f"{label}: peak RSS growth (output alone {r['output_mb']:.0f} MB)",
+            "measured": r["peak_mb"],
+            "unit": "MB",
+            "target": "< 3072 MB",
+        },
     ]
 
 
@@ -113,12 +139,24 @@ def bench_windows() -> list[dict]:
     n, f = ds.X.shape
     matrix = f"{n} x {f} matrix, {ds.X.nbytes / 2**20:.0f} MB"
     return [
-        {"benchmark": f"window datasets (3 splits, L=60) over {matrix}", "measured": 100.0 * kept / ds.X.nbytes,
-         "unit": "%", "target": "< 10 %"},
-        {"benchmark": "one shuffled batch of 256 windows, transient peak", "measured": (batch_peak - traced) / 2**20,
-         "unit": "MB", "target": "< 15 MB"},
-        {"benchmark": f"gather shuffled batch of 256 windows ({f} features, float32)", "measured": gather,
-         "unit": "s", "target": "< 0.002 s"},
+        {
+            "benchmark": f"window datasets (3 splits, L=60) over {matrix}",
+            "measured": 100.0 * kept / ds.X.nbytes,
+            "unit": "%",
+            "target": "< 10 %",
+        },
+        {
+            "benchmark": "one shuffled batch of 256 windows, transient peak",
+            "measured": (batch_peak - traced) / 2**20,
+            "unit": "MB",
+            "target": "< 15 MB",
+        },
+        {
+            "benchmark": f"gather shuffled batch of 256 windows ({f} features, float32)",
+            "measured": gather,
+            "unit": "s",
+            "target": "< 0.002 s",
+        },
     ]
 
 

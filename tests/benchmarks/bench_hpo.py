@@ -12,8 +12,18 @@ import tempfile
 import time
 
 SPACE = {"hidden": [16, 32, 64], "window": [20, 40], "lr": [1e-3, 3e-3], "epochs": [4, 8]}  # 24 points
-BASE = {"symbol": "BTCUSDT", "interval": "1h", "start": "2024-09-01", "end": "2025-12-01", "model": "lstm_fast",
-        "metric": "mae", "space": SPACE, "horizon": 24, "save": False, "device": "cpu"}
+BASE = {
+    "symbol": "BTCUSDT",
+    "interval": "1h",
+    "start": "2024-09-01",
+    "end": "2025-12-01",
+    "model": "lstm_fast",
+    "metric": "mae",
+    "space": SPACE,
+    "horizon": 24,
+    "save": False,
+    "device": "cpu",
+}
 
 
 def _epochs(study) -> int:
@@ -34,12 +44,24 @@ def run() -> list[dict]:
             out[method] = (min(values), _epochs(study), time.perf_counter() - t0, len(study.trials))
     (g_mae, g_ep, g_s, g_n), (o_mae, o_ep, o_s, o_n) = out["grid"], out["optuna"]
     return [
-        {"benchmark": f"grid search: {g_n} trials, {g_ep} epochs, {g_s:.0f} s; best val MAE", "measured": g_mae,
-         "unit": "$", "target": "(reference)"},
-        {"benchmark": f"Optuna + pruning: {o_n} trials, {o_ep} epochs, {o_s:.0f} s; best val MAE vs grid's",
-         "measured": 100 * (o_mae / g_mae - 1), "unit": "%", "target": "<= 2 %"},
-        {"benchmark": "Optuna + pruning: epochs spent as a share of the grid's", "measured": 100 * o_ep / g_ep,
-         "unit": "%", "target": "<= 33.4 %"},
+        {
+            "benchmark": f"grid search: {g_n} trials, {g_ep} epochs, {g_s:.0f} s; best val MAE",
+            "measured": g_mae,
+            "unit": "$",
+            "target": "(reference)",
+        },
+        {
+            "benchmark": f"Optuna + pruning: {o_n} trials, {o_ep} epochs, {o_s:.0f} s; best val MAE vs grid's",
+            "measured": 100 * (o_mae / g_mae - 1),
+            "unit": "%",
+            "target": "<= 2 %",
+        },
+        {
+            "benchmark": "Optuna + pruning: epochs spent as a share of the grid's",
+            "measured": 100 * o_ep / g_ep,
+            "unit": "%",
+            "target": "<= 33.4 %",
+        },
     ]
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
 from common import REPO
 
 sys.path.insert(0, str(REPO / "tests"))
@@ -29,8 +28,13 @@ from service_server import serve  # noqa: E402
 SYMBOL, INTERVAL = "BTCUSDT", "1h"
 CLIENTS, SECONDS = 20, 30.0
 TOKEN = "bench-token"
-JOB = {"symbol": SYMBOL, "models": ["hybrid", "gbm"], "method": "walk_forward", "start": "2024-01-01",
-       "retrain_every": 720}
+JOB = {
+    "symbol": SYMBOL,
+    "models": ["hybrid", "gbm"],
+    "method": "walk_forward",
+    "start": "2024-01-01",
+    "retrain_every": 720,
+}
 
 
 def _production(outputs: Path) -> str:
@@ -86,14 +90,30 @@ async def _load(url: str) -> tuple[np.ndarray, int, float]:
 
 def _rows(label: str, latencies: np.ndarray, errors: int, wall: float) -> list[dict]:
     return [
-        {"benchmark": f"service predict {label}: p50 latency, {CLIENTS} clients", "unit": "ms",
-         "measured": 1000 * float(np.percentile(latencies, 50)), "target": "< 50 ms"},
-        {"benchmark": f"service predict {label}: p99 latency, {CLIENTS} clients", "unit": "ms",
-         "measured": 1000 * float(np.percentile(latencies, 99)), "target": "< 100 ms"},
-        {"benchmark": f"service predict {label}: requests per second", "unit": "req/s",
-         "measured": len(latencies) / wall, "target": ""},
-        {"benchmark": f"service predict {label}: errors of {len(latencies)} requests", "unit": "",
-         "measured": float(errors), "target": "<= 0"},
+        {
+            "benchmark": f"service predict {label}: p50 latency, {CLIENTS} clients",
+            "unit": "ms",
+            "measured": 1000 * float(np.percentile(latencies, 50)),
+            "target": "< 50 ms",
+        },
+        {
+            "benchmark": f"service predict {label}: p99 latency, {CLIENTS} clients",
+            "unit": "ms",
+            "measured": 1000 * float(np.percentile(latencies, 99)),
+            "target": "< 100 ms",
+        },
+        {
+            "benchmark": f"service predict {label}: requests per second",
+            "unit": "req/s",
+            "measured": len(latencies) / wall,
+            "target": "",
+        },
+        {
+            "benchmark": f"service predict {label}: errors of {len(latencies)} requests",
+            "unit": "",
+            "measured": float(errors),
+            "target": "<= 0",
+        },
     ]
 
 
@@ -136,8 +156,10 @@ def run() -> list[dict]:
             time.sleep(5)  # past the kernel's start, into the models' fitting
             latencies, errors, wall = asyncio.run(_load(url))
             state = httpx.get(status, timeout=30).json()
-            print(f"  backtest job {state['id']}: {state['status']} at the end of the load "
-                  f"({state.get('progress')})", file=sys.stderr)
+            print(
+                f"  backtest job {state['id']}: {state['status']} at the end of the load ({state.get('progress')})",
+                file=sys.stderr,
+            )
             rows += _rows(f"while a backtest job runs ({state['status']} after)", latencies, errors, wall)
             _stop_job(outputs / "jobs" / state["id"])
     return rows

@@ -55,14 +55,30 @@ def run() -> list[dict]:
             watch = statistics.median(timed(lambda: monitor.monitor(SYMBOL, INTERVAL), 3))
             report = monitor.monitor(SYMBOL, INTERVAL)
             rows += [
-                {"benchmark": f"coffee-ml predict, fresh process to printed answer ({name})", "measured": cold,
-                 "unit": "s", "target": "< 5 s"},
-                {"benchmark": f"warm predict, no new bar ({name})", "measured": 1000 * hit, "unit": "ms",
-                 "target": "< 50 ms"},
-                {"benchmark": f"warm predict, a new bar to forecast from ({name})", "measured": 1000 * fresh,
-                 "unit": "ms", "target": "< 50 ms"},
-                {"benchmark": f"models monitor over {report.forecast.n:,} origins since training ({name})",
-                 "measured": watch, "unit": "s", "target": "< 10 s"},
+                {
+                    "benchmark": f"coffee-ml predict, fresh process to printed answer ({name})",
+                    "measured": cold,
+                    "unit": "s",
+                    "target": "< 5 s",
+                },
+                {
+                    "benchmark": f"warm predict, no new bar ({name})",
+                    "measured": 1000 * hit,
+                    "unit": "ms",
+                    "target": "< 50 ms",
+                },
+                {
+                    "benchmark": f"warm predict, a new bar to forecast from ({name})",
+                    "measured": 1000 * fresh,
+                    "unit": "ms",
+                    "target": "< 50 ms",
+                },
+                {
+                    "benchmark": f"models monitor over {report.forecast.n:,} origins since training ({name})",
+                    "measured": watch,
+                    "unit": "s",
+                    "target": "< 10 s",
+                },
             ]
         return rows
 

@@ -31,7 +31,9 @@ def tiled_minutes(tiles: int = TILES) -> pd.DataFrame:
     month = pd.read_parquet(MINUTE_FILE)
     times = pd.DatetimeIndex(month["open_time"]).as_unit("ms").asi8
     span = int(times[-1] - times[0]) + 60_000
-    index = pd.DatetimeIndex((np.tile(times, tiles) + np.repeat(np.arange(tiles) * span, len(times)))
-                             .view("datetime64[ms]"), name="open_time").tz_localize("UTC")
+    index = pd.DatetimeIndex(
+        (np.tile(times, tiles) + np.repeat(np.arange(tiles) * span, len(times))).view("datetime64[ms]"),
+        name="open_time",
+    ).tz_localize("UTC")
     columns = {c: np.tile(month[c].to_numpy(dtype=np.float64), tiles) for c in month.columns if c != "open_time"}
     return pd.DataFrame(columns, index=index)

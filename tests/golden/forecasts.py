@@ -16,13 +16,31 @@ import torch
 HERE = Path(__file__).resolve().parent
 FILE = HERE / "golden_forecasts.npz"
 TINY = {"hidden": 8, "layers": 2, "max_epochs": 2, "batch_size": 128, "progress": False, "device": "cpu", "seed": 3}
-MODELS = {"lstm": {**TINY, "window": 30}, "gru": {**TINY, "window": 30}, "lstm_fast": {**TINY, "window": 20},
-          "drift": {"window": 24}, "naive": {}}
-BACKTEST = {"symbol": "BTCUSDT", "modelType": ["lstm", "drift"], "method": "walk_forward", "retrainEvery": 400,
-            "horizon": 6, "window": 24, "groups": ["price", "volatility"], "test_fraction": 0.4, "n_jobs": 1,
-            "warm_start": True, "warm_epochs": 1, "seed": 5,
-            "model_params": {"drift": {"window": 24},
-                             "lstm": {"window": 24, "hidden": 8, "layers": 1, "max_epochs": 2, "device": "cpu"}}}
+MODELS = {
+    "lstm": {**TINY, "window": 30},
+    "gru": {**TINY, "window": 30},
+    "lstm_fast": {**TINY, "window": 20},
+    "drift": {"window": 24},
+    "naive": {},
+}
+BACKTEST = {
+    "symbol": "BTCUSDT",
+    "modelType": ["lstm", "drift"],
+    "method": "walk_forward",
+    "retrainEvery": 400,
+    "horizon": 6,
+    "window": 24,
+    "groups": ["price", "volatility"],
+    "test_fraction": 0.4,
+    "n_jobs": 1,
+    "warm_start": True,
+    "warm_epochs": 1,
+    "seed": 5,
+    "model_params": {
+        "drift": {"window": 24},
+        "lstm": {"window": 24, "hidden": 8, "layers": 1, "max_epochs": 2, "device": "cpu"},
+    },
+}
 
 
 # float32 networks: oneDNN picks kernels per CPU model, so sums may round differently elsewhere
@@ -47,8 +65,13 @@ def compute() -> dict[str, np.ndarray]:
 
     torch.set_num_threads(1)
     out = {}
-    ds = build_dataset(load_sample().loc["2025-05-01":"2025-09-01"], "1h", groups=["price", "trend", "volatility"],
-                       window=30, horizon=6)
+    ds = build_dataset(
+        load_sample().loc["2025-05-01":"2025-09-01"],
+        "1h",
+        groups=["price", "trend", "volatility"],
+        window=30,
+        horizon=6,
+    )
     for name, params in MODELS.items():
         model = make_model(name, **params).fit(ds)
         out[f"model/{name}"] = model.predict(ds, "test").returns

@@ -18,8 +18,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from coffee_ml.backtest import FoldHook, run_backtest
-from coffee_ml.backtest import engine
+from coffee_ml.backtest import FoldHook, engine, run_backtest
 from coffee_ml.backtest.hooks import aci_target
 from coffee_ml.data import load_sample
 from coffee_ml.features.volatility import causal_volatility
@@ -32,8 +31,13 @@ RECORDS: list[dict] = []
 class Record(FoldHook):
     def fit(self, context):
         val = context.model.predict(context.dataset, "val")
-        self.entry_ = {"model": context.name, "fold": context.fold.index, "val": val, "up": context.model.up_share_,
-                       "cutoff": context.dataset.features.index[context.fold.val_rows[1] - 1]}
+        self.entry_ = {
+            "model": context.name,
+            "fold": context.fold.index,
+            "val": val,
+            "up": context.model.up_share_,
+            "cutoff": context.dataset.features.index[context.fold.val_rows[1] - 1],
+        }
         return self
 
     def transform(self, forecast: Forecast) -> Forecast:
@@ -86,10 +90,20 @@ def score_setting(records, vol: pd.Series, prior: float, past_origins: int, aci_
 def main(neural: bool) -> None:
     candles = load_sample().loc["2021-01-01":"2024-12-01"]
     models = ["hybrid", "drift", "naive"] + (["lstm_fast", "gru"] if neural else [])
-    request = {"symbol": "BTCUSDT", "modelType": models, "method": "walk_forward", "retrainEvery": 720,
-               "horizon": 24, "window": 60, "from": "2021-01-01", "test_fraction": 8760 / len(candles), "n_jobs": 1,
-               "max_epochs": 3, "calibration": "validation",
-               "model_params": {"gru": {"hidden": 32, "layers": 1}} if neural else {}}
+    request = {
+        "symbol": "BTCUSDT",
+        "modelType": models,
+        "method": "walk_forward",
+        "retrainEvery": 720,
+        "horizon": 24,
+        "window": 60,
+        "from": "2021-01-01",
+        "test_fraction": 8760 / len(candles),
+        "n_jobs": 1,
+        "max_epochs": 3,
+        "calibration": "validation",
+        "model_params": {"gru": {"hidden": 32, "layers": 1}} if neural else {},
+    }
     original = engine.BacktestRequest.hooks
     engine.BacktestRequest.hooks = lambda self: [Record()]
     try:
@@ -98,8 +112,7 @@ def main(neural: bool) -> None:
         engine.BacktestRequest.hooks = original
     print(f"recorded {len(RECORDS)} folds; test from {RECORDS[0]['test'].origins[0]}", flush=True)
     results = {}
-    for hl, prior, past, aci in itertools.product((6, 24, 96), (50,), (0, 2000, 5000),
-                                                  (0, 0.0025, 0.005, 0.01, 0.02)):
+    for hl, prior, past, aci in itertools.product((6, 24, 96), (50,), (0, 2000, 5000), (0, 0.0025, 0.005, 0.01, 0.02)):
         vol = causal_volatility(candles["close"], "1h", hl)
         results[(hl, prior, past, aci)] = score_setting(RECORDS, vol, prior, past, aci)
     table = pd.DataFrame.from_dict(results, orient="index")

@@ -32,12 +32,20 @@ def _events(kind: str, frame: pd.DataFrame, flag: np.ndarray, parts: tuple[str, 
     out = []
     score = frame["score"].to_numpy()
     for lo, hi in _runs(flag):
-        peak = lo + int(np.nanargmax(score[lo:hi + 1]))
+        peak = lo + int(np.nanargmax(score[lo : hi + 1]))
         row = frame.iloc[peak]
-        out.append({"start": frame.index[lo], "end": frame.index[hi], "type": kind, "score": float(row["score"]),
-                    "severity": severity([row["score"]])[0],
-                    "parts": {p: round(float(row[p]), 1) for p in parts if p in frame and pd.notna(row[p])},
-                    "final": bool(row.get("final", True)), "max_score": float(row.get("max_score", row["score"]))})
+        out.append(
+            {
+                "start": frame.index[lo],
+                "end": frame.index[hi],
+                "type": kind,
+                "score": float(row["score"]),
+                "severity": severity([row["score"]])[0],
+                "parts": {p: round(float(row[p]), 1) for p in parts if p in frame and pd.notna(row[p])},
+                "final": bool(row.get("final", True)),
+                "max_score": float(row.get("max_score", row["score"])),
+            }
+        )
     return out
 
 
@@ -51,31 +59,60 @@ class Scan:
     events: pd.DataFrame
 
 
-def scan(candles: pd.DataFrame, interval: str, *, pump_threshold: float | None = None,
-         crash_threshold: float | None = None, move_bars: int | None = None, min_rise: float | None = None,
-         baseline_bars: int | None = None, dump_bars: int | None = None, rank_bars: int | None = None,
-         contamination: float | None = None, train_bars: int | None = None, refit_every: int | None = None,
-         book: pd.DataFrame | None = None, report_from: Any = None) -> Scan:
+def scan(
+    candles: pd.DataFrame,
+    interval: str,
+    *,
+    pump_threshold: float | None = None,
+    crash_threshold: float | None = None,
+    move_bars: int | None = None,
+    min_rise: float | None = None,
+    baseline_bars: int | None = None,
+    dump_bars: int | None = None,
+    rank_bars: int | None = None,
+    contamination: float | None = None,
+    train_bars: int | None = None,
+    refit_every: int | None = None,
+    book: pd.DataFrame | None = None,
+    report_from: Any = None,
+) -> Scan:
     """Every detector once over `candles`; events only from `report_from` on (earlier bars serve
     as history; a date string, date, datetime or Timestamp, naive = UTC). pump_dump: runs of bars
     whose final parts (volume + price + rapidity) reach `pump_threshold`; flash_crash: runs with
     risk >= `crash_threshold`; statistical: runs the Isolation Forest flags. A setting left None
     takes the default for `interval` (`settings.defaults`: 1m and 1h measured, between interpolated)."""
-    s = resolve(interval, {"pump_threshold": pump_threshold, "crash_threshold": crash_threshold,
-                           "move_bars": move_bars, "min_rise": min_rise, "baseline_bars": baseline_bars,
-                           "dump_bars": dump_bars, "rank_bars": rank_bars, "contamination": contamination,
-                           "train_bars": train_bars, "refit_every": refit_every})
+    s = resolve(
+        interval,
+        {
+            "pump_threshold": pump_threshold,
+            "crash_threshold": crash_threshold,
+            "move_bars": move_bars,
+            "min_rise": min_rise,
+            "baseline_bars": baseline_bars,
+            "dump_bars": dump_bars,
+            "rank_bars": rank_bars,
+            "contamination": contamination,
+            "train_bars": train_bars,
+            "refit_every": refit_every,
+        },
+    )
     first = to_utc(report_from, "report_from")
-    keep = np.ones(len(candles), dtype=bool) if first is None else \
-        np.asarray(candles.index >= like_index(first, candles.index, "report_from"))
+    keep = (
+        np.ones(len(candles), dtype=bool)
+        if first is None
+        else np.asarray(candles.index >= like_index(first, candles.index, "report_from"))
+    )
     pump = pump_scores(candles, s["move_bars"], s["baseline_bars"], s["dump_bars"], s["min_rise"])
     crash = crash_risk(candles, interval, rank_bars=s["rank_bars"], book=book)
-    iso = isolation_scores(candles, interval, train_bars=s["train_bars"], refit_every=s["refit_every"],
-                           contamination=s["contamination"])
+    iso = isolation_scores(
+        candles, interval, train_bars=s["train_bars"], refit_every=s["refit_every"], contamination=s["contamination"]
+    )
     known = pump[["volume_pts", "price_pts", "rapidity_pts"]].fillna(0).sum(axis=1).to_numpy()
-    events = (_events("pump_dump", pump, keep & (known >= s["pump_threshold"]), PUMP_PARTS)
-              + _events("flash_crash", crash, keep & (crash["score"].to_numpy() >= s["crash_threshold"]), CRASH_PARTS)
-              + _events("statistical", iso, keep & iso["anomaly"].to_numpy(), ()))
+    events = (
+        _events("pump_dump", pump, keep & (known >= s["pump_threshold"]), PUMP_PARTS)
+        + _events("flash_crash", crash, keep & (crash["score"].to_numpy() >= s["crash_threshold"]), CRASH_PARTS)
+        + _events("statistical", iso, keep & iso["anomaly"].to_numpy(), ())
+    )
     table = pd.DataFrame(events, columns=EVENT_COLUMNS).sort_values(["start", "type"], ignore_index=True)
     table.attrs["sources"] = crash.attrs["sources"]
     return Scan(pump, crash, iso, table)
@@ -87,8 +124,15 @@ def find_events(candles: pd.DataFrame, interval: str, **settings: Any) -> pd.Dat
     return scan(candles, interval, **settings).events
 
 
-def load_window(symbol: str, interval: str = "1h", days: float | None = 30, start: Any = None, end: Any = None,
-                backend: str = "auto", history_bars: int = 5000) -> tuple[pd.DataFrame, pd.Timestamp]:
+def load_window(
+    symbol: str,
+    interval: str = "1h",
+    days: float | None = 30,
+    start: Any = None,
+    end: Any = None,
+    backend: str = "auto",
+    history_bars: int = 5000,
+) -> tuple[pd.DataFrame, pd.Timestamp]:
     """(candles, first reported bar): the last `days` days of stored candles (or [start, end)),
     with `history_bars` earlier bars in front as the detectors' trailing history. `start` and
     `end`: date strings, dates, datetimes or Timestamps (naive = UTC)."""
@@ -115,8 +159,16 @@ def load_window(symbol: str, interval: str = "1h", days: float | None = 30, star
     return candles, first
 
 
-def detect(symbol: str, interval: str = "1h", days: float | None = 30, start: Any = None, end: Any = None,
-           backend: str = "auto", history_bars: int = 5000, **settings: Any) -> pd.DataFrame:
+def detect(
+    symbol: str,
+    interval: str = "1h",
+    days: float | None = 30,
+    start: Any = None,
+    end: Any = None,
+    backend: str = "auto",
+    history_bars: int = 5000,
+    **settings: Any,
+) -> pd.DataFrame:
     """Events of the last `days` days of stored candles (or of [start, end) for research); the
     settings default per `interval` as in `scan`."""
     resolve(interval, {k: v for k, v in settings.items() if k != "book"})

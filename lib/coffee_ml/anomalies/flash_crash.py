@@ -40,8 +40,13 @@ def _run_length(flag: np.ndarray) -> np.ndarray:
     return np.where(flag, idx - last_false, 0)
 
 
-def crash_risk(candles: pd.DataFrame, interval: str, fast_bars: int = 3, rank_bars: int | None = None,
-               book: pd.DataFrame | None = None) -> pd.DataFrame:
+def crash_risk(
+    candles: pd.DataFrame,
+    interval: str,
+    fast_bars: int = 3,
+    rank_bars: int | None = None,
+    book: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Per bar: the four components (0-25 each), score 0-100, level; `.attrs["sources"]`.
     `rank_bars` None: the default for `interval` (720 hours, 1440 minutes; see `settings`)."""
     rank_bars = resolve(interval, {"rank_bars": rank_bars}, ("rank_bars",))["rank_bars"]
@@ -57,15 +62,19 @@ def crash_risk(candles: pd.DataFrame, interval: str, fast_bars: int = 3, rank_ba
         parts["order_flow"] = sell
         sources.append("order flow: taker-sell share")
     else:
-        warnings.warn("no taker_buy_base column: flash-crash risk without the order-flow part (OHLCV only)",
-                      stacklevel=2)
+        warnings.warn(
+            "no taker_buy_base column: flash-crash risk without the order-flow part (OHLCV only)", stacklevel=2
+        )
     if book is not None:
         depth = (book["bid_depth"] + book["ask_depth"]).reindex(candles.index).astype(float)
         parts["depth"] = 1.0 / depth
         sources.append("depth: order-book bid + ask depth")
     else:
-        quote = candles["quote_volume"].astype(float) if "quote_volume" in candles and \
-            candles["quote_volume"].notna().any() else volume * close
+        quote = (
+            candles["quote_volume"].astype(float)
+            if "quote_volume" in candles and candles["quote_volume"].notna().any()
+            else volume * close
+        )
         parts["depth"] = r.abs().rolling(fast_bars).sum() / quote.rolling(fast_bars).sum()
         sources.append("depth: Amihud illiquidity (|return| per quote volume)")
     down = ((r < -vol.shift(1)) & (volume > volume.shift(1))).to_numpy()
@@ -88,8 +97,14 @@ def future_drawdown(candles: pd.DataFrame, bars: int) -> pd.Series:
     return (1 - ahead / candles["close"].astype(float)).clip(lower=0)
 
 
-def crash_forecast_table(risk: pd.DataFrame, candles: pd.DataFrame, interval: str, drop: float | None = None,
-                         bars: int | None = None, thresholds: tuple[float, ...] = (50, 65, 80)) -> pd.DataFrame:
+def crash_forecast_table(
+    risk: pd.DataFrame,
+    candles: pd.DataFrame,
+    interval: str,
+    drop: float | None = None,
+    bars: int | None = None,
+    thresholds: tuple[float, ...] = (50, 65, 80),
+) -> pd.DataFrame:
     """Does a high score precede large drawdowns? For "drawdown >= `drop` within `bars` bars": per
     score threshold the alert rate, precision and recall, next to a trailing-volatility baseline
     that raises the same share of alerts (its top bars by causal volatility), and the base rate.
@@ -107,10 +122,17 @@ def crash_forecast_table(risk: pd.DataFrame, candles: pd.DataFrame, interval: st
         alert = score >= th
         rate = alert.mean()
         base_alert = vol >= np.nanquantile(vol, 1 - rate) if rate > 0 else np.zeros_like(alert)
-        rows.append({"threshold": th, "alerts": int(alert.sum()), "alert_rate": rate,
-                     "precision": y[alert].mean() if alert.any() else np.nan,
-                     "recall": y[alert].sum() / max(y.sum(), 1),
-                     "vol_precision": y[base_alert].mean() if base_alert.any() else np.nan,
-                     "vol_recall": y[base_alert].sum() / max(y.sum(), 1), "base_rate": y.mean(),
-                     "events": int(y.sum())})
+        rows.append(
+            {
+                "threshold": th,
+                "alerts": int(alert.sum()),
+                "alert_rate": rate,
+                "precision": y[alert].mean() if alert.any() else np.nan,
+                "recall": y[alert].sum() / max(y.sum(), 1),
+                "vol_precision": y[base_alert].mean() if base_alert.any() else np.nan,
+                "vol_recall": y[base_alert].sum() / max(y.sum(), 1),
+                "base_rate": y.mean(),
+                "events": int(y.sum()),
+            }
+        )
     return pd.DataFrame(rows).set_index("threshold")

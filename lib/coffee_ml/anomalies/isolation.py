@@ -21,20 +21,34 @@ def isolation_features(candles: pd.DataFrame, interval: str, baseline_bars: int 
     vol = causal_volatility(close, interval)
     med_vol = vol.rolling(baseline_bars, min_periods=20).median()
     log_volume = np.log(volume.clip(lower=1e-12))
-    return pd.DataFrame({"return_z": np.log(close).diff() / vol.shift(1),
-                         "volume_z": log_volume - log_volume.rolling(baseline_bars, min_periods=20).median(),
-                         "vol_spike": np.log(vol / med_vol)}, index=candles.index)
+    return pd.DataFrame(
+        {
+            "return_z": np.log(close).diff() / vol.shift(1),
+            "volume_z": log_volume - log_volume.rolling(baseline_bars, min_periods=20).median(),
+            "vol_spike": np.log(vol / med_vol),
+        },
+        index=candles.index,
+    )
 
 
-def isolation_scores(candles: pd.DataFrame, interval: str, train_bars: int | None = None,
-                     refit_every: int | None = None, contamination: float | None = None, n_estimators: int = 50,
-                     seed: int = 0) -> pd.DataFrame:
+def isolation_scores(
+    candles: pd.DataFrame,
+    interval: str,
+    train_bars: int | None = None,
+    refit_every: int | None = None,
+    contamination: float | None = None,
+    n_estimators: int = 50,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Per bar: score 0-100 and `anomaly` (bool); NaN before the first `train_bars` usable bars.
     Settings left None take the defaults for `interval` (see `settings`)."""
     from sklearn.ensemble import IsolationForest
 
-    s = resolve(interval, {"train_bars": train_bars, "refit_every": refit_every, "contamination": contamination},
-                ("train_bars", "refit_every", "contamination"))
+    s = resolve(
+        interval,
+        {"train_bars": train_bars, "refit_every": refit_every, "contamination": contamination},
+        ("train_bars", "refit_every", "contamination"),
+    )
     train_bars, refit_every, contamination = s["train_bars"], s["refit_every"], s["contamination"]
     feats = isolation_features(candles, interval)
     ok = feats.notna().all(axis=1).to_numpy()
@@ -44,7 +58,7 @@ def isolation_scores(candles: pd.DataFrame, interval: str, train_bars: int | Non
     rows = np.flatnonzero(ok)
     if len(rows) > train_bars:
         for b0 in range(train_bars, len(rows), refit_every):
-            past, block = rows[b0 - train_bars:b0], rows[b0:b0 + refit_every]
+            past, block = rows[b0 - train_bars : b0], rows[b0 : b0 + refit_every]
             forest = IsolationForest(n_estimators=n_estimators, contamination=contamination, random_state=seed)
             forest.fit(x[past])
             score[block] = -100.0 * forest.score_samples(x[block])

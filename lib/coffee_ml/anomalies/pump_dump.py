@@ -46,15 +46,18 @@ def _trailing_low(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return win[np.arange(len(x)), back], back
 
 
-def pump_scores(candles: pd.DataFrame, move_bars: int = 12, baseline_bars: int = 168,
-                dump_bars: int = 24, min_rise: float = 0.02) -> pd.DataFrame:
+def pump_scores(
+    candles: pd.DataFrame, move_bars: int = 12, baseline_bars: int = 168, dump_bars: int = 24, min_rise: float = 0.02
+) -> pd.DataFrame:
     """The four parts and the score of a pump ending at every bar (see the module doc).
 
     Columns: rise, bars (k), volume_ratio, volume_pts, price_pts, rapidity_pts, sustain_pts,
     score, max_score, final, severity. Vectorised over bars (sliding windows, rolling medians)."""
     if move_bars < 2 or baseline_bars < 2 or dump_bars < 1:
-        raise ValueError(f"move_bars and baseline_bars must be >= 2 and dump_bars >= 1, got {move_bars}, "
-                         f"{baseline_bars}, {dump_bars}")
+        raise ValueError(
+            f"move_bars and baseline_bars must be >= 2 and dump_bars >= 1, got {move_bars}, "
+            f"{baseline_bars}, {dump_bars}"
+        )
     close = candles["close"].to_numpy(dtype=float)
     volume = candles["volume"].to_numpy(dtype=float)
     n = len(close)
@@ -80,14 +83,26 @@ def pump_scores(candles: pd.DataFrame, move_bars: int = 12, baseline_bars: int =
     lowest_after = np.where(np.isnan(ahead), np.inf, ahead).min(axis=1)
     seen = np.minimum(dump_bars, n - 1 - idx)
     gain = close - low
-    given_back = np.where((gain > 0) & np.isfinite(lowest_after), (close - lowest_after) / np.where(gain > 0, gain, 1),
-                          0.0)
+    given_back = np.where(
+        (gain > 0) & np.isfinite(lowest_after), (close - lowest_after) / np.where(gain > 0, gain, 1), 0.0
+    )
     sustain_pts = 20.0 * np.clip(given_back, 0.0, 1.0)
     known = np.nan_to_num(volume_pts) + price_pts + rapidity_pts
     score = known + sustain_pts
-    out = pd.DataFrame({"rise": rise, "bars": k, "volume_ratio": ratio, "volume_pts": volume_pts,
-                        "price_pts": price_pts, "rapidity_pts": rapidity_pts, "sustain_pts": sustain_pts,
-                        "score": score, "max_score": np.where(seen >= dump_bars, score, known + 20.0),
-                        "final": seen >= dump_bars}, index=candles.index)
+    out = pd.DataFrame(
+        {
+            "rise": rise,
+            "bars": k,
+            "volume_ratio": ratio,
+            "volume_pts": volume_pts,
+            "price_pts": price_pts,
+            "rapidity_pts": rapidity_pts,
+            "sustain_pts": sustain_pts,
+            "score": score,
+            "max_score": np.where(seen >= dump_bars, score, known + 20.0),
+            "final": seen >= dump_bars,
+        },
+        index=candles.index,
+    )
     out["severity"] = severity(out["score"])
     return out

@@ -33,19 +33,41 @@ HOURLY: dict[str, Any] = {
     "crash_bars": 24,  # ... within this many bars
 }
 MINUTE: dict[str, Any] = HOURLY | {
-    "move_bars": 60, "baseline_bars": 1440, "dump_bars": 60, "min_rise": 0.01, "rank_bars": 1440,
-    "crash_drop": 0.02, "crash_bars": 60,
+    "move_bars": 60,
+    "baseline_bars": 1440,
+    "dump_bars": 60,
+    "min_rise": 0.01,
+    "rank_bars": 1440,
+    "crash_drop": 0.02,
+    "crash_bars": 60,
 }
-SCAN_SETTINGS = ("pump_threshold", "crash_threshold", "move_bars", "baseline_bars", "dump_bars", "min_rise",
-                 "rank_bars", "contamination", "train_bars", "refit_every")
+SCAN_SETTINGS = (
+    "pump_threshold",
+    "crash_threshold",
+    "move_bars",
+    "baseline_bars",
+    "dump_bars",
+    "min_rise",
+    "rank_bars",
+    "contamination",
+    "train_bars",
+    "refit_every",
+)
 
 # name: (lower bound, upper bound, whole number?, lower bound excluded?)
 _LIMITS: dict[str, tuple[float, float, bool, bool]] = {
-    "pump_threshold": (0, 100, False, False), "crash_threshold": (0, 100, False, False),
-    "move_bars": (2, 10**7, True, False), "baseline_bars": (2, 10**7, True, False),
-    "dump_bars": (1, 10**7, True, False), "min_rise": (0, 10, False, True), "rank_bars": (2, 10**7, True, False),
-    "contamination": (0, 0.5, False, True), "train_bars": (2, 10**8, True, False),
-    "refit_every": (1, 10**8, True, False), "crash_drop": (0, 1, False, True), "crash_bars": (1, 10**7, True, False),
+    "pump_threshold": (0, 100, False, False),
+    "crash_threshold": (0, 100, False, False),
+    "move_bars": (2, 10**7, True, False),
+    "baseline_bars": (2, 10**7, True, False),
+    "dump_bars": (1, 10**7, True, False),
+    "min_rise": (0, 10, False, True),
+    "rank_bars": (2, 10**7, True, False),
+    "contamination": (0, 0.5, False, True),
+    "train_bars": (2, 10**8, True, False),
+    "refit_every": (1, 10**8, True, False),
+    "crash_drop": (0, 1, False, True),
+    "crash_bars": (1, 10**7, True, False),
 }
 
 
@@ -83,8 +105,13 @@ def check(name: str, value: Any) -> Any:
     """`value` for setting `name` as int or float, or a one-line ValueError naming both."""
     lo, hi, whole, open_lo = _LIMITS[name]
     ok_type = isinstance(value, Integral) if whole else isinstance(value, Real)
-    ok = (ok_type and not isinstance(value, bool) and math.isfinite(value)
-          and (lo < value if open_lo else lo <= value) and value <= hi)
+    ok = (
+        ok_type
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (lo < value if open_lo else lo <= value)
+        and value <= hi
+    )
     if name == "contamination" and ok:
         ok = value < hi  # IsolationForest takes (0, 0.5)
     if not ok:

@@ -6,5 +6,17 @@ from coffee_ml.backtest.folds import Fold, plan_folds
 from coffee_ml.backtest.hooks import FoldContext, FoldHook, PooledCalibration
 from coffee_ml.backtest.trading import TradingRules, simulate
 
-__all__ = ["BacktestReport", "BacktestRequest", "BacktestResult", "Fold", "FoldContext", "FoldHook",
-           "PooledCalibration", "TradingRules", "plan_folds", "run_backtest", "simulate", "walk_forward"]
+__all__ = [
+    "BacktestReport",
+    "BacktestRequest",
+    "BacktestResult",
+    "Fold",
+    "FoldContext",
+    "FoldHook",
+    "PooledCalibration",
+    "TradingRules",
+    "plan_folds",
+    "run_backtest",
+    "simulate",
+    "walk_forward",
+]

@@ -34,8 +34,16 @@ from coffee_ml.forecast import Forecast
 from coffee_ml.models import FineTunable, Forecaster, build_model, get_spec
 
 METHODS = ("simple", "walk_forward")
-_ALIASES = {"modelType": "model_type", "from": "start", "to": "end", "retrainEvery": "retrain_every",
-            "testStart": "test_start", "warmStart": "warm_start", "feeBps": "fee_bps", "slippageBps": "slippage_bps"}
+_ALIASES = {
+    "modelType": "model_type",
+    "from": "start",
+    "to": "end",
+    "retrainEvery": "retrain_every",
+    "testStart": "test_start",
+    "warmStart": "warm_start",
+    "feeBps": "fee_bps",
+    "slippageBps": "slippage_bps",
+}
 CALIBRATIONS = ("validation", "pooled")
 
 
@@ -82,7 +90,9 @@ class BacktestRequest:
         for key, value in request.items():
             name = _ALIASES.get(key, key)
             if name not in known:
-                raise ValueError(f"unknown backtest request field {key!r}; known: {', '.join(sorted(known | set(_ALIASES)))}")
+                raise ValueError(
+                    f"unknown backtest request field {key!r}; known: {', '.join(sorted(known | set(_ALIASES)))}"
+                )
             args[name] = value
         missing = [k for k in ("symbol", "model_type") if k not in args]
         if missing:
@@ -114,8 +124,9 @@ class BacktestRequest:
             raise ValueError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}")
         stray = set(self.model_params) - set(self.models())
         if stray:
-            raise ValueError(f"model_params given for {', '.join(sorted(stray))}, which are not in modelType "
-                             f"{self.models()}")
+            raise ValueError(
+                f"model_params given for {', '.join(sorted(stray))}, which are not in modelType {self.models()}"
+            )
         for name in self.models():
             get_spec(name).check_params(self.model_params.get(name))
 
@@ -143,8 +154,9 @@ class BacktestResult:
         return simulate(f.origins, f.at_steps([rules.step]).returns[:, 0], f.actual[:, 0], f.interval, rules)
 
 
-def _fit_fold(estimator: Forecaster, previous: Forecaster | None, ds: FeatureDataset, warm_start: bool,
-              warm_epochs: int) -> Forecaster:
+def _fit_fold(
+    estimator: Forecaster, previous: Forecaster | None, ds: FeatureDataset, warm_start: bool, warm_epochs: int
+) -> Forecaster:
     if warm_start and isinstance(previous, FineTunable):
         return previous.warm_start(ds, warm_epochs)
     return estimator.clone().fit(ds)
@@ -154,14 +166,28 @@ def fold_dataset(panel: FeaturePanel, fold: Fold) -> FeatureDataset:
     """The fold's dataset: its windows per part and a scaler fitted on its fitting rows only."""
     splits = fold.ends(panel.ends, panel.window, panel.horizon)
     if len(splits["train"]) == 0 or len(splits["val"]) < 20:
-        raise ValueError(f"fold {fold.index}: {len(splits['train'])} training and {len(splits['val'])} validation "
-                         "windows; need more history before the test span")
-    return panel.dataset(splits, fold.fit_rows, max(panel.window, panel.horizon),
-                         {"train": fold.fit_rows, "val": fold.val_rows, "test": fold.test_rows})
+        raise ValueError(
+            f"fold {fold.index}: {len(splits['train'])} training and {len(splits['val'])} validation "
+            "windows; need more history before the test span"
+        )
+    return panel.dataset(
+        splits,
+        fold.fit_rows,
+        max(panel.window, panel.horizon),
+        {"train": fold.fit_rows, "val": fold.val_rows, "test": fold.test_rows},
+    )
 
 
-def apply_hooks(hooks: Sequence[FoldHook], forecast: Forecast, fold: Fold, ds: FeatureDataset, model: Forecaster,
-                parts: list[Forecast], part_rows: list[np.ndarray], name: str) -> Forecast:
+def apply_hooks(
+    hooks: Sequence[FoldHook],
+    forecast: Forecast,
+    fold: Fold,
+    ds: FeatureDataset,
+    model: Forecaster,
+    parts: list[Forecast],
+    part_rows: list[np.ndarray],
+    name: str,
+) -> Forecast:
     """Each hook (cloned) fitted on what was known before the fold's block, then applied to its
     forecast: earlier folds' forecasts (`parts`, ending at `part_rows`) whose outcomes were
     realised by the cut-off, and the dataset with the block's targets hidden."""
@@ -170,17 +196,26 @@ def apply_hooks(hooks: Sequence[FoldHook], forecast: Forecast, fold: Fold, ds: F
     realised = [p.select(r + ds.horizon < fold.val_rows[1]) for p, r in zip(parts, part_rows)]
     past = Forecast.concat(realised) if realised and sum(p.n for p in realised) else None
     hidden = ds.targets.copy()
-    hidden.iloc[fold.val_rows[1]:] = np.nan
+    hidden.iloc[fold.val_rows[1] :] = np.nan
     context = FoldContext(fold, replace(ds, targets=hidden), model, past, name)
     for hook in hooks:
         forecast = hook.clone().fit(context).transform(forecast)
     return forecast
 
 
-def walk_forward(panel: FeaturePanel, folds: list[Fold], estimator: Forecaster, name: str | None = None, *,
-                 warm_start: bool = False, warm_epochs: int = 3, hooks: Sequence[FoldHook] = (),
-                 keep_model: bool = False, on_fold: Callable[[], None] | None = None,
-                 report: Callable[[int, Forecast], None] | None = None) -> BacktestResult:
+def walk_forward(
+    panel: FeaturePanel,
+    folds: list[Fold],
+    estimator: Forecaster,
+    name: str | None = None,
+    *,
+    warm_start: bool = False,
+    warm_epochs: int = 3,
+    hooks: Sequence[FoldHook] = (),
+    keep_model: bool = False,
+    on_fold: Callable[[], None] | None = None,
+    report: Callable[[int, Forecast], None] | None = None,
+) -> BacktestResult:
     """Fit an unfitted clone of `estimator` per fold on rows before the block (or fine-tune the
     previous fold's model with `warm_start`), forecast every origin in the block, and let each
     hook (cloned per fold) fit on what was known before the block and adjust the forecast.
@@ -202,19 +237,32 @@ def walk_forward(panel: FeaturePanel, folds: list[Fold], estimator: Forecaster, 
         if report is not None:
             report(fold.index, forecast)
         training = getattr(model, "training_", None)
-        info.append({"fold": fold.index, "train_windows": len(splits["train"]), "val_windows": len(splits["val"]),
-                     "test_origins": len(rows), "train_from": panel.features.index[fold.fit_rows[0]],
-                     "test_from": panel.features.index[fold.test_rows[0]],
-                     "test_to": panel.features.index[fold.test_rows[1] - 1],
-                     "epochs": None if training is None else len(training.history),
-                     "seconds": time.perf_counter() - t0})
-        progress.report(f"{name} walk-forward fold {len(parts)}/{len(folds)} done "
-                        f"({time.perf_counter() - t_start:.0f} s)")
+        info.append(
+            {
+                "fold": fold.index,
+                "train_windows": len(splits["train"]),
+                "val_windows": len(splits["val"]),
+                "test_origins": len(rows),
+                "train_from": panel.features.index[fold.fit_rows[0]],
+                "test_from": panel.features.index[fold.test_rows[0]],
+                "test_to": panel.features.index[fold.test_rows[1] - 1],
+                "epochs": None if training is None else len(training.history),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        progress.report(
+            f"{name} walk-forward fold {len(parts)}/{len(folds)} done ({time.perf_counter() - t_start:.0f} s)"
+        )
         if on_fold is not None:
             on_fold()
-    return BacktestResult(model=name, forecast=Forecast.concat(parts), folds=pd.DataFrame(info),
-                          seconds=time.perf_counter() - t_start, final_model=model if keep_model else None,
-                          final_dataset=ds if keep_model else None)
+    return BacktestResult(
+        model=name,
+        forecast=Forecast.concat(parts),
+        folds=pd.DataFrame(info),
+        seconds=time.perf_counter() - t_start,
+        final_model=model if keep_model else None,
+        final_dataset=ds if keep_model else None,
+    )
 
 
 def _plan(request: BacktestRequest, panel: FeaturePanel) -> list[Fold]:
@@ -228,8 +276,9 @@ def _plan(request: BacktestRequest, panel: FeaturePanel) -> list[Fold]:
     else:
         test_start = int(round(n * (1 - request.test_fraction)))
     every = request.retrain_every if request.method == "walk_forward" else None
-    return plan_folds(n, test_start, every, max(panel.window, panel.horizon), request.scheme, request.train_bars,
-                      request.val_fraction)
+    return plan_folds(
+        n, test_start, every, max(panel.window, panel.horizon), request.scheme, request.train_bars, request.val_fraction
+    )
 
 
 def _worker(args: tuple) -> BacktestResult:
@@ -240,12 +289,28 @@ def _worker(args: tuple) -> BacktestResult:
     return _run_model(panel, folds, name, request)
 
 
-def _run_model(panel: FeaturePanel, folds: list[Fold], name: str, request: BacktestRequest,
-               keep_model: bool = False, on_fold: Callable[[], None] | None = None) -> BacktestResult:
-    estimator = build_model(name, request.model_params.get(name), max_epochs=request.max_epochs, seed=request.seed,
-                            progress=False)
-    return walk_forward(panel, folds, estimator, name, warm_start=request.warm_start, warm_epochs=request.warm_epochs,
-                        hooks=request.hooks(), keep_model=keep_model, on_fold=on_fold)
+def _run_model(
+    panel: FeaturePanel,
+    folds: list[Fold],
+    name: str,
+    request: BacktestRequest,
+    keep_model: bool = False,
+    on_fold: Callable[[], None] | None = None,
+) -> BacktestResult:
+    estimator = build_model(
+        name, request.model_params.get(name), max_epochs=request.max_epochs, seed=request.seed, progress=False
+    )
+    return walk_forward(
+        panel,
+        folds,
+        estimator,
+        name,
+        warm_start=request.warm_start,
+        warm_epochs=request.warm_epochs,
+        hooks=request.hooks(),
+        keep_model=keep_model,
+        on_fold=on_fold,
+    )
 
 
 @dataclass
@@ -270,8 +335,13 @@ class BacktestReport:
         return table
 
 
-def run_backtest(request: BacktestRequest | dict[str, Any], candles: pd.DataFrame | None = None,
-                 backend: str = "auto", keep_models: bool = False, progress: bool = True) -> BacktestReport:
+def run_backtest(
+    request: BacktestRequest | dict[str, Any],
+    candles: pd.DataFrame | None = None,
+    backend: str = "auto",
+    keep_models: bool = False,
+    progress: bool = True,
+) -> BacktestReport:
     """Run a request: one model, or several compared on identical folds in parallel processes.
 
     Candles come from the store (symbol, interval, [start, end)) unless given. `progress` shows
@@ -285,8 +355,15 @@ def run_backtest(request: BacktestRequest | dict[str, Any], candles: pd.DataFram
         candles = open_store(backend).load_candles(request.symbol, request.interval, request.start, request.end)
         if candles.empty:
             raise ValueError(f"no {request.symbol} {request.interval} candles in [{request.start}, {request.end})")
-    panel = feature_panel(candles, request.interval, request.features, request.groups, request.window,
-                          request.horizon, vol_halflife=request.vol_halflife)
+    panel = feature_panel(
+        candles,
+        request.interval,
+        request.features,
+        request.groups,
+        request.window,
+        request.horizon,
+        vol_halflife=request.vol_halflife,
+    )
     folds = _plan(request, panel)
     names = request.models()
     jobs = min(request.n_jobs, len(names))
@@ -295,8 +372,7 @@ def run_backtest(request: BacktestRequest | dict[str, Any], candles: pd.DataFram
             results = {}
             for name in names:
                 bar.set_postfix_str(name)
-                results[name] = _run_model(panel, folds, name, request, keep_model=keep_models,
-                                           on_fold=bar.update)
+                results[name] = _run_model(panel, folds, name, request, keep_model=keep_models, on_fold=bar.update)
         else:
             threads = max(1, (os.cpu_count() or 1) // jobs)
             bar.set_postfix_str(f"{len(names)} models in {jobs} processes")

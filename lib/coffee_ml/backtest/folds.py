@@ -25,15 +25,21 @@ class Fold:
     def ends(self, ends: np.ndarray, window: int, horizon: int) -> dict[str, np.ndarray]:
         """Window ends per part. Training samples lie wholly inside their part (window and
         targets); a test origin may read any earlier bar, so only the origin must be in the block."""
-        inside = assign_splits(ends, SplitBounds({"train": self.fit_rows, "val": self.val_rows}, 0),
-                               window, horizon)
+        inside = assign_splits(ends, SplitBounds({"train": self.fit_rows, "val": self.val_rows}, 0), window, horizon)
         lo, hi = self.test_rows
         inside["test"] = ends[(ends >= lo) & (ends < hi)]
         return inside
 
 
-def plan_folds(n_rows: int, test_start: int, retrain_every: int | None, embargo: int, scheme: str = "expanding",
-               train_bars: int | None = None, val_fraction: float = 0.15) -> list[Fold]:
+def plan_folds(
+    n_rows: int,
+    test_start: int,
+    retrain_every: int | None,
+    embargo: int,
+    scheme: str = "expanding",
+    train_bars: int | None = None,
+    val_fraction: float = 0.15,
+) -> list[Fold]:
     """Test blocks of `retrain_every` rows from `test_start` to the end (one block if None).
 
     scheme "expanding" trains on all rows before each block; "rolling" on the last `train_bars`.
@@ -56,7 +62,9 @@ def plan_folds(n_rows: int, test_start: int, retrain_every: int | None, embargo:
         lo = max(0, hi - train_bars) if scheme == "rolling" else 0
         cut = lo + int(round((hi - lo) * (1 - val_fraction)))
         if cut - lo <= embargo or hi - (cut + embargo) <= 0:
-            raise ValueError(f"fold {k}: only {hi - lo} training rows before row {b0}; need more history, "
-                             f"a later test start or a shorter embargo ({embargo})")
+            raise ValueError(
+                f"fold {k}: only {hi - lo} training rows before row {b0}; need more history, "
+                f"a later test start or a shorter embargo ({embargo})"
+            )
         folds.append(Fold(k, (lo, cut), (cut + embargo, hi), (b0, b1)))
     return folds

@@ -81,8 +81,11 @@ class PooledCalibration(FoldHook):
             past = context.past.select(context.past.origins < val.origins[0])
             if self.past_origins > 0 and past.n:
                 past = past.select(slice(-self.past_origins, None))
-                y, pred, scale = (np.concatenate([y, past.actual]), np.concatenate([pred, past.returns]),
-                                  np.concatenate([scale, past.scale]))
+                y, pred, scale = (
+                    np.concatenate([y, past.actual]),
+                    np.concatenate([pred, past.returns]),
+                    np.concatenate([scale, past.scale]),
+                )
         self.model_ = model
         self.calibration_ = Calibration.fit(y, pred, scale, model.up_share_, levels, targets=targets)
         return self
@@ -92,9 +95,16 @@ class PooledCalibration(FoldHook):
         return aci_target((past.actual < lo) | (past.actual > hi), level, self.aci_rate)
 
     def transform(self, forecast: Forecast) -> Forecast:
-        again = self.model_.forecast(forecast.returns, forecast.origins, forecast.last_close, forecast.scale,
-                                     forecast.interval, actual=forecast.actual, name=forecast.model,
-                                     calibration=self.calibration_)
+        again = self.model_.forecast(
+            forecast.returns,
+            forecast.origins,
+            forecast.last_close,
+            forecast.scale,
+            forecast.interval,
+            actual=forecast.actual,
+            name=forecast.model,
+            calibration=self.calibration_,
+        )
         return replace(again, fold=forecast.fold)
 
 

@@ -48,8 +48,9 @@ def _curve(pos: np.ndarray, bar_ret: np.ndarray, cost: float, breaks: np.ndarray
     return net, trades
 
 
-def performance(net: np.ndarray, trades: np.ndarray, pos: np.ndarray, bar_ret: np.ndarray,
-                bars_per_year: float) -> dict[str, float]:
+def performance(
+    net: np.ndarray, trades: np.ndarray, pos: np.ndarray, bar_ret: np.ndarray, bars_per_year: float
+) -> dict[str, float]:
     equity = np.cumprod(1 + net)
     peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
     downside = np.sqrt(np.mean(np.minimum(net, 0) ** 2))
@@ -68,8 +69,13 @@ def performance(net: np.ndarray, trades: np.ndarray, pos: np.ndarray, bar_ret: n
     }
 
 
-def simulate(origins: pd.DatetimeIndex, pred_returns: np.ndarray, next_bar_returns: np.ndarray, interval: str,
-             rules: TradingRules = TradingRules()) -> tuple[pd.DataFrame, pd.DataFrame]:
+def simulate(
+    origins: pd.DatetimeIndex,
+    pred_returns: np.ndarray,
+    next_bar_returns: np.ndarray,
+    interval: str,
+    rules: TradingRules = TradingRules(),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Equity curves and a summary (strategy vs buy-and-hold).
 
     `pred_returns[i]` is the forecast made at the close of bar `origins[i]`; `next_bar_returns[i]`
@@ -84,8 +90,13 @@ def simulate(origins: pd.DatetimeIndex, pred_returns: np.ndarray, next_bar_retur
     net, trades = _curve(pos, bar_ret, cost, breaks)
     hold = np.ones_like(bar_ret)
     hold_net, hold_trades = _curve(hold, bar_ret, cost, np.zeros_like(breaks))
-    curves = pd.DataFrame({"position": pos, "strategy": np.cumprod(1 + net), "buy_and_hold": np.cumprod(1 + hold_net)},
-                          index=origins)
-    summary = pd.DataFrame({"strategy": performance(net, trades, pos, bar_ret, bpy),
-                            "buy_and_hold": performance(hold_net, hold_trades, hold, bar_ret, bpy)}).T
+    curves = pd.DataFrame(
+        {"position": pos, "strategy": np.cumprod(1 + net), "buy_and_hold": np.cumprod(1 + hold_net)}, index=origins
+    )
+    summary = pd.DataFrame(
+        {
+            "strategy": performance(net, trades, pos, bar_ret, bpy),
+            "buy_and_hold": performance(hold_net, hold_trades, hold, bar_ret, bpy),
+        }
+    ).T
     return curves, summary

@@ -6,5 +6,15 @@ from coffee_ml.data.sample import load_sample
 from coffee_ml.data.schema import CANDLE_COLUMNS, INTERVALS, CandleValidationError, interval_seconds
 from coffee_ml.data.store import CandleStore, ImportReport, open_store
 
-__all__ = ["CANDLE_COLUMNS", "INTERVALS", "CandleStore", "CandleValidationError", "ImportReport",
-           "StoreBusyError", "interval_seconds", "load_sample", "open_store", "read_files"]
+__all__ = [
+    "CANDLE_COLUMNS",
+    "INTERVALS",
+    "CandleStore",
+    "CandleValidationError",
+    "ImportReport",
+    "StoreBusyError",
+    "interval_seconds",
+    "load_sample",
+    "open_store",
+    "read_files",
+]

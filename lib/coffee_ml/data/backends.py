@@ -35,13 +35,19 @@ class StoreDamagedError(RuntimeError):
 
 
 # ClickHouse error codes of a part whose files are damaged on disk, as opposed to a bad query
-_DAMAGE = re.compile(r"CHECKSUM_DOESNT_MATCH|CORRUPTED_DATA|CANNOT_READ_ALL_DATA|UNKNOWN_PART_TYPE|"
-                     r"CANNOT_DECOMPRESS|Checksum mismatch|Checksum doesn't match")
+_DAMAGE = re.compile(
+    r"CHECKSUM_DOESNT_MATCH|CORRUPTED_DATA|CANNOT_READ_ALL_DATA|UNKNOWN_PART_TYPE|"
+    r"CANNOT_DECOMPRESS|Checksum mismatch|Checksum doesn't match"
+)
 # Every insert lands as one block, so as one part: attaching a single part is atomic on disk too.
 # Batches are validated to one row per open_time, so the engine has nothing to collapse on insert
 # (optimize_on_insert off halves the time of a one-part insert).
-ONE_PART = {"min_insert_block_size_rows": 10**12, "min_insert_block_size_bytes": 10**13,
-            "max_insert_threads": 1, "optimize_on_insert": 0}
+ONE_PART = {
+    "min_insert_block_size_rows": 10**12,
+    "min_insert_block_size_bytes": 10**13,
+    "max_insert_threads": 1,
+    "optimize_on_insert": 0,
+}
 # Stale staging files of the embedded store older than this belong to no running import.
 STALE_STAGING_S = 3600.0
 
@@ -53,9 +59,11 @@ def damaged(exc: Exception, where: str) -> StoreDamagedError | None:
         return None
     part = re.search(r"(?:data )?part '?([A-Za-z0-9_]+)'?", text)
     code = _DAMAGE.search(text).group(0)
-    return StoreDamagedError(f"the candle store at {where} is damaged ({code}"
-                             f"{f' in part {part.group(1)}' if part else ''}): run `coffee-ml data check` "
-                             "to list damaged parts and `coffee-ml data check --repair` to set them aside")
+    return StoreDamagedError(
+        f"the candle store at {where} is damaged ({code}"
+        f"{f' in part {part.group(1)}' if part else ''}): run `coffee-ml data check` "
+        "to list damaged parts and `coffee-ml data check --repair` to set them aside"
+    )
 
 
 class Backend(Protocol):
@@ -123,7 +131,8 @@ class EmbeddedBackend:
         except Timeout:
             raise StoreBusyError(
                 f"embedded store {self.path} is busy: another process held it for {self.timeout:g}s "
-                "(raise COFFEE_ML_STORE_TIMEOUT to wait longer)") from None
+                "(raise COFFEE_ML_STORE_TIMEOUT to wait longer)"
+            ) from None
         self._remove_stale_staging()
         # A process outside coffee-ml (plain chdb) may hold the path without our lock: retry.
         while True:
@@ -133,8 +142,9 @@ class EmbeddedBackend:
                 if "EmbeddedServer" not in str(exc) or time.monotonic() > deadline:
                     self._file_lock.release()
                     if "EmbeddedServer" in str(exc):
-                        raise StoreBusyError(f"embedded store {self.path} is held by another program "
-                                             f"for over {self.timeout:g}s: {exc}") from None
+                        raise StoreBusyError(
+                            f"embedded store {self.path} is held by another program for over {self.timeout:g}s: {exc}"
+                        ) from None
                     raise
                 time.sleep(0.2)
 
@@ -150,8 +160,7 @@ class EmbeddedBackend:
         may belong to another store in the same folder, so only old ones go.
         """
         parent = self.path.parent
-        legacy = [p for p in parent.glob(".staging-*")
-                  if time.time() - p.stat().st_mtime > STALE_STAGING_S]
+        legacy = [p for p in parent.glob(".staging-*") if time.time() - p.stat().st_mtime > STALE_STAGING_S]
         for p in [*parent.glob(self._staging_prefix + "*"), *legacy]:
             shutil.rmtree(p, ignore_errors=True)
 
@@ -178,8 +187,10 @@ class EmbeddedBackend:
         with self.session(), tempfile.TemporaryDirectory(dir=self.path.parent, prefix=self._staging_prefix) as tmp:
             staged = Path(tmp) / "batch.arrow"
             feather.write_feather(arrow, staged, compression="uncompressed")
-            self.command(f"INSERT INTO {table} ({cols}) SELECT * FROM file({{path:String}}, Arrow) "
-                         f"SETTINGS {settings}", {"path": str(staged)})
+            self.command(
+                f"INSERT INTO {table} ({cols}) SELECT * FROM file({{path:String}}, Arrow) SETTINGS {settings}",
+                {"path": str(staged)},
+            )
 
 
 class ServerBackend:
@@ -194,11 +205,15 @@ class ServerBackend:
         self.database = settings.database
         try:
             self._client = clickhouse_connect.get_client(
-                host=settings.host, port=settings.port, username=settings.user,
-                password=settings.password, secure=settings.secure,
+                host=settings.host,
+                port=settings.port,
+                username=settings.user,
+                password=settings.password,
+                secure=settings.secure,
                 # the driver takes whole seconds: round up so a short timeout is never 0 (= none)
                 connect_timeout=math.ceil(settings.connect_timeout),
-                send_receive_timeout=math.ceil(settings.send_receive_timeout))
+                send_receive_timeout=math.ceil(settings.send_receive_timeout),
+            )
         except Exception as exc:  # the driver's errors name neither host nor port consistently
             raise self._unreachable(exc) from exc
 
@@ -207,8 +222,11 @@ class ServerBackend:
         s, text = self.settings, str(exc)
         if "timed out" in text.lower():
             read = "read timed out" in text.lower()
-            which = (f"no answer within CLICKHOUSE_SEND_RECEIVE_TIMEOUT={s.send_receive_timeout:g} s" if read
-                     else f"no connection within CLICKHOUSE_CONNECT_TIMEOUT={s.connect_timeout:g} s")
+            which = (
+                f"no answer within CLICKHOUSE_SEND_RECEIVE_TIMEOUT={s.send_receive_timeout:g} s"
+                if read
+                else f"no connection within CLICKHOUSE_CONNECT_TIMEOUT={s.connect_timeout:g} s"
+            )
             return ConnectionError(f"ClickHouse at {s.host}:{s.port} timed out: {which}")
         return ConnectionError(f"cannot reach ClickHouse at {s.host}:{s.port} as {s.user!r}: {text}")
 
@@ -241,5 +259,6 @@ class ServerBackend:
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
         database, _, name = table.rpartition(".")
         with self._guard():
-            self._client.insert_df(name, df, database=database or None, column_names=list(df.columns),
-                                   settings=ONE_PART)
+            self._client.insert_df(
+                name, df, database=database or None, column_names=list(df.columns), settings=ONE_PART
+            )

@@ -14,15 +14,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coffee_ml.data.schema import (CANDLE_COLUMNS, CandleValidationError, _first_bad, check_interval_consistency,
-                                   check_time_range, first_conflict, validate_candles)
+from coffee_ml.data.schema import (
+    CANDLE_COLUMNS,
+    CandleValidationError,
+    _first_bad,
+    check_interval_consistency,
+    check_time_range,
+    first_conflict,
+    validate_candles,
+)
 
 FORMATS = ("binance", "csv", "parquet")
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
 COMPRESSED_SUFFIXES = {".gz": "gzip", ".zip": "zip"}
 _MAGIC = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip"}
-BINANCE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
-                   "trades", "taker_buy_base", "taker_buy_quote", "ignore")
+BINANCE_COLUMNS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base",
+    "taker_buy_quote",
+    "ignore",
+)
 
 
 def epoch_to_ms(values: np.ndarray) -> np.ndarray:
@@ -49,21 +68,31 @@ def _numeric_epoch(col: pd.Series, source: str, rows: np.ndarray, name: str) -> 
     text = col.dtype == object or pd.api.types.is_string_dtype(col)
     num = pd.to_numeric(col, errors="coerce")
     f = num.to_numpy(dtype="float64", na_value=np.nan)
-    _first_bad(source, rows, np.isnan(f), f"unparseable timestamp in {name}",
-               lambda i: f"got {col.iloc[i]!r}, expected whole epoch milliseconds or microseconds")
+    _first_bad(
+        source,
+        rows,
+        np.isnan(f),
+        f"unparseable timestamp in {name}",
+        lambda i: f"got {col.iloc[i]!r}, expected whole epoch milliseconds or microseconds",
+    )
     # a stamp beyond int64 cannot be any unit of a supported date: refuse it before the cast overflows
     huge = np.abs(f) >= 2.0**63
     if huge.any():
         i = int(np.flatnonzero(huge)[0])
-        raise CandleValidationError(source, int(rows[i]), f"{name} outside the supported range",
-                                    f"got {col.iloc[i]!r}")
+        raise CandleValidationError(source, int(rows[i]), f"{name} outside the supported range", f"got {col.iloc[i]!r}")
     if text:
         fractional = ~col.astype(str).str.fullmatch(_INTEGER).to_numpy()
     else:
         fractional = (f % 1 != 0) if pd.api.types.is_float_dtype(col) else np.zeros(len(f), dtype=bool)
-    _first_bad(source, rows, fractional, f"non-integer timestamp in {name}",
-               lambda i: f"got {col.iloc[i]!r}, expected whole epoch milliseconds or microseconds, "
-                         "without a fraction or an exponent")
+    _first_bad(
+        source,
+        rows,
+        fractional,
+        f"non-integer timestamp in {name}",
+        lambda i: (
+            f"got {col.iloc[i]!r}, expected whole epoch milliseconds or microseconds, without a fraction or an exponent"
+        ),
+    )
     if pd.api.types.is_integer_dtype(num) and num.dtype != np.uint64:
         ints = num.to_numpy(dtype="int64")
     elif text:  # exact digits, not through float64 (which rounds microsecond and nanosecond stamps)
@@ -91,23 +120,30 @@ def _first_line(path: Path) -> str:
     try:
         if comp == "gzip":
             import gzip
+
             with gzip.open(path, "rt", encoding="utf-8-sig") as fh:
                 return fh.readline()
         if comp == "zip":
             import io
             import zipfile
+
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
                 if len(names) != 1:
-                    raise CandleValidationError(str(path), None, "unreadable zip archive",
-                                                f"expected exactly one file inside, found {len(names)}")
+                    raise CandleValidationError(
+                        str(path),
+                        None,
+                        "unreadable zip archive",
+                        f"expected exactly one file inside, found {len(names)}",
+                    )
                 with zf.open(names[0]) as raw:
                     return io.TextIOWrapper(raw, encoding="utf-8-sig").readline()
         with path.open(encoding="utf-8-sig") as fh:
             return fh.readline()
     except UnicodeDecodeError as exc:
-        raise CandleValidationError(str(path), None, "not UTF-8 text",
-                                    f"byte {exc.start} of the first line; is it a binary or compressed file?") from None
+        raise CandleValidationError(
+            str(path), None, "not UTF-8 text", f"byte {exc.start} of the first line; is it a binary or compressed file?"
+        ) from None
     except (OSError, EOFError, ValueError) as exc:
         if isinstance(exc, CandleValidationError):
             raise
@@ -124,12 +160,14 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
         if m:
-            raise CandleValidationError(str(path), int(m.group(2)), "wrong number of fields",
-                                        f"expected {m.group(1)}, saw {m.group(3)}") from None
+            raise CandleValidationError(
+                str(path), int(m.group(2)), "wrong number of fields", f"expected {m.group(1)}, saw {m.group(3)}"
+            ) from None
         raise CandleValidationError(str(path), None, "malformed CSV", msg) from None
     except UnicodeDecodeError as exc:
-        raise CandleValidationError(str(path), None, "not UTF-8 text",
-                                    f"undecodable byte at offset {exc.start}; is it a binary file?") from None
+        raise CandleValidationError(
+            str(path), None, "not UTF-8 text", f"undecodable byte at offset {exc.start}; is it a binary file?"
+        ) from None
     except (OSError, EOFError) as exc:
         raise CandleValidationError(str(path), None, "unreadable file", str(exc)) from None
 
@@ -145,8 +183,12 @@ def read_binance(path: str | Path, interval: str, warn: bool = True) -> pd.DataF
     has_header = any(ch.isalpha() for ch in first.split(",")[0])
     raw = _read_csv(path, header=None, skiprows=1 if has_header else 0, dtype=str, na_filter=False)
     if raw.shape[1] != len(BINANCE_COLUMNS):
-        raise CandleValidationError(str(path), None, "missing columns",
-                                    f"Binance kline files have {len(BINANCE_COLUMNS)} columns, found {raw.shape[1]}")
+        raise CandleValidationError(
+            str(path),
+            None,
+            "missing columns",
+            f"Binance kline files have {len(BINANCE_COLUMNS)} columns, found {raw.shape[1]}",
+        )
     raw.columns = BINANCE_COLUMNS
     rows = np.arange(1, len(raw) + 1) + int(has_header)
     open_ms = _numeric_epoch(raw["open_time"], str(path), rows, "open time")
@@ -158,7 +200,9 @@ def read_binance(path: str | Path, interval: str, warn: bool = True) -> pd.DataF
     df["_row"] = rows
     df.attrs["partial_bars"] = [
         f"{path} row {int(rows[i])} (open {pd.Timestamp(int(open_ms[i]), unit='ms', tz='UTC'):%Y-%m-%d %H:%M} UTC, "
-        f"spans {(close_ms[i] - open_ms[i] + 1) / 1000:g}s)" for i in partial]
+        f"spans {(close_ms[i] - open_ms[i] + 1) / 1000:g}s)"
+        for i in partial
+    ]
     if warn and len(partial):
         warnings.warn(partial_bars_message(df.attrs["partial_bars"], interval), stacklevel=2)
     return df
@@ -167,8 +211,10 @@ def read_binance(path: str | Path, interval: str, warn: bool = True) -> pd.DataF
 def partial_bars_message(bars: Sequence[str], interval: str, limit: int = 20) -> str:
     """One line naming each bar kept although cut short by an exchange outage."""
     shown = "; ".join(bars[:limit]) + (f"; and {len(bars) - limit} more" if len(bars) > limit else "")
-    return (f"kept {len(bars)} partial bar(s) shorter than {interval}, each the last before an exchange outage "
-            f"(the gap after it shows in `coffee-ml data gaps`): {shown}")
+    return (
+        f"kept {len(bars)} partial bar(s) shorter than {interval}, each the last before an exchange outage "
+        f"(the gap after it shows in `coffee-ml data gaps`): {shown}"
+    )
 
 
 def read_table(path: str | Path, fmt: str, mapping: dict[str, str] | None = None) -> pd.DataFrame:
@@ -184,22 +230,32 @@ def read_table(path: str | Path, fmt: str, mapping: dict[str, str] | None = None
     if mapping:
         unknown = [src for src in mapping if src not in df.columns]
         if unknown:
-            raise CandleValidationError(str(path), None, "mapped columns not in file",
-                                        f"{', '.join(unknown)}; file has {', '.join(map(str, df.columns))}")
+            raise CandleValidationError(
+                str(path),
+                None,
+                "mapped columns not in file",
+                f"{', '.join(unknown)}; file has {', '.join(map(str, df.columns))}",
+            )
         bad_targets = [dst for dst in mapping.values() if dst not in CANDLE_COLUMNS]
         if bad_targets:
-            raise ValueError(f"--map targets must be schema columns ({', '.join(CANDLE_COLUMNS)}), "
-                             f"got {', '.join(bad_targets)}")
+            raise ValueError(
+                f"--map targets must be schema columns ({', '.join(CANDLE_COLUMNS)}), got {', '.join(bad_targets)}"
+            )
         renamed = [mapping.get(c, c) for c in df.columns]
         clash = sorted({c for c in renamed if renamed.count(c) > 1})
         if clash:
             sources = [str(src) for src, dst in zip(df.columns, renamed) if dst == clash[0]]
-            raise CandleValidationError(str(path), None, "conflicting column mapping",
-                                        f"{' and '.join(sources)} would both become {clash[0]}")
+            raise CandleValidationError(
+                str(path), None, "conflicting column mapping", f"{' and '.join(sources)} would both become {clash[0]}"
+            )
         df = df.rename(columns=mapping)
     if "open_time" not in df.columns:
-        raise CandleValidationError(str(path), None, "missing columns",
-                                    f"need open_time (use --map SRC=open_time); found {', '.join(map(str, df.columns))}")
+        raise CandleValidationError(
+            str(path),
+            None,
+            "missing columns",
+            f"need open_time (use --map SRC=open_time); found {', '.join(map(str, df.columns))}",
+        )
     df = df[[c for c in CANDLE_COLUMNS if c in df.columns]].copy()
     df["_row"] = np.arange(1, len(df) + 1) + (1 if fmt == "csv" else 0)
     df["open_time"] = _parse_times(df["open_time"], str(path), df["_row"].to_numpy())
@@ -214,8 +270,9 @@ def _parse_times(col: pd.Series, source: str, rows: np.ndarray) -> pd.Series:
         return col.dt.tz_localize("UTC")
     # numbers (also written with a fraction or an exponent, which _numeric_epoch refuses by row) are epochs
     if pd.api.types.is_numeric_dtype(col) or pd.to_numeric(col, errors="coerce").notna().all():
-        return pd.Series(pd.to_datetime(_numeric_epoch(col, source, rows, "open_time"), unit="ms", utc=True),
-                         index=col.index)
+        return pd.Series(
+            pd.to_datetime(_numeric_epoch(col, source, rows, "open_time"), unit="ms", utc=True), index=col.index
+        )
     parsed = pd.to_datetime(col, utc=True, errors="coerce", format="ISO8601")
     bad = parsed.isna().to_numpy()
     if bad.any():
@@ -259,8 +316,9 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def read_files(paths: Sequence[str | Path], interval: str, fmt: str | None = None,
-               mapping: dict[str, str] | None = None) -> tuple[list[Path], pd.DataFrame]:
+def read_files(
+    paths: Sequence[str | Path], interval: str, fmt: str | None = None, mapping: dict[str, str] | None = None
+) -> tuple[list[Path], pd.DataFrame]:
     """Read and validate each file, then merge in time order; overlapping rows are dropped with a warning."""
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -282,9 +340,12 @@ def read_files(paths: Sequence[str | Path], interval: str, fmt: str | None = Non
             # file, as each file is already de-duplicated): same values are overlap, others a conflict
             k = first_conflict(merged, dup)
             if k is not None:
-                raise CandleValidationError(str(files[origin[k]]), None, "conflicting duplicate candles",
-                                            f"open_time {merged['open_time'].iloc[k]} differs from the candle in "
-                                            f"{files[origin[k - 1]]}")
+                raise CandleValidationError(
+                    str(files[origin[k]]),
+                    None,
+                    "conflicting duplicate candles",
+                    f"open_time {merged['open_time'].iloc[k]} differs from the candle in {files[origin[k - 1]]}",
+                )
             warnings.warn(f"dropped {int(dup.sum())} candle(s) that appear in more than one file", stacklevel=2)
             merged = merged.loc[~dup].reset_index(drop=True)
     if partial:

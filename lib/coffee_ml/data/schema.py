@@ -14,8 +14,17 @@ PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 VOLUME_COLUMNS: tuple[str, ...] = ("volume",) + OPTIONAL_COLUMNS
 
 INTERVALS: dict[str, int] = {
-    "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800,
-    "1h": 3600, "2h": 7200, "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200,
+    "1m": 60,
+    "3m": 180,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "4h": 14400,
+    "6h": 21600,
+    "8h": 28800,
+    "12h": 43200,
     "1d": 86400,
 }
 
@@ -66,8 +75,13 @@ def _first_bad(source: str, rows: np.ndarray, mask: np.ndarray, rule: str, detai
 def check_time_range(ms: np.ndarray, rows: np.ndarray, source: str, name: str = "open_time") -> None:
     """Epoch milliseconds must lie in [MIN_OPEN_TIME, MAX_OPEN_TIME)."""
     bad = (ms < MIN_OPEN_MS) | (ms >= MAX_OPEN_MS)
-    _first_bad(source, rows, bad, f"{name} outside the supported range",
-               lambda i: f"{_fmt_ms(ms[i])} is not in {MIN_OPEN_TIME:%Y-%m-%d} .. {MAX_OPEN_TIME:%Y-%m-%d}")
+    _first_bad(
+        source,
+        rows,
+        bad,
+        f"{name} outside the supported range",
+        lambda i: f"{_fmt_ms(ms[i])} is not in {MIN_OPEN_TIME:%Y-%m-%d} .. {MAX_OPEN_TIME:%Y-%m-%d}",
+    )
 
 
 def _fmt_ms(ms) -> str:
@@ -87,8 +101,9 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
     step = interval_seconds(interval)
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise CandleValidationError(source, None, "missing columns",
-                                    f"need {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+        raise CandleValidationError(
+            source, None, "missing columns", f"need {', '.join(missing)}; found {', '.join(map(str, df.columns))}"
+        )
     if len(df) == 0:
         raise CandleValidationError(source, None, "no rows")
     rows = df["_row"].to_numpy() if "_row" in df.columns else np.arange(1, len(df) + 1)
@@ -96,8 +111,7 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
     ts = df["open_time"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
-        raise CandleValidationError(source, None, "open_time must be parsed to UTC timestamps",
-                                    f"got dtype {ts.dtype}")
+        raise CandleValidationError(source, None, "open_time must be parsed to UTC timestamps", f"got dtype {ts.dtype}")
     _first_bad(source, rows, ts.isna().to_numpy(), "unparseable timestamp", lambda i: "open_time is empty or invalid")
     out["open_time"] = ts.dt.tz_convert("UTC").dt.as_unit("ms").reset_index(drop=True)
 
@@ -117,8 +131,13 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
             _first_bad(source, rows, np.isnan(arr), f"missing value in {col}", lambda i: "required column")
         _first_bad(source, rows, np.isinf(arr), f"infinite value in {col}", lambda i: "")
         if col == "trades":
-            _first_bad(source, rows, arr > MAX_TRADES, "trades too large",
-                       lambda i, a=arr: f"trades={a[i]:g}, a trade count can be at most {MAX_TRADES}")
+            _first_bad(
+                source,
+                rows,
+                arr > MAX_TRADES,
+                "trades too large",
+                lambda i, a=arr: f"trades={a[i]:g}, a trade count can be at most {MAX_TRADES}",
+            )
         out[col] = arr
 
     o, h, l, c = (out[k].to_numpy() for k in PRICE_COLUMNS)
@@ -131,30 +150,49 @@ def validate_candles(df: pd.DataFrame, interval: str, source: str = "<data>") ->
             _first_bad(source, rows, v < 0, f"negative {col}", lambda i, v=v, col=col: f"{col}={v[i]}")
     _first_bad(source, rows, h < l, "high < low", lambda i: f"high={h[i]}, low={l[i]}")
     for name, v in (("open", o), ("close", c)):
-        _first_bad(source, rows, (v < l) | (v > h), f"{name} outside [low, high]",
-                   lambda i, v=v, name=name: f"{name}={v[i]}, low={l[i]}, high={h[i]}")
+        _first_bad(
+            source,
+            rows,
+            (v < l) | (v > h),
+            f"{name} outside [low, high]",
+            lambda i, v=v, name=name: f"{name}={v[i]}, low={l[i]}, high={h[i]}",
+        )
 
     t = out["open_time"].astype("int64").to_numpy()
     check_time_range(t, rows, source)
-    _first_bad(source, rows, t % (step * 1000) != 0, f"timestamp not aligned to {interval} bars",
-               lambda i: f"open_time={out['open_time'].iloc[i]}")
+    _first_bad(
+        source,
+        rows,
+        t % (step * 1000) != 0,
+        f"timestamp not aligned to {interval} bars",
+        lambda i: f"open_time={out['open_time'].iloc[i]}",
+    )
     dt = np.diff(t)
     back = np.flatnonzero(dt < 0)
     if len(back):
         j = int(back[0])  # t[j + 1] < t[j]: blame row j if it is the one that jumped forward
         culprit = j if j >= 1 and t[j + 1] > t[j - 1] else j + 1
         more = f"; {len(back) - 1} more step(s) back in time" if len(back) > 1 else ""
-        raise CandleValidationError(source, int(rows[culprit]), "non-monotonic timestamp",
-                                    f"{out['open_time'].iloc[j + 1]} comes before {out['open_time'].iloc[j]}{more}")
+        raise CandleValidationError(
+            source,
+            int(rows[culprit]),
+            "non-monotonic timestamp",
+            f"{out['open_time'].iloc[j + 1]} comes before {out['open_time'].iloc[j]}{more}",
+        )
     dup = np.concatenate([[False], dt == 0])
     if dup.any():
         first = first_conflict(out, dup)
         if first is not None:
-            raise CandleValidationError(source, int(rows[first]), "conflicting duplicate candles",
-                                        f"open_time {out['open_time'].iloc[first]} appears again with different "
-                                        f"values (first at row {int(rows[first - 1])})")
-        warnings.warn(f"{source}: dropped {int(dup.sum())} duplicate candle(s) (first at row {int(rows[dup][0])})",
-                      stacklevel=2)
+            raise CandleValidationError(
+                source,
+                int(rows[first]),
+                "conflicting duplicate candles",
+                f"open_time {out['open_time'].iloc[first]} appears again with different "
+                f"values (first at row {int(rows[first - 1])})",
+            )
+        warnings.warn(
+            f"{source}: dropped {int(dup.sum())} duplicate candle(s) (first at row {int(rows[dup][0])})", stacklevel=2
+        )
         out = out.loc[~dup].reset_index(drop=True)
     check_spacing(out["open_time"].astype("int64").to_numpy(), np.asarray(rows)[~dup], interval, source)
     return out
@@ -184,17 +222,27 @@ def check_spacing(t_ms: np.ndarray, rows: np.ndarray, interval: str, source: str
         return
     step_ms = interval_seconds(interval) * 1000
     dt = np.diff(t_ms)
-    _first_bad(source, rows[1:], dt % step_ms != 0, f"spacing is not a whole number of {interval} bars",
-               lambda i: f"{dt[i] / 1000:g}s after the previous candle")
+    _first_bad(
+        source,
+        rows[1:],
+        dt % step_ms != 0,
+        f"spacing is not a whole number of {interval} bars",
+        lambda i: f"{dt[i] / 1000:g}s after the previous candle",
+    )
     j = int(np.argmin(dt))
     if dt[j] != step_ms:
-        raise CandleValidationError(source, int(rows[j + 1]), f"interval mismatch: data is not {interval} bars",
-                                    f"candles are at least {dt[j] / 1000:g}s apart, {interval} is "
-                                    f"{step_ms / 1000:g}s; declare the data's own interval")
+        raise CandleValidationError(
+            source,
+            int(rows[j + 1]),
+            f"interval mismatch: data is not {interval} bars",
+            f"candles are at least {dt[j] / 1000:g}s apart, {interval} is "
+            f"{step_ms / 1000:g}s; declare the data's own interval",
+        )
 
 
-def check_interval_consistency(open_ms: np.ndarray, close_ms: np.ndarray, rows: np.ndarray,
-                               interval: str, source: str) -> np.ndarray:
+def check_interval_consistency(
+    open_ms: np.ndarray, close_ms: np.ndarray, rows: np.ndarray, interval: str, source: str
+) -> np.ndarray:
     """Raw exchange rows carry their close time: a bar whose length differs from `interval`
     means the file mixes intervals (or was declared with the wrong one), and is refused.
 
@@ -212,10 +260,13 @@ def check_interval_consistency(open_ms: np.ndarray, close_ms: np.ndarray, rows: 
     def detail(i: int) -> str:
         why = f"bar spans {length[i] / 1000:g}s, {interval} is {step_ms / 1000:g}s"
         if 0 < length[i] < step_ms:
-            why += ("; a shorter bar is accepted only as the last before an outage, opening on the "
-                    f"{interval} grid and followed by a gap or the file's end")
+            why += (
+                "; a shorter bar is accepted only as the last before an outage, opening on the "
+                f"{interval} grid and followed by a gap or the file's end"
+            )
         return why
 
-    _first_bad(source, rows, (length != step_ms) & ~truncated, f"mixed intervals: bar length differs from {interval}",
-               detail)
+    _first_bad(
+        source, rows, (length != step_ms) & ~truncated, f"mixed intervals: bar length differs from {interval}", detail
+    )
     return np.flatnonzero(truncated)

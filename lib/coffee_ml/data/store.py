@@ -63,9 +63,11 @@ CREATE TABLE IF NOT EXISTS {table} (
 ) ENGINE = MergeTree ORDER BY imported_at
 """
 
-_RANGE = ("symbol = {symbol:String} AND interval = {interval:String} "
-          "AND open_time >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') "
-          "AND open_time < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')")
+_RANGE = (
+    "symbol = {symbol:String} AND interval = {interval:String} "
+    "AND open_time >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') "
+    "AND open_time < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')"
+)
 
 
 def to_utc(value: Any, name: str = "--start/--end") -> pd.Timestamp | None:
@@ -78,21 +80,27 @@ def to_utc(value: Any, name: str = "--start/--end") -> pd.Timestamp | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, (bool, int, float, np.number)):
-        raise ValueError(f"time bound {value!r} ({name}) is not a date or time: expected a date string such as "
-                         f"'2024-03-01', a datetime or a Timestamp")
+        raise ValueError(
+            f"time bound {value!r} ({name}) is not a date or time: expected a date string such as "
+            f"'2024-03-01', a datetime or a Timestamp"
+        )
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
         if isinstance(exc, pd.errors.OutOfBoundsDatetime) or isinstance(exc, OverflowError):
-            raise ValueError(f"time bound {value!r} ({name}) is out of range: use a date between "
-                             f"{_MIN_TS:%Y-%m-%d} and {_MAX_TS:%Y-%m-%d}") from None
+            raise ValueError(
+                f"time bound {value!r} ({name}) is out of range: use a date between "
+                f"{_MIN_TS:%Y-%m-%d} and {_MAX_TS:%Y-%m-%d}"
+            ) from None
         raise ValueError(f"time bound {value!r} ({name}) is not a date or time") from None
     if ts is pd.NaT:
         raise ValueError(f"time bound {value!r} ({name}) is not a date or time")
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     if not _MIN_TS <= ts <= _MAX_TS:
-        raise ValueError(f"time bound {value!r} ({name}) is out of range: use a date between "
-                         f"{_MIN_TS:%Y-%m-%d} and {_MAX_TS:%Y-%m-%d}")
+        raise ValueError(
+            f"time bound {value!r} ({name}) is out of range: use a date between "
+            f"{_MIN_TS:%Y-%m-%d} and {_MAX_TS:%Y-%m-%d}"
+        )
     return ts
 
 
@@ -159,14 +167,17 @@ class CandleStore:
             self.backend.command(f"CREATE DATABASE IF NOT EXISTS {db}")
             self._drop_stale_staging()
             self.backend.command(_LOG_DDL.format(table=f"{db}.{LOG}"))
-            key = self.backend.query_df("SELECT partition_key FROM system.tables WHERE database = {db:String} "
-                                        "AND name = {name:String}", {"db": db, "name": TABLE})
+            key = self.backend.query_df(
+                "SELECT partition_key FROM system.tables WHERE database = {db:String} AND name = {name:String}",
+                {"db": db, "name": TABLE},
+            )
             if key.empty:
                 self.backend.command(_DDL.format(table=self.table))
             elif key.iloc[0, 0] != PARTITION_KEY:
                 self._repartition()
             if load_sample and isinstance(self.backend, EmbeddedBackend) and not self._sample_loaded():
-                from coffee_ml.data.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOL, load_sample as sample
+                from coffee_ml.data.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOL
+                from coffee_ml.data.sample import load_sample as sample
 
                 self.write_candles(sample().reset_index(), SAMPLE_SYMBOL, SAMPLE_INTERVAL, source=SAMPLE_SOURCE)
 
@@ -196,7 +207,8 @@ class CandleStore:
         """
         names = self.backend.query_df(
             "SELECT name FROM system.tables WHERE database = {db:String} AND startsWith(name, {prefix:String})",
-            {"db": self.backend.database, "prefix": STAGING})
+            {"db": self.backend.database, "prefix": STAGING},
+        )
         names = [n for n in names.get("name", pd.Series(dtype=str)).astype(str) if re.fullmatch(r"\w+", n)]
         if not stale_only or isinstance(self.backend, EmbeddedBackend):
             return names
@@ -215,8 +227,9 @@ class CandleStore:
         """Candles in [start, end) indexed by UTC `open_time`; bars with no trading are absent."""
         cols = ", ".join(CANDLE_COLUMNS)
         sql = f"SELECT {cols} FROM {self.table} FINAL WHERE {_RANGE} ORDER BY open_time"
-        frame = _candle_frame(self.backend.query_df(sql, self._range_params(symbol, interval, start, end)),
-                              CANDLE_COLUMNS[1:])
+        frame = _candle_frame(
+            self.backend.query_df(sql, self._range_params(symbol, interval, start, end)), CANDLE_COLUMNS[1:]
+        )
         provenance.record_read("range", symbol, interval, start, end, frame)
         return frame
 
@@ -226,15 +239,18 @@ class CandleStore:
         if bars < 1:
             raise ValueError(f"bars must be >= 1, got {bars}")
         cols = ", ".join(CANDLE_COLUMNS)
-        sql = (f"SELECT * FROM (SELECT {cols} FROM {self.table} FINAL WHERE {_RANGE} "
-               "ORDER BY open_time DESC LIMIT {bars:UInt32}) ORDER BY open_time")
+        sql = (
+            f"SELECT * FROM (SELECT {cols} FROM {self.table} FINAL WHERE {_RANGE} "
+            "ORDER BY open_time DESC LIMIT {bars:UInt32}) ORDER BY open_time"
+        )
         params = self._range_params(symbol, interval, None, end) | {"bars": int(bars)}
         frame = _candle_frame(self.backend.query_df(sql, params), CANDLE_COLUMNS[1:])
         provenance.record_read(f"last {bars}", symbol, interval, None, end, frame)
         return frame
 
-    def resample(self, symbol: str, source_interval: str, interval: str, start=None, end=None,
-                 complete_only: bool = False) -> pd.DataFrame:
+    def resample(
+        self, symbol: str, source_interval: str, interval: str, start=None, end=None, complete_only: bool = False
+    ) -> pd.DataFrame:
         """Coarser candles computed in SQL: first open, max high, min low, last close, summed volumes.
 
         Buckets start at multiples of the target length since the Unix epoch (UTC midnight for
@@ -243,15 +259,17 @@ class CandleStore:
         """
         src, dst = interval_seconds(source_interval), interval_seconds(interval)
         if dst <= src or dst % src:
-            raise ValueError(f"cannot resample {source_interval} to {interval}: the target must be a "
-                             f"larger whole multiple of the source")
+            raise ValueError(
+                f"cannot resample {source_interval} to {interval}: the target must be a "
+                f"larger whole multiple of the source"
+            )
         sums = ", ".join(f"sum({c}) AS {c}" for c in OPTIONAL_COLUMNS)
         sql = f"""
             SELECT toStartOfInterval(open_time, toIntervalSecond({{step:UInt32}})) AS bucket,
                    argMin(open, open_time) AS open, max(high) AS high, min(low) AS low,
                    argMax(close, open_time) AS close, sum(volume) AS volume, {sums}, count() AS bars
             FROM {self.table} FINAL WHERE {_RANGE}
-            GROUP BY bucket {'HAVING bars = {expected:UInt32}' if complete_only else ''}
+            GROUP BY bucket {"HAVING bars = {expected:UInt32}" if complete_only else ""}
             ORDER BY bucket"""
         params = self._range_params(symbol, source_interval, start, end) | {"step": dst, "expected": dst // src}
         df = self.backend.query_df(sql, params).rename(columns={"bucket": "open_time"})
@@ -300,17 +318,24 @@ class CandleStore:
         bounds = self.backend.query_df(
             f"SELECT count() AS n, toUnixTimestamp64Milli(min(open_time)) AS lo, "
             f"toUnixTimestamp64Milli(max(open_time)) AS hi FROM {self.table} FINAL WHERE {_RANGE}",
-            self._range_params(symbol, interval, start, end))
+            self._range_params(symbol, interval, start, end),
+        )
         n, lo, hi = (int(bounds[c].iloc[0]) for c in ("n", "lo", "hi"))
         gs = list(found["gap_start_ms"].to_numpy(np.int64))
         ge = list(found["gap_end_ms"].to_numpy(np.int64))
         first_bar = None if to_utc(start) is None else -(-_ms(start, 0) // step_ms) * step_ms
         last_bar = None if to_utc(end) is None else (_ms(end, 0) - 1) // step_ms * step_ms
         if n == 0:
-            if self.backend.query_df(f"SELECT count() AS n FROM {self.table} FINAL WHERE {_RANGE}",
-                                     self._range_params(symbol, interval, None, None)).iloc[0, 0] == 0:
-                raise ValueError(f"no {symbol} {interval} candles stored (see `coffee-ml data list`): "
-                                 "nothing to find gaps in")
+            if (
+                self.backend.query_df(
+                    f"SELECT count() AS n FROM {self.table} FINAL WHERE {_RANGE}",
+                    self._range_params(symbol, interval, None, None),
+                ).iloc[0, 0]
+                == 0
+            ):
+                raise ValueError(
+                    f"no {symbol} {interval} candles stored (see `coffee-ml data list`): nothing to find gaps in"
+                )
             if first_bar is not None and last_bar is not None and last_bar >= first_bar:
                 gs, ge = [first_bar], [last_bar]
         else:
@@ -319,9 +344,13 @@ class CandleStore:
             if last_bar is not None and hi < last_bar:
                 gs, ge = [*gs, hi + step_ms], [*ge, last_bar]
         gs, ge = np.asarray(gs, dtype=np.int64), np.asarray(ge, dtype=np.int64)
-        out = pd.DataFrame({"gap_start": pd.to_datetime(gs, unit="ms", utc=True),
-                            "gap_end": pd.to_datetime(ge, unit="ms", utc=True),
-                            "missing_bars": (ge - gs) // step_ms + 1})
+        out = pd.DataFrame(
+            {
+                "gap_start": pd.to_datetime(gs, unit="ms", utc=True),
+                "gap_end": pd.to_datetime(ge, unit="ms", utc=True),
+                "missing_bars": (ge - gs) // step_ms + 1,
+            }
+        )
         out["duration"] = out["gap_end"] - out["gap_start"] + pd.Timedelta(milliseconds=step_ms)
         return out
 
@@ -332,8 +361,14 @@ class CandleStore:
         clean = validate_candles(df, interval, source)
         return self._insert(clean, symbol, interval, files=1, source=source)
 
-    def import_files(self, paths: Sequence[str | Path], symbol: str, interval: str,
-                     fmt: str | None = None, mapping: dict[str, str] | None = None) -> ImportReport:
+    def import_files(
+        self,
+        paths: Sequence[str | Path],
+        symbol: str,
+        interval: str,
+        fmt: str | None = None,
+        mapping: dict[str, str] | None = None,
+    ) -> ImportReport:
         """Read, validate and insert files as one batch: one bad file imports nothing."""
         from coffee_ml.data.importers import read_files
 
@@ -372,9 +407,18 @@ class CandleStore:
                 "added, first, last) SELECT {id:String}, {symbol:String}, {interval:String}, {source:String}, "
                 "{files:UInt32}, {rows:UInt64}, {added:UInt64}, fromUnixTimestamp64Milli({first:Int64}, 'UTC'), "
                 "fromUnixTimestamp64Milli({last:Int64}, 'UTC')",
-                {"id": import_id, "symbol": symbol, "interval": interval, "source": source[:2000],
-                 "files": files, "rows": len(clean), "added": max(added, 0),
-                 "first": int(first.value // 1_000_000), "last": int(last.value // 1_000_000)})
+                {
+                    "id": import_id,
+                    "symbol": symbol,
+                    "interval": interval,
+                    "source": source[:2000],
+                    "files": files,
+                    "rows": len(clean),
+                    "added": max(added, 0),
+                    "first": int(first.value // 1_000_000),
+                    "last": int(last.value // 1_000_000),
+                },
+            )
         return ImportReport(symbol, interval, files, len(clean), added, len(clean) - added, first, last)
 
     def import_log(self) -> pd.DataFrame:
@@ -388,8 +432,10 @@ class CandleStore:
     def sample_end(self, symbol: str, interval: str) -> pd.Timestamp | None:
         """The last bar of the bundled sample if it was loaded for `symbol` `interval`, else None:
         candles that end there are a frozen snapshot, not a live feed falling behind."""
-        sql = (f"SELECT max(last) AS last FROM {self.backend.database}.{LOG} WHERE source = {{source:String}} "
-               "AND symbol = {symbol:String} AND interval = {interval:String} HAVING count() > 0")
+        sql = (
+            f"SELECT max(last) AS last FROM {self.backend.database}.{LOG} WHERE source = {{source:String}} "
+            "AND symbol = {symbol:String} AND interval = {interval:String} HAVING count() > 0"
+        )
         found = self.backend.query_df(sql, {"source": SAMPLE_SOURCE, "symbol": symbol, "interval": interval})
         return to_utc(found["last"].iloc[0]) if len(found) else None
 
@@ -406,19 +452,30 @@ class CandleStore:
         checked = checked.reindex(columns=["part_path", "is_passed", "message"])
         active = self.backend.query_df(
             "SELECT name AS part, partition_id, rows FROM system.parts WHERE database = {db:String} "
-            "AND table = {t:String} AND active", {"db": self.backend.database, "t": TABLE})
-        active = active.merge(checked.assign(part=checked["part_path"].astype(str).str.rstrip("/")
-                                             .str.split("/").str[-1]), on="part", how="left")
+            "AND table = {t:String} AND active",
+            {"db": self.backend.database, "t": TABLE},
+        )
+        active = active.merge(
+            checked.assign(part=checked["part_path"].astype(str).str.rstrip("/").str.split("/").str[-1]),
+            on="part",
+            how="left",
+        )
         active["state"] = np.where(active["is_passed"].fillna(1).astype(bool), "ok", "damaged")
         aside = self.detached_parts()
         aside["state"] = "set aside"
-        aside["message"] = ("detached (" + aside["reason"].astype(str).replace("", "by repair") + ") in "
-                            + aside["path"].astype(str) + ": its rows are not read; re-import this symbol "
-                            "and interval, then delete the folder")
+        aside["message"] = (
+            "detached ("
+            + aside["reason"].astype(str).replace("", "by repair")
+            + ") in "
+            + aside["path"].astype(str)
+            + ": its rows are not read; re-import this symbol "
+            "and interval, then delete the folder"
+        )
         names = self.backend.query_df(
             f"SELECT DISTINCT symbol, interval, partitionId(symbol, interval) AS partition_id FROM "
             f"(SELECT symbol, interval FROM {self.backend.database}.{LOG} UNION DISTINCT "
-            f"SELECT DISTINCT symbol, interval FROM {self.table})")
+            f"SELECT DISTINCT symbol, interval FROM {self.table})"
+        )
         out = pd.concat([active, aside], ignore_index=True).merge(names, on="partition_id", how="left")
         return out.reindex(columns=["symbol", "interval", "part", "rows", "state", "message"])
 
@@ -426,7 +483,9 @@ class CandleStore:
         """Parts the engine no longer reads: set aside at start-up as broken, or by `repair`."""
         return self.backend.query_df(
             "SELECT name AS part, partition_id, reason, path FROM system.detached_parts "
-            "WHERE database = {db:String} AND table = {t:String}", {"db": self.backend.database, "t": TABLE})
+            "WHERE database = {db:String} AND table = {t:String}",
+            {"db": self.backend.database, "t": TABLE},
+        )
 
     def repair(self) -> tuple[pd.DataFrame, list[str]]:
         """Set damaged parts aside (DETACH PART: moved to the table's detached/ folder, not deleted)
@@ -445,8 +504,7 @@ class CandleStore:
     @staticmethod
     def _range_params(symbol: str, interval: str, start, end) -> dict:
         interval_seconds(interval)
-        return {"symbol": symbol, "interval": interval,
-                "start_ms": _ms(start, _MIN_MS), "end_ms": _ms(end, _MAX_MS)}
+        return {"symbol": symbol, "interval": interval, "start_ms": _ms(start, _MIN_MS), "end_ms": _ms(end, _MAX_MS)}
 
 
 def open_store(backend: str = "auto", path: str | Path | None = None, load_sample: bool = True) -> CandleStore:
@@ -460,12 +518,14 @@ def open_store(backend: str = "auto", path: str | Path | None = None, load_sampl
     if backend == "auto":
         backend = "server" if settings else "embedded"
     if backend == "embedded":
-        return CandleStore(EmbeddedBackend(path or config.store_path(), timeout=config.store_lock_timeout()),
-                           load_sample=load_sample)
+        return CandleStore(
+            EmbeddedBackend(path or config.store_path(), timeout=config.store_lock_timeout()), load_sample=load_sample
+        )
     if backend == "server":
         if settings is None:
-            raise ValueError("backend 'server' needs CLICKHOUSE_HOST (and CLICKHOUSE_PORT/_USER/_PASSWORD/"
-                             "_DATABASE) in the environment or .env")
+            raise ValueError(
+                "backend 'server' needs CLICKHOUSE_HOST (and CLICKHOUSE_PORT/_USER/_PASSWORD/"
+                "_DATABASE) in the environment or .env"
+            )
         return CandleStore(ServerBackend(settings), load_sample=load_sample)
     raise ValueError(f"backend must be 'auto', 'embedded' or 'server', got {backend!r}")
-

@@ -23,16 +23,20 @@ def return_stats(candles: pd.DataFrame, interval: str) -> pd.Series:
     step = pd.Timedelta(seconds=interval_seconds(interval))
     r = log_returns(candles, interval)
     if r.empty:
-        raise ValueError(f"need at least two consecutive {interval} bars for return statistics, got {len(candles)} rows")
-    return pd.Series({
-        "bars": len(candles),
-        "returns used": len(r),
-        "mean log return": r.mean(),
-        "std log return": r.std(),
-        "annualised volatility": r.std() * np.sqrt(_SECONDS_PER_YEAR / step.total_seconds()),
-        "skew": r.skew(),
-        "excess kurtosis": r.kurt(),
-        "min log return": r.min(),
-        "max log return": r.max(),
-        "zero-volume bars": int((candles["volume"] == 0).sum()),
-    })
+        raise ValueError(
+            f"need at least two consecutive {interval} bars for return statistics, got {len(candles)} rows"
+        )
+    return pd.Series(
+        {
+            "bars": len(candles),
+            "returns used": len(r),
+            "mean log return": r.mean(),
+            "std log return": r.std(),
+            "annualised volatility": r.std() * np.sqrt(_SECONDS_PER_YEAR / step.total_seconds()),
+            "skew": r.skew(),
+            "excess kurtosis": r.kurt(),
+            "min log return": r.min(),
+            "max log return": r.max(),
+            "zero-volume bars": int((candles["volume"] == 0).sum()),
+        }
+    )

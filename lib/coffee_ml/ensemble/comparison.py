@@ -64,18 +64,31 @@ class Comparison:
     folds: pd.DataFrame
 
 
-def compare(panel: FeaturePanel, folds: Sequence[Fold], members: Sequence[str], strategies: Sequence[str], *,
-            member_params: dict[str, dict[str, Any]] | None = None, weights: list[float] | None = None,
-            max_epochs: int | None = None, seed: int = 0, inner_folds: int = 2,
-            hooks: Sequence[FoldHook] = (PooledCalibration(),), on_fold: Callable[[], None] | None = None) -> Comparison:
+def compare(
+    panel: FeaturePanel,
+    folds: Sequence[Fold],
+    members: Sequence[str],
+    strategies: Sequence[str],
+    *,
+    member_params: dict[str, dict[str, Any]] | None = None,
+    weights: list[float] | None = None,
+    max_epochs: int | None = None,
+    seed: int = 0,
+    inner_folds: int = 2,
+    hooks: Sequence[FoldHook] = (PooledCalibration(),),
+    on_fold: Callable[[], None] | None = None,
+) -> Comparison:
     """Walk-forward over `folds`: each member and each strategy's test forecasts, all from the
     same member fits per fold. `weights` are the fixed weights of `weighted` (None: inverse
     out-of-fold error)."""
-    template = EnsembleForecaster(list(members), "average", member_params=member_params, inner_folds=inner_folds,
-                                  max_epochs=max_epochs, seed=seed)
+    template = EnsembleForecaster(
+        list(members), "average", member_params=member_params, inner_folds=inner_folds, max_epochs=max_epochs, seed=seed
+    )
     template._check()
-    ensembles = {s: template.clone().set_params(strategy=s, weights=(weights or "inverse_error") if s == "weighted"
-                                                else None) for s in strategies}
+    ensembles = {
+        s: template.clone().set_params(strategy=s, weights=(weights or "inverse_error") if s == "weighted" else None)
+        for s in strategies
+    }
     for e in ensembles.values():
         e._check()
     need_oof = any(e.needs_oof for e in ensembles.values())
@@ -98,10 +111,21 @@ def compare(panel: FeaturePanel, folds: Sequence[Fold], members: Sequence[str], 
         fitted = [_Shared(m.fit(ds)) for m in template._new_members()]
         X, log_close = contexts(ds, rows)
         actual = ds.y[rows]
-        out = {name: (m.model, m.model.forecast(m._predict_returns(X, log_close), ds.features.index[rows],
-                                                ds.close.to_numpy()[rows], ds.volatility.to_numpy()[rows],
-                                                ds.interval, actual=actual, name=name))
-               for name, m in zip(members, fitted)}
+        out = {
+            name: (
+                m.model,
+                m.model.forecast(
+                    m._predict_returns(X, log_close),
+                    ds.features.index[rows],
+                    ds.close.to_numpy()[rows],
+                    ds.volatility.to_numpy()[rows],
+                    ds.interval,
+                    actual=actual,
+                    name=name,
+                ),
+            )
+            for name, m in zip(members, fitted)
+        }
         for m in fitted:  # the validation windows every combiner and calibration reads
             m._predict_returns(*contexts(ds, ds.splits["val"]))
         t2 = time.perf_counter()
@@ -121,17 +145,31 @@ def compare(panel: FeaturePanel, folds: Sequence[Fold], members: Sequence[str], 
         seconds["out_of_fold"] += t1 - t0
         seconds["members"] += t2 - t1
         seconds["strategies"] += t3 - t2
-        info.append({"fold": fold.index, "test_from": panel.features.index[fold.test_rows[0]],
-                     "test_to": panel.features.index[fold.test_rows[1] - 1], "test_origins": len(rows),
-                     "member_seconds": t2 - t1, "out_of_fold_seconds": t1 - t0, "strategy_seconds": t3 - t2})
+        info.append(
+            {
+                "fold": fold.index,
+                "test_from": panel.features.index[fold.test_rows[0]],
+                "test_to": panel.features.index[fold.test_rows[1] - 1],
+                "test_origins": len(rows),
+                "member_seconds": t2 - t1,
+                "out_of_fold_seconds": t1 - t0,
+                "strategy_seconds": t3 - t2,
+            }
+        )
         progress.report(f"ensembles fold {len(part_rows)}/{len(folds)} done ({sum(seconds.values()):.0f} s)")
         if on_fold is not None:
             on_fold()
     return Comparison({n: Forecast.concat(p) for n, p in parts.items()}, seconds, ensembles, pd.DataFrame(info))
 
 
-def _past_out_of_fold(parts: dict[str, list[Forecast]], members: Sequence[str], part_rows: list[np.ndarray],
-                      fold: Fold, ds, seen: list[int]) -> OutOfFold | None:
+def _past_out_of_fold(
+    parts: dict[str, list[Forecast]],
+    members: Sequence[str],
+    part_rows: list[np.ndarray],
+    fold: Fold,
+    ds,
+    seen: list[int],
+) -> OutOfFold | None:
     """The members' own test forecasts of earlier folds whose outcomes were realised before this
     fold's cut-off: out-of-fold by construction (each came from members fitted before its block),
     so the combiners need no member fitted twice. None before the first fold."""
@@ -154,8 +192,9 @@ def regime_weights(ensemble: EnsembleForecaster) -> pd.DataFrame:
     return table
 
 
-def gains(forecasts: dict[str, Forecast], members: Sequence[str], strategies: Sequence[str],
-          steps: Sequence[int] = (1, 24)) -> pd.DataFrame:
+def gains(
+    forecasts: dict[str, Forecast], members: Sequence[str], strategies: Sequence[str], steps: Sequence[int] = (1, 24)
+) -> pd.DataFrame:
     """Does ensembling pay? Per strategy and step: direction accuracy and MAE next to the best
     member's at that step (best on the same test forecasts, which flatters the members), the
     relative change in % and a Diebold-Mariano p-value on the paired per-origin losses (0/1 miss
@@ -166,25 +205,48 @@ def gains(forecasts: dict[str, Forecast], members: Sequence[str], strategies: Se
     for h in steps:
         at = {n: forecasts[n].at_steps([h]) for n in [*members, *strategies]}
         # a forecast that calls no side (a return of exactly 0) counts as half a miss: a coin flip
-        miss = {n: np.where(f.returns[:, 0] == 0, 0.5, (np.sign(f.returns[:, 0]) != np.sign(f.actual[:, 0])))
-                for n, f in at.items()}
+        miss = {
+            n: np.where(f.returns[:, 0] == 0, 0.5, (np.sign(f.returns[:, 0]) != np.sign(f.actual[:, 0])))
+            for n, f in at.items()
+        }
         err = {n: np.abs(np.expm1(f.returns[:, 0]) - np.expm1(f.actual[:, 0])) * f.last_close for n, f in at.items()}
         best_dir = min(members, key=lambda n: miss[n].mean())
         best_mae = min(members, key=lambda n: err[n].mean())
         for s in strategies:
             acc, base = 1 - miss[s].mean(), 1 - miss[best_dir].mean()
-            rows.append({"strategy": s, "step": h, "dir_acc": acc, "best member": best_dir, "member dir_acc": base,
-                         "dir_acc change %": 100 * (acc / base - 1),
-                         "p (direction)": diebold_mariano(miss[s], miss[best_dir], h)[1],
-                         "mae": err[s].mean(), "best member (mae)": best_mae, "member mae": err[best_mae].mean(),
-                         "mae change %": 100 * (err[s].mean() / err[best_mae].mean() - 1),
-                         "p (mae)": diebold_mariano(err[s], err[best_mae], h)[1]})
+            rows.append(
+                {
+                    "strategy": s,
+                    "step": h,
+                    "dir_acc": acc,
+                    "best member": best_dir,
+                    "member dir_acc": base,
+                    "dir_acc change %": 100 * (acc / base - 1),
+                    "p (direction)": diebold_mariano(miss[s], miss[best_dir], h)[1],
+                    "mae": err[s].mean(),
+                    "best member (mae)": best_mae,
+                    "member mae": err[best_mae].mean(),
+                    "mae change %": 100 * (err[s].mean() / err[best_mae].mean() - 1),
+                    "p (mae)": diebold_mariano(err[s], err[best_mae], h)[1],
+                }
+            )
     return pd.DataFrame(rows).set_index(["strategy", "step"])
 
 
-def run_comparison(candles: pd.DataFrame, interval: str, members: Sequence[str], strategies: Sequence[str], *,
-                   window: int = 48, horizon: int = 24, test_start: Any = None, test_fraction: float = 0.4,
-                   retrain_every: int = 1460, progress: bool = True, **kwargs: Any) -> Comparison:
+def run_comparison(
+    candles: pd.DataFrame,
+    interval: str,
+    members: Sequence[str],
+    strategies: Sequence[str],
+    *,
+    window: int = 48,
+    horizon: int = 24,
+    test_start: Any = None,
+    test_fraction: float = 0.4,
+    retrain_every: int = 1460,
+    progress: bool = True,
+    **kwargs: Any,
+) -> Comparison:
     """`compare` on candles: one feature panel, the backtest's expanding fold plan from `test_start`
     (or the last `test_fraction` of the bars), blocks of `retrain_every` bars."""
     from tqdm import tqdm

@@ -76,11 +76,22 @@ class EnsembleForecaster(Forecaster):
     model_type = "ensemble"
     _fitted = (*Forecaster._fitted, "members_")
 
-    def __init__(self, members: tuple[str, ...] | list[str] = ("lstm_fast", "hybrid"), strategy: str = "average",
-                 weights: list[float] | str | None = None, member_params: dict[str, dict[str, Any]] | None = None,
-                 inner_folds: int = 2, ridge_alpha: float = 1.0, regime_window: int = 24, regime_bars: int = 8760,
-                 max_epochs: int | None = None, seed: int = 0, device: str = "auto", progress: bool = False,
-                 symbol: str | None = None) -> None:
+    def __init__(
+        self,
+        members: tuple[str, ...] | list[str] = ("lstm_fast", "hybrid"),
+        strategy: str = "average",
+        weights: list[float] | str | None = None,
+        member_params: dict[str, dict[str, Any]] | None = None,
+        inner_folds: int = 2,
+        ridge_alpha: float = 1.0,
+        regime_window: int = 24,
+        regime_bars: int = 8760,
+        max_epochs: int | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        progress: bool = False,
+        symbol: str | None = None,
+    ) -> None:
         self.members = members
         self.strategy = strategy
         self.weights = weights
@@ -118,8 +129,9 @@ class EnsembleForecaster(Forecaster):
         if isinstance(self.weights, (list, tuple)):
             w = np.asarray(self.weights, dtype=float)
             if len(w) != len(self.members) or (w < 0).any() or w.sum() <= 0:
-                raise ValueError(f"weights must be {len(self.members)} non-negative numbers with a positive sum, "
-                                 f"got {self.weights}")
+                raise ValueError(
+                    f"weights must be {len(self.members)} non-negative numbers with a positive sum, got {self.weights}"
+                )
 
     @property
     def window(self) -> int:  # type: ignore[override]
@@ -127,15 +139,31 @@ class EnsembleForecaster(Forecaster):
 
         if hasattr(self, "members_"):
             return max(int(m.window) for m in self.members_)
-        return max((int(get_spec(m).build(**(self.member_params or {}).get(m, {})).window) for m in self.members
-                    if not is_registered(m)), default=1)  # a registered member checks its own window
+        return max(
+            (
+                int(get_spec(m).build(**(self.member_params or {}).get(m, {})).window)
+                for m in self.members
+                if not is_registered(m)
+            ),
+            default=1,
+        )  # a registered member checks its own window
 
     def _new_members(self) -> list[Forecaster]:
         from coffee_ml.models.specs import build_model
 
-        return [RegisteredMember(m, self.symbol or "") if is_registered(m) else
-                build_model(m, (self.member_params or {}).get(m), max_epochs=self.max_epochs, seed=self.seed,
-                            device=self.device, progress=self.progress) for m in self.members]
+        return [
+            RegisteredMember(m, self.symbol or "")
+            if is_registered(m)
+            else build_model(
+                m,
+                (self.member_params or {}).get(m),
+                max_epochs=self.max_epochs,
+                seed=self.seed,
+                device=self.device,
+                progress=self.progress,
+            )
+            for m in self.members
+        ]
 
     @property
     def needs_oof(self) -> bool:
@@ -154,25 +182,33 @@ class EnsembleForecaster(Forecaster):
             inner_train, inner_val = before[:cut], before[cut:]
             inner_val = inner_val[inner_val > inner_train[-1] + embargo] if len(inner_train) else inner_val
             if len(inner_train) < 100 or len(inner_val) < 20:
-                raise ValueError(f"too few training windows for {self.inner_folds} inner folds "
-                                 f"({len(inner_train)} train, {len(inner_val)} val before row {block[0]}): "
-                                 "use more history or fewer inner_folds")
+                raise ValueError(
+                    f"too few training windows for {self.inner_folds} inner folds "
+                    f"({len(inner_train)} train, {len(inner_val)} val before row {block[0]}): "
+                    "use more history or fewer inner_folds"
+                )
             inner = self._inner_dataset(ds, inner_train, inner_val, block)
             members = [m.fit(inner) for m in self._new_members()]
             preds = np.stack([m._returns_at(inner, block) for m in members])
             seen = max(inner_train[-1], inner_val[-1]) + ds.horizon
             parts.append((block, preds, np.full(len(block), seen)))
         rows = np.concatenate([p[0] for p in parts])
-        return OutOfFold(rows, np.concatenate([p[1] for p in parts], axis=1), ds.y[rows], contexts(ds, rows)[1],
-                         np.concatenate([p[2] for p in parts]))
+        return OutOfFold(
+            rows,
+            np.concatenate([p[1] for p in parts], axis=1),
+            ds.y[rows],
+            contexts(ds, rows)[1],
+            np.concatenate([p[2] for p in parts]),
+        )
 
     @staticmethod
     def _inner_dataset(ds: FeatureDataset, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> FeatureDataset:
         """The dataset with inner splits and a scaler refitted on the inner training rows only."""
         lo, hi = int(train[0]) - (ds.window - 1), int(train[-1]) + 1
-        scaler = ds.scaler.clone().fit(ds.features.iloc[max(lo, 0):hi])
-        return replace(ds, X=scaler.transform(ds.features), scaler=scaler,
-                       splits={"train": train, "val": val, "test": test})
+        scaler = ds.scaler.clone().fit(ds.features.iloc[max(lo, 0) : hi])
+        return replace(
+            ds, X=scaler.transform(ds.features), scaler=scaler, splits={"train": train, "val": val, "test": test}
+        )
 
     # ------------------------------------------------------------------ fit
     def _fit(self, ds: FeatureDataset) -> None:
@@ -194,28 +230,35 @@ class EnsembleForecaster(Forecaster):
             from coffee_ml.regimes import REGIMES, HMMRegimes
 
             end = int(np.max(ds.splits["train"])) + 1  # the regime model reads the last year of training bars
-            closes = ds.close.iloc[max(0, end - self.regime_bars):end].to_frame()
-            self.regimes_ = HMMRegimes(window=self.regime_window, interval=ds.interval,
-                                       vol_halflife=ds.vol_halflife).fit(closes)
+            closes = ds.close.iloc[max(0, end - self.regime_bars) : end].to_frame()
+            self.regimes_ = HMMRegimes(
+                window=self.regime_window, interval=ds.interval, vol_halflife=ds.vol_halflife
+            ).fit(closes)
             labels = self.regimes_.predict_windows(self.oof_.log_close).argmax(axis=1)
-            self.regime_weights_ = np.stack([
-                self._inverse_error(self.oof_.preds[:, labels == k], self.oof_.y[labels == k])
-                if (labels == k).sum() >= 50 else self._inverse_error(self.oof_.preds, self.oof_.y)
-                for k in range(len(REGIMES))])
+            self.regime_weights_ = np.stack(
+                [
+                    self._inverse_error(self.oof_.preds[:, labels == k], self.oof_.y[labels == k])
+                    if (labels == k).sum() >= 50
+                    else self._inverse_error(self.oof_.preds, self.oof_.y)
+                    for k in range(len(REGIMES))
+                ]
+            )
             self.regime_counts_ = np.bincount(labels, minlength=len(REGIMES))
         if self.strategy == "stacking":
             from sklearn.linear_model import Ridge
 
             coefs, intercepts = [], []
             for h in range(ds.horizon):
-                fit = Ridge(alpha=self.ridge_alpha).fit(self.oof_.preds[:, :, h].T / self._scale(h),
-                                                        self.oof_.y[:, h] / self._scale(h))
+                fit = Ridge(alpha=self.ridge_alpha).fit(
+                    self.oof_.preds[:, :, h].T / self._scale(h), self.oof_.y[:, h] / self._scale(h)
+                )
                 coefs.append(fit.coef_)
                 intercepts.append(fit.intercept_ * self._scale(h))
             self.stack_coef_, self.stack_intercept_ = np.asarray(coefs), np.asarray(intercepts)
 
-    def calibrate(self, ds: FeatureDataset, split: str = "val", levels: tuple[float, ...] = LEVELS
-                  ) -> "EnsembleForecaster":
+    def calibrate(
+        self, ds: FeatureDataset, split: str = "val", levels: tuple[float, ...] = LEVELS
+    ) -> "EnsembleForecaster":
         """Intervals and confidence as any model's; a vote then maps its raw score (which starts
         from that confidence) to hit rates on the same split."""
         super().calibrate(ds, split, levels)
@@ -288,15 +331,24 @@ class EnsembleForecaster(Forecaster):
 
     def fitted_state(self) -> dict[str, Any]:
         state = super().fitted_state() | {
-            "members": [{"class": type(m).__name__, "params": m.get_params(), "state": m.fitted_state()}
-                        for m in self.members_],
-            "weights": self.weights_.tolist()}
+            "members": [
+                {"class": type(m).__name__, "params": m.get_params(), "state": m.fitted_state()} for m in self.members_
+            ],
+            "weights": self.weights_.tolist(),
+        }
         if self.strategy == "regime":
             r = self.regimes_
-            state["regimes"] = {"params": r.get_params(), "mean": r.mean_.tolist(), "scale": r.scale_.tolist(),
-                                "startprob": r.startprob_.tolist(), "transmat": r.transmat_.tolist(),
-                                "means": r.means_.tolist(), "covars": r.covars_.tolist(),
-                                "weights": self.regime_weights_.tolist(), "counts": self.regime_counts_.tolist()}
+            state["regimes"] = {
+                "params": r.get_params(),
+                "mean": r.mean_.tolist(),
+                "scale": r.scale_.tolist(),
+                "startprob": r.startprob_.tolist(),
+                "transmat": r.transmat_.tolist(),
+                "means": r.means_.tolist(),
+                "covars": r.covars_.tolist(),
+                "weights": self.regime_weights_.tolist(),
+                "counts": self.regime_counts_.tolist(),
+            }
         if self.strategy == "stacking":
             state["stacking"] = {"coef": self.stack_coef_.tolist(), "intercept": self.stack_intercept_.tolist()}
         if self.strategy == "voting":
@@ -309,11 +361,12 @@ class EnsembleForecaster(Forecaster):
 
         super().restore(state, tensors)
         classes = {spec.estimator.__name__: spec.estimator for spec in SPECS.values()} | {
-            RegisteredMember.__name__: RegisteredMember}
+            RegisteredMember.__name__: RegisteredMember
+        }
         self.members_ = []
         for k, entry in enumerate(state["members"]):
             prefix = f"member{k}."
-            own = {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
+            own = {name[len(prefix) :]: t for name, t in tensors.items() if name.startswith(prefix)}
             member = classes[entry["class"]](**entry["params"])
             if "device" in entry["params"]:
                 member.device = self.device
@@ -322,8 +375,9 @@ class EnsembleForecaster(Forecaster):
         if "regimes" in state:
             g = state["regimes"]
             r = HMMRegimes(**g["params"])
-            r.mean_, r.scale_, r.startprob_, r.transmat_ = (np.asarray(g[k]) for k in ("mean", "scale", "startprob",
-                                                                                       "transmat"))
+            r.mean_, r.scale_, r.startprob_, r.transmat_ = (
+                np.asarray(g[k]) for k in ("mean", "scale", "startprob", "transmat")
+            )
             r.means_, r.covars_ = np.asarray(g["means"]), np.asarray(g["covars"])
             self.regimes_, self.regime_weights_ = r, np.asarray(g["weights"])
             self.regime_counts_ = np.asarray(g["counts"])

@@ -72,12 +72,16 @@ class RegisteredMember(Forecaster):
         until = trained_through(meta)
         first = ds.end_times("val")[0]
         if until >= first:
-            raise ValueError(f"registry member {self.ref} ({ref.version}) was fitted on bars up to {until}, but this "
-                             f"dataset validates from {first}: it would look ahead; use a version trained before "
-                             "the ensemble's data")
+            raise ValueError(
+                f"registry member {self.ref} ({ref.version}) was fitted on bars up to {until}, but this "
+                f"dataset validates from {first}: it would look ahead; use a version trained before "
+                "the ensemble's data"
+            )
         if int(meta["horizon"]) != ds.horizon or int(meta["window"]) > ds.window:
-            raise ValueError(f"registry member {self.ref}: horizon {meta['horizon']} / window {meta['window']} do not "
-                             f"fit this dataset's horizon {ds.horizon} / window {ds.window}")
+            raise ValueError(
+                f"registry member {self.ref}: horizon {meta['horizon']} / window {meta['window']} do not "
+                f"fit this dataset's horizon {ds.horizon} / window {ds.window}"
+            )
         missing = sorted(set(meta["feature_names"]) - set(ds.feature_names))
         if missing:
             raise ValueError(f"registry member {self.ref}: the ensemble's features lack {', '.join(missing)}")
@@ -89,14 +93,18 @@ class RegisteredMember(Forecaster):
 
     def _predict_returns(self, X: np.ndarray, log_close: np.ndarray) -> np.ndarray:
         cols = self.columns_
-        raw = X[:, -self.window:, cols] * self.outer_scale_[cols] + self.outer_center_[cols]
+        raw = X[:, -self.window :, cols] * self.outer_scale_[cols] + self.outer_center_[cols]
         inner = (raw - self.loaded_.scaler.center_) / self.loaded_.scaler.scale_
-        return self.loaded_.model._predict_returns(inner, log_close[:, -self.window:])
+        return self.loaded_.model._predict_returns(inner, log_close[:, -self.window :])
 
     def fitted_state(self) -> dict[str, Any]:
-        return super().fitted_state() | {"version": self.version_, "columns": self.columns_.tolist(),
-                                         "outer_center": self.outer_center_.tolist(),
-                                         "outer_scale": self.outer_scale_.tolist(), "interval": self.loaded_.interval}
+        return super().fitted_state() | {
+            "version": self.version_,
+            "columns": self.columns_.tolist(),
+            "outer_center": self.outer_center_.tolist(),
+            "outer_scale": self.outer_scale_.tolist(),
+            "interval": self.loaded_.interval,
+        }
 
     def restore(self, state: dict[str, Any], tensors: dict) -> "RegisteredMember":
         from coffee_ml.models.persistence import load_model

@@ -22,7 +22,16 @@ from coffee_ml.evaluation.direction import direction_text
 from coffee_ml.evaluation.intervals import coverage_by_fold, coverage_by_tercile
 from coffee_ml.evaluation.probability import reliability
 from coffee_ml.evaluation.scorers import (
-    DIRECTION, POINT, PROBABILITY, SCORERS, TRADING, Scorer, get_scorer, interval_names, score, scores_by_horizon,
+    DIRECTION,
+    POINT,
+    PROBABILITY,
+    SCORERS,
+    TRADING,
+    Scorer,
+    get_scorer,
+    interval_names,
+    score,
+    scores_by_horizon,
     summary_names,
 )
 from coffee_ml.evaluation.significance import diebold_mariano, pesaran_timmermann, wilson_interval
@@ -33,22 +42,47 @@ if TYPE_CHECKING:
     from coffee_ml.backtest.trading import TradingRules
 
 
-def summary_table(forecasts: dict[str, Forecast], names: Sequence[str] | None = None, baseline: str = "naive",
-                  rules: "TradingRules | None" = None) -> pd.DataFrame:
+def summary_table(
+    forecasts: dict[str, Forecast],
+    names: Sequence[str] | None = None,
+    baseline: str = "naive",
+    rules: "TradingRules | None" = None,
+) -> pd.DataFrame:
     """One row per model: the named scores (default `summary_names`), a verdict against naive
     and a one-line direction summary; `rules` for the trading scorers."""
     rows = {}
     for model, f in forecasts.items():
         cols = list(names or summary_names(f.levels))
         full = score(f, dict.fromkeys([*cols, *POINT, *DIRECTION]), rules)
-        rows[model] = {k: full[k] for k in cols} | {"verdict": verdict(full, baseline=model == baseline),
-                                                    "direction": direction_text(full)}
+        rows[model] = {k: full[k] for k in cols} | {
+            "verdict": verdict(full, baseline=model == baseline),
+            "direction": direction_text(full),
+        }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"
     return table
 
 
-__all__ = ["DIRECTION", "POINT", "PROBABILITY", "SCORERS", "TRADING", "Scorer", "beats_naive", "coverage_by_fold",
-           "coverage_by_tercile", "diebold_mariano", "direction_text", "get_scorer", "interval_names",
-           "pesaran_timmermann", "reliability", "score", "scores_by_horizon", "summary_names", "summary_table",
-           "verdict", "wilson_interval"]
+__all__ = [
+    "DIRECTION",
+    "POINT",
+    "PROBABILITY",
+    "SCORERS",
+    "TRADING",
+    "Scorer",
+    "beats_naive",
+    "coverage_by_fold",
+    "coverage_by_tercile",
+    "diebold_mariano",
+    "direction_text",
+    "get_scorer",
+    "interval_names",
+    "pesaran_timmermann",
+    "reliability",
+    "score",
+    "scores_by_horizon",
+    "summary_names",
+    "summary_table",
+    "verdict",
+    "wilson_interval",
+]

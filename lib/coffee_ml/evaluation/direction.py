@@ -26,11 +26,25 @@ def direction_scores(f: Forecast) -> dict[str, float]:
     hit = np.sign(p) == np.sign(y)
     base_hit = np.sign(y) == f.majority_sign
     nan = float("nan")
-    out = {"dir_share": n_called / p.size if p.size else nan, "up_share": float(up.mean()) if p.size else nan,
-           "dir_base": float(base_hit.mean()) if p.size else nan, "dir_n_eff": n_called / overlap}
+    out = {
+        "dir_share": n_called / p.size if p.size else nan,
+        "up_share": float(up.mean()) if p.size else nan,
+        "dir_base": float(base_hit.mean()) if p.size else nan,
+        "dir_n_eff": n_called / overlap,
+    }
     if n_called == 0:
-        return out | {k: float("nan") for k in ("dir_acc", "dir_acc_lo", "dir_acc_hi", "dir_base_called",
-                                                "dir_vs_base_pvalue", "pt_stat", "pt_pvalue")}
+        return out | {
+            k: float("nan")
+            for k in (
+                "dir_acc",
+                "dir_acc_lo",
+                "dir_acc_hi",
+                "dir_base_called",
+                "dir_vs_base_pvalue",
+                "pt_stat",
+                "pt_pvalue",
+            )
+        }
     hits = float(hit[called].sum())
     lo, hi = wilson_interval(hits / overlap, n_called / overlap)
     # paired comparison with the majority sign on the origins where the model called: per origin
@@ -41,15 +55,23 @@ def direction_scores(f: Forecast) -> dict[str, float]:
     loss_base = np.where(called, ~base_hit, 0)[rows].sum(axis=1) / k
     _, p_base = diebold_mariano(loss_model, loss_base, f.horizon)
     pt_stat, pt_p = pesaran_timmermann(p[called] > 0, up[called], n_called / overlap)
-    return out | {"dir_acc": hits / n_called, "dir_acc_lo": lo, "dir_acc_hi": hi,
-                  "dir_base_called": float(base_hit[called].mean()), "dir_vs_base_pvalue": p_base,
-                  "pt_stat": pt_stat, "pt_pvalue": pt_p}
+    return out | {
+        "dir_acc": hits / n_called,
+        "dir_acc_lo": lo,
+        "dir_acc_hi": hi,
+        "dir_base_called": float(base_hit[called].mean()),
+        "dir_vs_base_pvalue": p_base,
+        "pt_stat": pt_stat,
+        "pt_pvalue": pt_p,
+    }
 
 
 def direction_text(scores: dict[str, float]) -> str:
     """One line for tables and headlines: accuracy with CI, share called, baseline, p-values."""
     if not scores.get("dir_share"):
         return "no call"
-    return (f"{scores['dir_acc']:.1%} [{scores['dir_acc_lo']:.1%}, {scores['dir_acc_hi']:.1%}] on "
-            f"{scores['dir_share']:.0%} of forecasts; majority sign {scores['dir_base_called']:.1%} "
-            f"({p_clause(scores['dir_vs_base_pvalue'])}), PT {p_clause(scores['pt_pvalue'])}")
+    return (
+        f"{scores['dir_acc']:.1%} [{scores['dir_acc_lo']:.1%}, {scores['dir_acc_hi']:.1%}] on "
+        f"{scores['dir_share']:.0%} of forecasts; majority sign {scores['dir_base_called']:.1%} "
+        f"({p_clause(scores['dir_vs_base_pvalue'])}), PT {p_clause(scores['pt_pvalue'])}"
+    )

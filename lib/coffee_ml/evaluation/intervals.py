@@ -41,8 +41,11 @@ def interval_scores(f: Forecast, level: float) -> dict[str, float]:
             names += [f"coverage_{tag}{k}_const" for k in kinds] + [f"winkler_{tag}_const", f"winkler_ratio_{tag}"]
         return dict.fromkeys(names, float("nan"))
     inside = (f.actual >= lo) & (f.actual <= hi)
-    out = {f"coverage_{tag}": float(inside.mean()), f"width_{tag}": float(np.mean(hi - lo)),
-           f"winkler_{tag}": float(winkler(f.actual, lo, hi, level).mean())}
+    out = {
+        f"coverage_{tag}": float(inside.mean()),
+        f"width_{tag}": float(np.mean(hi - lo)),
+        f"winkler_{tag}": float(winkler(f.actual, lo, hi, level).mean()),
+    }
     terc = volatility_tercile(f)
     for k, name in enumerate(TERCILES):
         out[f"coverage_{tag}_{name}"] = float(inside[terc == k].mean()) if (terc == k).any() else float("nan")
@@ -84,8 +87,11 @@ def coverage_by_fold(f: Forecast) -> pd.DataFrame:
     rows = {}
     for fold in np.unique(f.fold):
         part = f.select(f.fold == fold)
-        rows[int(fold)] = {f"coverage_{level_tag(lv)}": float(((part.actual >= lo) & (part.actual <= hi)).mean())
-                           for lv in part.levels for lo, hi in [part.bounds(lv)]} | {"origins": part.n}
+        rows[int(fold)] = {
+            f"coverage_{level_tag(lv)}": float(((part.actual >= lo) & (part.actual <= hi)).mean())
+            for lv in part.levels
+            for lo, hi in [part.bounds(lv)]
+        } | {"origins": part.n}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "fold"
     return table

@@ -33,8 +33,23 @@ def r2(actual: np.ndarray, pred: np.ndarray) -> float:
     return float(1 - np.sum((actual - pred) ** 2) / sst) if sst > 0 else float("nan")
 
 
-POINT_NAMES = ("mae", "rmse", "mape", "mean_error", "max_error", "min_error", "ret_mae", "ret_rmse", "r2",
-               "naive_mae", "naive_rmse", "naive_mape", "skill", "dm_stat", "dm_pvalue")
+POINT_NAMES = (
+    "mae",
+    "rmse",
+    "mape",
+    "mean_error",
+    "max_error",
+    "min_error",
+    "ret_mae",
+    "ret_rmse",
+    "r2",
+    "naive_mae",
+    "naive_rmse",
+    "naive_mape",
+    "skill",
+    "dm_stat",
+    "dm_pvalue",
+)
 
 
 def point_scores(f: Forecast) -> dict[str, float]:
@@ -47,10 +62,21 @@ def point_scores(f: Forecast) -> dict[str, float]:
     m, m_naive = float(abs_err.mean()), float(naive_abs.mean())
     dm_stat, dm_p = diebold_mariano(abs_err.mean(axis=1), naive_abs.mean(axis=1), f.horizon)
     return {
-        "mae": m, "rmse": rmse(a, p), "mape": mape(a, p), "mean_error": float(err.mean()),
-        "max_error": float(err.max()), "min_error": float(err.min()),
-        "ret_mae": mae(f.actual, f.returns), "ret_rmse": rmse(f.actual, f.returns), "r2": r2(f.actual, f.returns),
-        "naive_mae": m_naive, "naive_rmse": rmse(a, naive), "naive_mape": mape(a, naive),
-        "skill": 1 - m / m_naive if m_naive > 0 else float("nan"), "dm_stat": dm_stat, "dm_pvalue": dm_p,
-        "n": float(a.size), "origins": float(f.n),
+        "mae": m,
+        "rmse": rmse(a, p),
+        "mape": mape(a, p),
+        "mean_error": float(err.mean()),
+        "max_error": float(err.max()),
+        "min_error": float(err.min()),
+        "ret_mae": mae(f.actual, f.returns),
+        "ret_rmse": rmse(f.actual, f.returns),
+        "r2": r2(f.actual, f.returns),
+        "naive_mae": m_naive,
+        "naive_rmse": rmse(a, naive),
+        "naive_mape": mape(a, naive),
+        "skill": 1 - m / m_naive if m_naive > 0 else float("nan"),
+        "dm_stat": dm_stat,
+        "dm_pvalue": dm_p,
+        "n": float(a.size),
+        "origins": float(f.n),
     }

@@ -26,11 +26,21 @@ def _events(f: Forecast) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def probability_scores(f: Forecast) -> dict[str, float]:
     conf, hit, base = _events(f)
     if len(hit) == 0:
-        return {"brier": float("nan"), "brier_ref": float("nan"), "brier_skill": float("nan"),
-                "confidence_mean": float("nan"), "hit_rate": float("nan")}
+        return {
+            "brier": float("nan"),
+            "brier_ref": float("nan"),
+            "brier_skill": float("nan"),
+            "confidence_mean": float("nan"),
+            "hit_rate": float("nan"),
+        }
     bs, ref = float(np.mean((conf - hit) ** 2)), float(np.mean((base - hit) ** 2))
-    return {"brier": bs, "brier_ref": ref, "brier_skill": 1 - bs / ref if ref > 0 else float("nan"),
-            "confidence_mean": float(conf.mean()), "hit_rate": float(hit.mean())}
+    return {
+        "brier": bs,
+        "brier_ref": ref,
+        "brier_skill": 1 - bs / ref if ref > 0 else float("nan"),
+        "confidence_mean": float(conf.mean()),
+        "hit_rate": float(hit.mean()),
+    }
 
 
 def reliability(f: Forecast, bins: int = 10, strategy: str = "quantile") -> pd.DataFrame:
@@ -55,6 +65,15 @@ def reliability(f: Forecast, bins: int = 10, strategy: str = "quantile") -> pd.D
     conf_sum = np.bincount(b, weights=conf, minlength=bins)
     used = count > 0
     ci = [wilson_interval(h / overlap, c / overlap) for h, c in zip(hits[used], count[used])]
-    return pd.DataFrame({"bin_lo": edges[:-1][used], "bin_hi": edges[1:][used], "confidence": conf_sum[used] / count[used],
-                         "hit_rate": hits[used] / count[used], "hit_lo": [c[0] for c in ci],
-                         "hit_hi": [c[1] for c in ci], "n": count[used], "n_eff": count[used] / overlap})
+    return pd.DataFrame(
+        {
+            "bin_lo": edges[:-1][used],
+            "bin_hi": edges[1:][used],
+            "confidence": conf_sum[used] / count[used],
+            "hit_rate": hits[used] / count[used],
+            "hit_lo": [c[0] for c in ci],
+            "hit_hi": [c[1] for c in ci],
+            "n": count[used],
+            "n_eff": count[used] / overlap,
+        }
+    )

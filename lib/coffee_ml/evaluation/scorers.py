@@ -35,19 +35,39 @@ def trading_scores(f: Forecast, rules: "TradingRules | None" = None) -> dict[str
 
     rules = rules or TradingRules()
     if not {1, rules.step} <= set(f.steps.tolist()):  # a single-horizon view: no bar-by-bar record
-        return dict.fromkeys(("sharpe", "sortino", "total_return", "max_drawdown", "trade_hit_rate", "turnover",
-                              "hold_sharpe", "hold_return"), float("nan"))
+        return dict.fromkeys(
+            (
+                "sharpe",
+                "sortino",
+                "total_return",
+                "max_drawdown",
+                "trade_hit_rate",
+                "turnover",
+                "hold_sharpe",
+                "hold_return",
+            ),
+            float("nan"),
+        )
     one, step = f.at_steps([1]), f.at_steps([rules.step])
     _, summary = simulate(one.origins, step.returns[:, 0], one.actual[:, 0], f.interval, rules)
     s, hold = summary.loc["strategy"], summary.loc["buy_and_hold"]
-    return {"sharpe": float(s["sharpe"]), "sortino": float(s["sortino"]), "total_return": float(s["total_return"]),
-            "max_drawdown": float(s["max_drawdown"]), "trade_hit_rate": float(s["hit_rate"]),
-            "turnover": float(s["turnover"]), "hold_sharpe": float(hold["sharpe"]),
-            "hold_return": float(hold["total_return"])}
+    return {
+        "sharpe": float(s["sharpe"]),
+        "sortino": float(s["sortino"]),
+        "total_return": float(s["total_return"]),
+        "max_drawdown": float(s["max_drawdown"]),
+        "trade_hit_rate": float(s["hit_rate"]),
+        "turnover": float(s["turnover"]),
+        "hold_sharpe": float(hold["sharpe"]),
+        "hold_return": float(hold["total_return"]),
+    }
 
 
 _FAMILIES: dict[str, Callable[[Forecast], dict[str, float]]] = {
-    "point": point_scores, "direction": direction_scores, "probability": probability_scores}
+    "point": point_scores,
+    "direction": direction_scores,
+    "probability": probability_scores,
+}
 
 
 @dataclass(frozen=True)
@@ -130,8 +150,10 @@ _FIXED = [
     Scorer("hold_return", "trading", None, "buy-and-hold return over the same bars"),
 ]
 SCORERS: dict[str, Scorer] = {s.name: s for s in _FIXED}
-_INTERVAL = re.compile(r"^(coverage|width|winkler|winkler_ratio)_(\d+(?:\.\d+)?)"
-                       rf"(?:_({'|'.join(TERCILES)}))?(_const)?$")
+_INTERVAL = re.compile(
+    r"^(coverage|width|winkler|winkler_ratio)_(\d+(?:\.\d+)?)"
+    rf"(?:_({'|'.join(TERCILES)}))?(_const)?$"
+)
 
 
 def get_scorer(name: str) -> Scorer:
@@ -139,8 +161,10 @@ def get_scorer(name: str) -> Scorer:
         return SCORERS[name]
     m = _INTERVAL.fullmatch(name)
     if m is None or (m.group(1) == "winkler_ratio" and (m.group(3) or m.group(4))):
-        raise ValueError(f"unknown scorer {name!r}; known: {', '.join(SCORERS)}, and per interval level L: "
-                         "coverage_L, width_L, winkler_L, winkler_ratio_L (e.g. coverage_80)")
+        raise ValueError(
+            f"unknown scorer {name!r}; known: {', '.join(SCORERS)}, and per interval level L: "
+            "coverage_L, width_L, winkler_L, winkler_ratio_L (e.g. coverage_80)"
+        )
     kind, level = m.group(1), float(m.group(2)) / 100
     if not 0 < level < 1:
         raise ValueError(f"scorer {name!r}: interval level must be between 0 and 100")
@@ -172,14 +196,29 @@ def interval_names(levels: Sequence[float]) -> list[str]:
     out = []
     for level in levels:
         tag = f"{level * 100:g}"
-        out += [f"coverage_{tag}", *(f"coverage_{tag}_{t}" for t in TERCILES), f"coverage_{tag}_const", f"width_{tag}",
-                f"winkler_{tag}", f"winkler_{tag}_const", f"winkler_ratio_{tag}"]
+        out += [
+            f"coverage_{tag}",
+            *(f"coverage_{tag}_{t}" for t in TERCILES),
+            f"coverage_{tag}_const",
+            f"width_{tag}",
+            f"winkler_{tag}",
+            f"winkler_{tag}_const",
+            f"winkler_ratio_{tag}",
+        ]
     return out
 
 
 POINT = ["mae", "naive_mae", "skill", "dm_stat", "dm_pvalue", "rmse", "naive_rmse", "mape", "r2"]
-DIRECTION = ["dir_share", "dir_acc", "dir_acc_lo", "dir_acc_hi", "dir_base_called", "up_share", "dir_vs_base_pvalue",
-             "pt_pvalue"]
+DIRECTION = [
+    "dir_share",
+    "dir_acc",
+    "dir_acc_lo",
+    "dir_acc_hi",
+    "dir_base_called",
+    "up_share",
+    "dir_vs_base_pvalue",
+    "pt_pvalue",
+]
 PROBABILITY = ["brier", "brier_ref", "brier_skill"]
 TRADING = ["sharpe", "total_return", "max_drawdown", "turnover", "hold_sharpe", "hold_return"]
 
@@ -187,4 +226,3 @@ TRADING = ["sharpe", "total_return", "max_drawdown", "turnover", "hold_sharpe", 
 def summary_names(levels: Sequence[float], trading: bool = True) -> list[str]:
     """The leaderboard's columns: point, direction, probability, intervals (and trading)."""
     return [*POINT, *DIRECTION, *PROBABILITY, *interval_names(levels), *(TRADING if trading else []), "origins"]
-

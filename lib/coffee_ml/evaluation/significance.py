@@ -67,8 +67,11 @@ def pesaran_timmermann(pred_up: np.ndarray, actual_up: np.ndarray, n_eff: float 
     p_hat, px, py = float(np.mean(x == y)), float(x.mean()), float(y.mean())
     p_star = py * px + (1 - py) * (1 - px)
     var_p = p_star * (1 - p_star) / m
-    var_star = ((2 * py - 1) ** 2 * px * (1 - px) / m + (2 * px - 1) ** 2 * py * (1 - py) / m
-                + 4 * py * px * (1 - py) * (1 - px) / m**2)
+    var_star = (
+        (2 * py - 1) ** 2 * px * (1 - px) / m
+        + (2 * px - 1) ** 2 * py * (1 - py) / m
+        + 4 * py * px * (1 - py) * (1 - px) / m**2
+    )
     if var_p - var_star <= 0:
         return float("nan"), float("nan")
     stat = (p_hat - p_star) / math.sqrt(var_p - var_star)

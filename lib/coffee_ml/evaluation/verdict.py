@@ -30,7 +30,7 @@ def verdict(scores: Mapping[str, float], baseline: bool = False) -> str:
 
 
 def p_clause(p: float) -> str:
-    """"p = 0.034", "p < 1e-4" or "p n/a"."""
+    """ "p = 0.034", "p < 1e-4" or "p n/a"."""
     text = pvalue_text(p)
     return f"p {text}" if text[0] in "<n" else f"p = {text}"
 

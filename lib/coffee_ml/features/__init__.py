@@ -12,28 +12,70 @@ Typical use::
 
 from coffee_ml.features.gaps import count_gaps, run_bounds
 from coffee_ml.features.indicators import (
-    CandleInputError, FeatureSelection, check_candles, compute_features, compute_selected, select_features,
+    CandleInputError,
+    FeatureSelection,
+    check_candles,
+    compute_features,
+    compute_selected,
+    select_features,
 )
 from coffee_ml.features.pipeline import (
-    DatasetReport, FeatureDataset, FeaturePanel, build_dataset, feature_panel, rows_needed,
+    DatasetReport,
+    FeatureDataset,
+    FeaturePanel,
+    build_dataset,
+    feature_panel,
+    rows_needed,
 )
 from coffee_ml.features.registry import GROUPS, FeatureRegistry, FeatureSpec
 from coffee_ml.features.registry import REGISTRY as FEATURES
 from coffee_ml.features.scaling import FeatureScaler
 from coffee_ml.features.targets import (
-    forward_log_returns, horizon_timestamps, returns_to_prices, target_names,
+    forward_log_returns,
+    horizon_timestamps,
+    returns_to_prices,
+    target_names,
 )
 from coffee_ml.features.windows import (
-    SPLIT_NAMES, SplitBounds, assign_splits, sliding_windows, split_bounds, valid_window_ends,
+    SPLIT_NAMES,
+    SplitBounds,
+    assign_splits,
+    sliding_windows,
+    split_bounds,
+    valid_window_ends,
 )
 
 __all__ = [
-    "FEATURES", "GROUPS", "SPLIT_NAMES",
-    "CandleInputError", "DatasetReport", "FeatureDataset", "FeatureRegistry", "FeatureScaler",
-    "FeaturePanel", "FeatureSelection", "FeatureSpec", "SplitBounds", "WindowDataset",
-    "assign_splits", "build_dataset", "check_candles", "compute_features", "feature_panel", "compute_selected", "count_gaps",
-    "forward_log_returns", "horizon_timestamps", "make_loader", "returns_to_prices", "rows_needed",
-    "run_bounds", "select_features", "sliding_windows", "split_bounds", "target_names",
+    "FEATURES",
+    "GROUPS",
+    "SPLIT_NAMES",
+    "CandleInputError",
+    "DatasetReport",
+    "FeatureDataset",
+    "FeatureRegistry",
+    "FeatureScaler",
+    "FeaturePanel",
+    "FeatureSelection",
+    "FeatureSpec",
+    "SplitBounds",
+    "WindowDataset",
+    "assign_splits",
+    "build_dataset",
+    "check_candles",
+    "compute_features",
+    "feature_panel",
+    "compute_selected",
+    "count_gaps",
+    "forward_log_returns",
+    "horizon_timestamps",
+    "make_loader",
+    "returns_to_prices",
+    "rows_needed",
+    "run_bounds",
+    "select_features",
+    "sliding_windows",
+    "split_bounds",
+    "target_names",
     "valid_window_ends",
 ]
 

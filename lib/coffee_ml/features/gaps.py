@@ -21,20 +21,26 @@ def check_time_index(index: pd.Index, interval: str) -> np.ndarray:
     bug that would silently corrupt gap detection, so it raises.
     """
     if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
-        raise TypeError(f"candles must be indexed by a tz-aware UTC DatetimeIndex, got {type(index).__name__}"
-                        + (f" with dtype {index.dtype}" if isinstance(index, pd.DatetimeIndex) else ""))
+        raise TypeError(
+            f"candles must be indexed by a tz-aware UTC DatetimeIndex, got {type(index).__name__}"
+            + (f" with dtype {index.dtype}" if isinstance(index, pd.DatetimeIndex) else "")
+        )
     ms = index.as_unit("ms").asi8
     step = np.diff(ms)
     if (step <= 0).any():
         i = int(np.flatnonzero(step <= 0)[0])
-        raise ValueError(f"candle index must be strictly increasing; row {i + 1} ({index[i + 1]}) "
-                         f"does not come after row {i} ({index[i]})")
+        raise ValueError(
+            f"candle index must be strictly increasing; row {i + 1} ({index[i + 1]}) "
+            f"does not come after row {i} ({index[i]})"
+        )
     bar = int(interval_timedelta(interval) / pd.Timedelta(milliseconds=1))
     off_grid = step % bar != 0
     if off_grid.any():
         i = int(np.flatnonzero(off_grid)[0])
-        raise ValueError(f"bar spacing is not a multiple of {interval}: {index[i]} -> {index[i + 1]} "
-                         f"({int(off_grid.sum())} such step(s))")
+        raise ValueError(
+            f"bar spacing is not a multiple of {interval}: {index[i]} -> {index[i + 1]} "
+            f"({int(off_grid.sum())} such step(s))"
+        )
     return ms
 
 

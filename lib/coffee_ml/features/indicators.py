@@ -90,6 +90,7 @@ class CandleArrays:
 # Arithmetic is done in place on fresh temporaries (TA-Lib outputs, own results): at 72k rows
 # the cost of a feature is dominated by allocating and page-faulting new arrays, not by math.
 
+
 def lagged_diff(x: np.ndarray, lag: int) -> np.ndarray:
     """x[t] - x[t-lag], NaN for the first `lag` bars."""
     out = np.empty_like(x)
@@ -134,13 +135,21 @@ def rel(values: np.ndarray, base: np.ndarray, minus_one: bool = False) -> np.nda
 
 # ---------------------------------------------------------------- price
 
-def _spec(name: str, group: str, description: str, lookback: int,
-          requires: tuple[str, ...] = ("close",), scale_free: bool = True) -> FeatureSpec:
+
+def _spec(
+    name: str,
+    group: str,
+    description: str,
+    lookback: int,
+    requires: tuple[str, ...] = ("close",),
+    scale_free: bool = True,
+) -> FeatureSpec:
     return FeatureSpec(name, group, description, lookback, requires, scale_free)
 
 
-@REGISTRY.family(*[_spec(f"ret_{k}", "price", f"simple return over {k} bar(s): close/close[t-{k}] - 1", k)
-                   for k in RETURN_LAGS])
+@REGISTRY.family(
+    *[_spec(f"ret_{k}", "price", f"simple return over {k} bar(s): close/close[t-{k}] - 1", k) for k in RETURN_LAGS]
+)
 def _simple_returns(x: CandleArrays) -> dict[str, np.ndarray]:
     out = {}
     for k in RETURN_LAGS:
@@ -150,8 +159,9 @@ def _simple_returns(x: CandleArrays) -> dict[str, np.ndarray]:
     return out
 
 
-@REGISTRY.family(*[_spec(f"logret_{k}", "price", f"log return over {k} bar(s): ln(close/close[t-{k}])", k)
-                   for k in LOG_RETURN_LAGS])
+@REGISTRY.family(
+    *[_spec(f"logret_{k}", "price", f"log return over {k} bar(s): ln(close/close[t-{k}])", k) for k in LOG_RETURN_LAGS]
+)
 def _log_returns(x: CandleArrays) -> dict[str, np.ndarray]:
     return {f"logret_{k}": x.log_return if k == 1 else lagged_diff(x.log_close, k) for k in LOG_RETURN_LAGS}
 
@@ -159,28 +169,46 @@ def _log_returns(x: CandleArrays) -> dict[str, np.ndarray]:
 @REGISTRY.family(
     _spec("price_change", "price", "bar price change relative to the open: (close - open)/open", 0, PRICE),
     _spec("hl_range", "price", "bar range relative to the close: (high - low)/close", 0, PRICE),
-    _spec("close_location", "price", "where the close sits in the bar range: (close - low)/(high - low), 0.5 if flat",
-          0, PRICE),
+    _spec(
+        "close_location",
+        "price",
+        "where the close sits in the bar range: (close - low)/(high - low), 0.5 if flat",
+        0,
+        PRICE,
+    ),
 )
 def _bar_shape(x: CandleArrays) -> dict[str, np.ndarray]:
     spread = x.high - x.low
     location = np.subtract(x.close, x.low)
-    return {"price_change": rel(np.divide(x.close, x.open), 1.0, minus_one=True),
-            "hl_range": np.divide(spread, x.close),
-            "close_location": safe_div(location, spread, 0.5, out=location)}
-@REGISTRY.family(*[_spec(f"mom_{n}", "price", f"momentum MOM({n}) relative to price: (close - close[t-{n}])/close", n)
-                   for n in (10, 20)])
+    return {
+        "price_change": rel(np.divide(x.close, x.open), 1.0, minus_one=True),
+        "hl_range": np.divide(spread, x.close),
+        "close_location": safe_div(location, spread, 0.5, out=location),
+    }
+
+
+@REGISTRY.family(
+    *[
+        _spec(f"mom_{n}", "price", f"momentum MOM({n}) relative to price: (close - close[t-{n}])/close", n)
+        for n in (10, 20)
+    ]
+)
 def _momentum(x: CandleArrays) -> dict[str, np.ndarray]:
     return {f"mom_{n}": rel(talib.MOM(x.close, n), x.close) for n in (10, 20)}
 
 
-@REGISTRY.family(*[_spec(f"roc_{n}", "price", f"rate of change ROC({n}) in percent: 100*(close/close[t-{n}] - 1)", n)
-                   for n in (10, 20)])
+@REGISTRY.family(
+    *[
+        _spec(f"roc_{n}", "price", f"rate of change ROC({n}) in percent: 100*(close/close[t-{n}] - 1)", n)
+        for n in (10, 20)
+    ]
+)
 def _rate_of_change(x: CandleArrays) -> dict[str, np.ndarray]:
     return {f"roc_{n}": talib.ROC(x.close, n) for n in (10, 20)}
 
 
 # ---------------------------------------------------------------- trend / oscillators
+
 
 @REGISTRY.family(_spec("rsi_14", "trend", "relative strength index RSI(14), Wilder smoothing, 0..100", 14))
 def _rsi(x: CandleArrays) -> dict[str, np.ndarray]:
@@ -208,9 +236,12 @@ def _bollinger(x: CandleArrays) -> dict[str, np.ndarray]:
     # %B and width read upper/lower before they are turned into distances in place (dict order).
     width = upper - lower
     pctb = np.subtract(x.close, lower)
-    return {"bb_pctb": safe_div(pctb, width, 0.5, out=pctb),
-            "bb_upper_dist": rel(upper, x.close, minus_one=True), "bb_lower_dist": rel(lower, x.close, minus_one=True),
-            "bb_width": rel(width, middle)}
+    return {
+        "bb_pctb": safe_div(pctb, width, 0.5, out=pctb),
+        "bb_upper_dist": rel(upper, x.close, minus_one=True),
+        "bb_lower_dist": rel(lower, x.close, minus_one=True),
+        "bb_width": rel(width, middle),
+    }
 
 
 @REGISTRY.family(
@@ -238,16 +269,23 @@ def _cci(x: CandleArrays) -> dict[str, np.ndarray]:
     _spec("minus_di_14", "trend", "minus directional indicator -DI(14)", 14, HLC),
 )
 def _directional(x: CandleArrays) -> dict[str, np.ndarray]:
-    return {"adx_14": talib.ADX(x.high, x.low, x.close, 14),
-            "plus_di_14": talib.PLUS_DI(x.high, x.low, x.close, 14),
-            "minus_di_14": talib.MINUS_DI(x.high, x.low, x.close, 14)}
+    return {
+        "adx_14": talib.ADX(x.high, x.low, x.close, 14),
+        "plus_di_14": talib.PLUS_DI(x.high, x.low, x.close, 14),
+        "minus_di_14": talib.MINUS_DI(x.high, x.low, x.close, 14),
+    }
 
 
 MA_PERIODS = (10, 20, 50)
 
 
-@REGISTRY.family(*[_spec(f"{kind}_{n}_ratio", "trend", f"{kind.upper()}({n}) as a ratio to close: {kind}/close - 1",
-                         n - 1) for kind in ("sma", "ema") for n in MA_PERIODS])
+@REGISTRY.family(
+    *[
+        _spec(f"{kind}_{n}_ratio", "trend", f"{kind.upper()}({n}) as a ratio to close: {kind}/close - 1", n - 1)
+        for kind in ("sma", "ema")
+        for n in MA_PERIODS
+    ]
+)
 def _moving_averages(x: CandleArrays) -> dict[str, np.ndarray]:
     out = {f"sma_{n}_ratio": rel(talib.SMA(x.close, n), x.close, minus_one=True) for n in MA_PERIODS}
     out.update({f"ema_{n}_ratio": rel(talib.EMA(x.close, n), x.close, minus_one=True) for n in MA_PERIODS})
@@ -256,9 +294,16 @@ def _moving_averages(x: CandleArrays) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------- volatility
 
+
 @REGISTRY.family(
-    _spec("atr_14", "volatility", "average true range ATR(14) in price units (level; not for models)", 14, HLC,
-          scale_free=False),
+    _spec(
+        "atr_14",
+        "volatility",
+        "average true range ATR(14) in price units (level; not for models)",
+        14,
+        HLC,
+        scale_free=False,
+    ),
     _spec("atr_14_rel", "volatility", "ATR(14) divided by close", 14, HLC),
 )
 def _atr(x: CandleArrays) -> dict[str, np.ndarray]:
@@ -266,8 +311,17 @@ def _atr(x: CandleArrays) -> dict[str, np.ndarray]:
     return {"atr_14": atr, "atr_14_rel": np.divide(atr, x.close)}
 
 
-@REGISTRY.family(*[_spec(f"hv_{n}", "volatility", f"historical volatility: sample std of 1-bar log returns over {n} "
-                                                   "bars (per bar, not annualised)", n) for n in (20, 60)])
+@REGISTRY.family(
+    *[
+        _spec(
+            f"hv_{n}",
+            "volatility",
+            f"historical volatility: sample std of 1-bar log returns over {n} bars (per bar, not annualised)",
+            n,
+        )
+        for n in (20, 60)
+    ]
+)
 def _historical_volatility(x: CandleArrays) -> dict[str, np.ndarray]:
     out = {}
     for n in (20, 60):
@@ -302,8 +356,9 @@ def _range_volatility(x: CandleArrays) -> dict[str, np.ndarray]:
 VOLUME = ("close", "volume")
 
 
-@REGISTRY.family(_spec("obv_chg_20", "volume", "OBV change over 20 bars divided by the 20-bar volume sum, -1..1",
-                       20, VOLUME))
+@REGISTRY.family(
+    _spec("obv_chg_20", "volume", "OBV change over 20 bars divided by the 20-bar volume sum, -1..1", 20, VOLUME)
+)
 def _obv(x: CandleArrays) -> dict[str, np.ndarray]:
     obv_change = lagged_diff(talib.OBV(x.close, x.volume), 20)
     return {"obv_chg_20": safe_div(obv_change, talib.SUM(x.volume, 20), 0.0, out=obv_change)}
@@ -328,21 +383,30 @@ def _volume(x: CandleArrays) -> dict[str, np.ndarray]:
     momentum -= 1.0
     sma10 = np.divide(sum10, 10.0, out=sum10)
     sma20, ema20 = talib.SMA(v, 20), talib.EMA(v, 20)
-    return {"vol_sma_ratio_10": safe_div(v, sma10, 1.0, out=sma10),
-            "vol_sma_ratio_20": safe_div(v, sma20, 1.0, out=sma20),
-            "vol_ema_ratio_20": safe_div(v, ema20, 1.0, out=ema20),
-            "vol_mom_10": momentum,
-            "vol_zscore_20": zscore(v, 20)}
+    return {
+        "vol_sma_ratio_10": safe_div(v, sma10, 1.0, out=sma10),
+        "vol_sma_ratio_20": safe_div(v, sma20, 1.0, out=sma20),
+        "vol_ema_ratio_20": safe_div(v, ema20, 1.0, out=ema20),
+        "vol_mom_10": momentum,
+        "vol_zscore_20": zscore(v, 20),
+    }
 
 
 # ---------------------------------------------------------------- order flow
 
+
 @REGISTRY.family(
-    _spec("taker_buy_ratio", "orderflow", "taker-buy share of volume: taker_buy_base/volume, 0.5 if no volume",
-          0, TAKER),
+    _spec(
+        "taker_buy_ratio", "orderflow", "taker-buy share of volume: taker_buy_base/volume, 0.5 if no volume", 0, TAKER
+    ),
     _spec("taker_buy_ratio_z_20", "orderflow", "z-score of the taker-buy ratio over 20 bars", 19, TAKER),
-    _spec("taker_imbalance_20", "orderflow", "20-bar taker imbalance: sum(2*taker_buy - volume)/sum(volume), -1..1",
-          19, TAKER),
+    _spec(
+        "taker_imbalance_20",
+        "orderflow",
+        "20-bar taker imbalance: sum(2*taker_buy - volume)/sum(volume), -1..1",
+        19,
+        TAKER,
+    ),
 )
 def _taker(x: CandleArrays) -> dict[str, np.ndarray]:
     buy = x.column("taker_buy_base")
@@ -359,6 +423,7 @@ def _trades(x: CandleArrays) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------- calendar
 
+
 @REGISTRY.family(
     _spec("hour_sin", "calendar", "sine of the UTC time of day (hour-of-day cycle)", 0, ()),
     _spec("hour_cos", "calendar", "cosine of the UTC time of day (hour-of-day cycle)", 0, ()),
@@ -373,11 +438,16 @@ def _calendar(x: CandleArrays) -> dict[str, np.ndarray]:
     dow = (minutes // MINUTES_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday
     day_angle = (2.0 * np.pi / MINUTES_PER_DAY) * np.arange(MINUTES_PER_DAY)
     week_angle = (2.0 * np.pi / 7.0) * np.arange(7)
-    return {"hour_sin": np.sin(day_angle)[minute_of_day], "hour_cos": np.cos(day_angle)[minute_of_day],
-            "dow_sin": np.sin(week_angle)[dow], "dow_cos": np.cos(week_angle)[dow]}
+    return {
+        "hour_sin": np.sin(day_angle)[minute_of_day],
+        "hour_cos": np.cos(day_angle)[minute_of_day],
+        "dow_sin": np.sin(week_angle)[dow],
+        "dow_cos": np.cos(week_angle)[dow],
+    }
 
 
 # ---------------------------------------------------------------- selection and computation
+
 
 @dataclass(frozen=True)
 class FeatureSelection:
@@ -395,8 +465,9 @@ class FeatureSelection:
         return max((REGISTRY[n].lookback for n in self.names), default=0)
 
 
-def select_features(candles: pd.DataFrame, features: Iterable[str] | None = None,
-                    groups: Iterable[str] | None = None) -> FeatureSelection:
+def select_features(
+    candles: pd.DataFrame, features: Iterable[str] | None = None, groups: Iterable[str] | None = None
+) -> FeatureSelection:
     """Resolve a selection against the columns the candles actually carry.
 
     Features whose inputs are absent or all-NaN are skipped when they came from the default set
@@ -413,13 +484,16 @@ def select_features(candles: pd.DataFrame, features: Iterable[str] | None = None
         if not missing:
             names.append(name)
         elif name in explicit:
-            raise CandleInputError(f"feature {name!r} needs column(s) {', '.join(missing)}, "
-                                   "which are absent or all-NaN in these candles")
+            raise CandleInputError(
+                f"feature {name!r} needs column(s) {', '.join(missing)}, which are absent or all-NaN in these candles"
+            )
         else:
             skipped[name] = f"{', '.join(missing)} absent or all-NaN"
     if not names:
-        raise CandleInputError("no feature selected is computable from these candles"
-                               + (f" (skipped: {', '.join(skipped)})" if skipped else ""))
+        raise CandleInputError(
+            "no feature selected is computable from these candles"
+            + (f" (skipped: {', '.join(skipped)})" if skipped else "")
+        )
     return FeatureSelection(names, skipped)
 
 
@@ -439,12 +513,12 @@ def check_candles(candles: pd.DataFrame, columns: Iterable[str]) -> None:
             problems[col] = ", ".join(parts)
     if problems:
         detail = "; ".join(f"{col}: {what}" for col, what in problems.items())
-        raise CandleInputError(f"candles have invalid values ({detail}); clean or drop those bars first",
-                               problems)
+        raise CandleInputError(f"candles have invalid values ({detail}); clean or drop those bars first", problems)
 
 
-def compute_features(candles: pd.DataFrame, features: Iterable[str] | None = None,
-                     groups: Iterable[str] | None = None) -> pd.DataFrame:
+def compute_features(
+    candles: pd.DataFrame, features: Iterable[str] | None = None, groups: Iterable[str] | None = None
+) -> pd.DataFrame:
     """Feature columns for every bar of `candles` (same index), warm-up rows left as NaN.
 
     `features`/`groups` select as in `FeatureRegistry.select`; neither means the default model
@@ -460,11 +534,14 @@ def compute_selected(candles: pd.DataFrame, selection: FeatureSelection) -> pd.D
     """`compute_features` for an already resolved selection (so callers can read its warm-up first)."""
     names = selection.names
     needed = {"close"}.union(*(REGISTRY[n].requires for n in names))
-    check_candles(candles, [c for c in ("open", "high", "low", "close", "volume", "taker_buy_base", "trades")
-                            if c in needed])
+    check_candles(
+        candles, [c for c in ("open", "high", "low", "close", "volume", "taker_buy_base", "trades") if c in needed]
+    )
     if len(candles) <= selection.warmup:
-        raise CandleInputError(f"need at least {selection.warmup + 1} rows to compute the selected features "
-                               f"(look-back {selection.warmup} bars), got {len(candles)}")
+        raise CandleInputError(
+            f"need at least {selection.warmup + 1} rows to compute the selected features "
+            f"(look-back {selection.warmup} bars), got {len(candles)}"
+        )
     arrays = CandleArrays(candles)
     wanted = set(names)
     columns: dict[str, np.ndarray] = {}

@@ -114,8 +114,15 @@ class FeatureDataset:
 
         return WindowDataset(self.X, self.y, self.splits[split], self.window, dtype)
 
-    def loader(self, split: str, batch_size: int = 256, shuffle: bool | None = None, seed: int | None = 0,
-               drop_last: bool = False, dtype: torch.dtype | None = None) -> DataLoader:
+    def loader(
+        self,
+        split: str,
+        batch_size: int = 256,
+        shuffle: bool | None = None,
+        seed: int | None = 0,
+        drop_last: bool = False,
+        dtype: torch.dtype | None = None,
+    ) -> DataLoader:
         """Batched DataLoader of one split; shuffled (reproducibly by `seed`) for "train" only
         unless `shuffle` says otherwise."""
         from coffee_ml.features.torch_data import make_loader
@@ -125,8 +132,9 @@ class FeatureDataset:
 
     def price_path(self, end_row: int, log_returns: np.ndarray, cumulative: bool = True) -> pd.Series:
         """Prices implied by predicted log returns for the window ending at row `end_row`."""
-        return returns_to_prices(log_returns, float(self.close.iloc[end_row]), self.features.index[end_row],
-                                 self.interval, cumulative)
+        return returns_to_prices(
+            log_returns, float(self.close.iloc[end_row]), self.features.index[end_row], self.interval, cumulative
+        )
 
 
 def _check_lengths(window: int, horizon: int) -> None:
@@ -160,8 +168,14 @@ class FeaturePanel:
     skipped: dict[str, str]
     vol_halflife: float = DEFAULT_HALFLIFE
 
-    def dataset(self, splits: dict[str, np.ndarray], fit_rows: tuple[int, int], embargo: int,
-                split_rows: dict[str, tuple[int, int]], scaler: str | FeatureScaler = "standard") -> FeatureDataset:
+    def dataset(
+        self,
+        splits: dict[str, np.ndarray],
+        fit_rows: tuple[int, int],
+        embargo: int,
+        split_rows: dict[str, tuple[int, int]],
+        scaler: str | FeatureScaler = "standard",
+    ) -> FeatureDataset:
         """A dataset with the given window ends per part and a scaler fitted on rows `fit_rows` only."""
         lo, hi = fit_rows
         fitted = (FeatureScaler(scaler) if isinstance(scaler, str) else scaler.clone()).fit(self.features.iloc[lo:hi])
@@ -169,22 +183,46 @@ class FeaturePanel:
         first, last = min(r[0] for r in split_rows.values()), max(r[1] for r in split_rows.values())
         covered = int(((self.ends >= first) & (self.ends < last)).sum())
         report = DatasetReport(
-            rows_in=self.rows_in, warmup_rows=self.warmup, rows=len(self.features),
-            gaps=count_gaps(self.features.index, self.interval), gap_context=self.gap_context, embargo=embargo,
-            candidate_windows=candidates, windows_dropped_gap=candidates - len(self.ends),
+            rows_in=self.rows_in,
+            warmup_rows=self.warmup,
+            rows=len(self.features),
+            gaps=count_gaps(self.features.index, self.interval),
+            gap_context=self.gap_context,
+            embargo=embargo,
+            candidate_windows=candidates,
+            windows_dropped_gap=candidates - len(self.ends),
             windows_dropped_embargo=covered - sum(len(v) for v in splits.values()),
-            windows={k: len(v) for k, v in splits.items()}, split_rows=dict(split_rows),
-            skipped_features=dict(self.skipped))
-        return FeatureDataset(features=self.features, X=fitted.transform(self.features), targets=self.targets,
-                              close=self.close, volatility=self.volatility, splits=splits, scaler=fitted,
-                              window=self.window, horizon=self.horizon, interval=self.interval, report=report,
-                              vol_halflife=self.vol_halflife)
+            windows={k: len(v) for k, v in splits.items()},
+            split_rows=dict(split_rows),
+            skipped_features=dict(self.skipped),
+        )
+        return FeatureDataset(
+            features=self.features,
+            X=fitted.transform(self.features),
+            targets=self.targets,
+            close=self.close,
+            volatility=self.volatility,
+            splits=splits,
+            scaler=fitted,
+            window=self.window,
+            horizon=self.horizon,
+            interval=self.interval,
+            report=report,
+            vol_halflife=self.vol_halflife,
+        )
 
 
-def feature_panel(candles: pd.DataFrame, interval: str, features: Iterable[str] | None = None,
-                  groups: Iterable[str] | None = None, window: int = 60, horizon: int = 1,
-                  gap_context: int | None = None, selection: FeatureSelection | None = None,
-                  vol_halflife: float = DEFAULT_HALFLIFE) -> FeaturePanel:
+def feature_panel(
+    candles: pd.DataFrame,
+    interval: str,
+    features: Iterable[str] | None = None,
+    groups: Iterable[str] | None = None,
+    window: int = 60,
+    horizon: int = 1,
+    gap_context: int | None = None,
+    selection: FeatureSelection | None = None,
+    vol_halflife: float = DEFAULT_HALFLIFE,
+) -> FeaturePanel:
     """Features, forward-return targets and valid window ends for `candles` (see `build_dataset`).
     `selection`, when already resolved, replaces `features`/`groups`."""
     _check_lengths(window, horizon)
@@ -201,17 +239,36 @@ def feature_panel(candles: pd.DataFrame, interval: str, features: Iterable[str] 
     targets = forward_log_returns(candles["close"], horizon, interval).iloc[warmup:]
     ends = valid_window_ends(run_start, run_end, window, horizon, context, first_row=warmup) - warmup
     volatility = causal_volatility(candles["close"], interval, vol_halflife).iloc[warmup:]
-    return FeaturePanel(features=feats, targets=targets, close=candles["close"].iloc[warmup:], volatility=volatility,
-                        ends=ends, window=window, horizon=horizon, interval=interval, warmup=warmup,
-                        rows_in=len(candles), gap_context=context, skipped=dict(selection.skipped),
-                        vol_halflife=vol_halflife)
+    return FeaturePanel(
+        features=feats,
+        targets=targets,
+        close=candles["close"].iloc[warmup:],
+        volatility=volatility,
+        ends=ends,
+        window=window,
+        horizon=horizon,
+        interval=interval,
+        warmup=warmup,
+        rows_in=len(candles),
+        gap_context=context,
+        skipped=dict(selection.skipped),
+        vol_halflife=vol_halflife,
+    )
 
 
-def build_dataset(candles: pd.DataFrame, interval: str, features: Iterable[str] | None = None,
-                  groups: Iterable[str] | None = None, window: int = 60, horizon: int = 1,
-                  scaler: str | FeatureScaler = "standard", split: Sequence[float] = (0.7, 0.15, 0.15),
-                  embargo: int | None = None, gap_context: int | None = None,
-                  vol_halflife: float = DEFAULT_HALFLIFE) -> FeatureDataset:
+def build_dataset(
+    candles: pd.DataFrame,
+    interval: str,
+    features: Iterable[str] | None = None,
+    groups: Iterable[str] | None = None,
+    window: int = 60,
+    horizon: int = 1,
+    scaler: str | FeatureScaler = "standard",
+    split: Sequence[float] = (0.7, 0.15, 0.15),
+    embargo: int | None = None,
+    gap_context: int | None = None,
+    vol_halflife: float = DEFAULT_HALFLIFE,
+) -> FeatureDataset:
     """Features, targets, gap-free windows, a chronological split and a train-only scaler.
 
     candles: indexed by UTC `open_time`, columns open/high/low/close/volume (+ optional order
@@ -237,13 +294,23 @@ def build_dataset(candles: pd.DataFrame, interval: str, features: Iterable[str] 
     if len(candles) < needed:
         raise CandleInputError(
             f"need at least {needed} rows (warm-up {selection.warmup} + window {window} + horizon {horizon} "
-            f"+ embargo {embargo} spread over split {split}), got {len(candles)}")
-    panel = feature_panel(candles, interval, window=window, horizon=horizon, gap_context=gap_context,
-                          selection=selection, vol_halflife=vol_halflife)
+            f"+ embargo {embargo} spread over split {split}), got {len(candles)}"
+        )
+    panel = feature_panel(
+        candles,
+        interval,
+        window=window,
+        horizon=horizon,
+        gap_context=gap_context,
+        selection=selection,
+        vol_halflife=vol_halflife,
+    )
     bounds = split_bounds(len(panel.features), split, embargo)
     splits = assign_splits(panel.ends, bounds, window, horizon)
     for name, f in zip(SPLIT_NAMES, split):
         if f > 0 and len(splits[name]) == 0:
-            raise ValueError(f"split {name!r} has no gap-free window of {window} bars + {horizon} target bars "
-                             f"(rows {bounds.rows[name]}); use more data, a shorter window or a different split")
+            raise ValueError(
+                f"split {name!r} has no gap-free window of {window} bars + {horizon} target bars "
+                f"(rows {bounds.rows[name]}); use more data, a shorter window or a different split"
+            )
     return panel.dataset(splits, bounds.rows["train"], embargo, bounds.rows, scaler)

@@ -82,14 +82,16 @@ class FeatureRegistry:
         """Feature names in registration order, optionally of one group / scale-free only."""
         if group is not None and group not in GROUPS:
             raise ValueError(f"unknown feature group {group!r}; expected one of {', '.join(GROUPS)}")
-        return [s.name for s in self._specs.values()
-                if (group is None or s.group == group) and (s.scale_free or not scale_free_only)]
+        return [
+            s.name
+            for s in self._specs.values()
+            if (group is None or s.group == group) and (s.scale_free or not scale_free_only)
+        ]
 
     def family_of(self, name: str) -> FamilyFn:
         return self._family_of[self[name].name]
 
-    def select(self, features: Iterable[str] | None = None,
-               groups: Iterable[str] | None = None) -> list[str]:
+    def select(self, features: Iterable[str] | None = None, groups: Iterable[str] | None = None) -> list[str]:
         """Resolve a params-style selection to feature names in registration order.
 
         Neither given: the default model set, i.e. every scale-free feature. `groups` adds the
@@ -109,9 +111,17 @@ class FeatureRegistry:
 
     def describe(self) -> pd.DataFrame:
         """One row per feature: group, description, look-back, required columns, scale-free."""
-        rows = [{"name": s.name, "group": s.group, "description": s.description,
-                 "lookback": s.lookback, "requires": ", ".join(s.requires),
-                 "scale_free": s.scale_free} for s in self._specs.values()]
+        rows = [
+            {
+                "name": s.name,
+                "group": s.group,
+                "description": s.description,
+                "lookback": s.lookback,
+                "requires": ", ".join(s.requires),
+                "scale_free": s.scale_free,
+            }
+            for s in self._specs.values()
+        ]
         return pd.DataFrame(rows).set_index("name")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from coffee_ml.estimator import ParamsMixin, require_fitted
 
 METHODS: tuple[str, ...] = ("standard", "minmax", "robust")
@@ -31,8 +32,12 @@ class FeatureScaler(ParamsMixin):
     window views want.
     """
 
-    def __init__(self, method: str = "standard", feature_range: tuple[float, float] = (0.0, 1.0),
-                 quantile_range: tuple[float, float] = (25.0, 75.0)) -> None:
+    def __init__(
+        self,
+        method: str = "standard",
+        feature_range: tuple[float, float] = (0.0, 1.0),
+        quantile_range: tuple[float, float] = (25.0, 75.0),
+    ) -> None:
         self.method = method
         self.feature_range = feature_range
         self.quantile_range = quantile_range
@@ -42,6 +47,7 @@ class FeatureScaler(ParamsMixin):
         if self.method not in METHODS:
             raise ValueError(f"unknown scaler method {self.method!r}; expected one of {', '.join(METHODS)}")
         from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
+
         values = np.asarray(X, dtype=np.float64)
         if values.ndim != 2 or len(values) == 0:
             raise ValueError(f"expected a non-empty 2-D array, got shape {values.shape}")
@@ -109,10 +115,15 @@ class FeatureScaler(ParamsMixin):
         """Constructor params and fitted state as JSON-compatible Python values."""
         require_fitted(self, ("center_", "scale_"))
         state: dict[str, Any] = {
-            "format": FORMAT_VERSION, "class": type(self).__name__,
-            "params": {"method": self.method, "feature_range": list(self.feature_range),
-                       "quantile_range": list(self.quantile_range)},
-            "center": self.center_.tolist(), "scale": self.scale_.tolist(),
+            "format": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "params": {
+                "method": self.method,
+                "feature_range": list(self.feature_range),
+                "quantile_range": list(self.quantile_range),
+            },
+            "center": self.center_.tolist(),
+            "scale": self.scale_.tolist(),
             "n_samples_seen": int(self.n_samples_seen_),
         }
         if hasattr(self, "feature_names_in_"):
@@ -122,8 +133,10 @@ class FeatureScaler(ParamsMixin):
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> FeatureScaler:
         if state.get("class") != cls.__name__ or state.get("format") != FORMAT_VERSION:
-            raise ValueError(f"not a {cls.__name__} v{FORMAT_VERSION} state: "
-                             f"class={state.get('class')!r} format={state.get('format')!r}")
+            raise ValueError(
+                f"not a {cls.__name__} v{FORMAT_VERSION} state: "
+                f"class={state.get('class')!r} format={state.get('format')!r}"
+            )
         p = state["params"]
         scaler = cls(p["method"], tuple(p["feature_range"]), tuple(p["quantile_range"]))
         scaler.center_ = np.asarray(state["center"], dtype=np.float64)

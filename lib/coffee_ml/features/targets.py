@@ -44,8 +44,9 @@ def horizon_timestamps(last_time: pd.Timestamp, horizon: int, interval: str) -> 
     return pd.DatetimeIndex([pd.Timestamp(last_time)] * horizon) + step * np.arange(1, horizon + 1)
 
 
-def returns_to_prices(log_returns: np.ndarray, last_close: float, last_time: pd.Timestamp, interval: str,
-                      cumulative: bool = True) -> pd.Series:
+def returns_to_prices(
+    log_returns: np.ndarray, last_close: float, last_time: pd.Timestamp, interval: str, cumulative: bool = True
+) -> pd.Series:
     """Turn predicted log returns for the next bars into a close-price path with timestamps.
 
     `log_returns[k]` refers to bar k+1 after the last observed bar (`last_time`, `last_close`).

@@ -23,8 +23,9 @@ class WindowDataset(Dataset):
     the float64 matrix is never copied whole.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray | None, ends: np.ndarray, window: int,
-                 dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, X: np.ndarray, y: np.ndarray | None, ends: np.ndarray, window: int, dtype: torch.dtype | None = None
+    ) -> None:
         self.windows = sliding_windows(X, window)
         self.y = y
         self.ends = np.asarray(ends, dtype=np.int64)
@@ -46,8 +47,14 @@ class WindowDataset(Dataset):
         return x, torch.from_numpy(self.y[ends].astype(self._np_dtype, copy=False))
 
 
-def make_loader(dataset: WindowDataset, batch_size: int = 256, shuffle: bool = False,
-                drop_last: bool = False, seed: int | None = None, num_workers: int = 0) -> DataLoader:
+def make_loader(
+    dataset: WindowDataset,
+    batch_size: int = 256,
+    shuffle: bool = False,
+    drop_last: bool = False,
+    seed: int | None = None,
+    num_workers: int = 0,
+) -> DataLoader:
     """DataLoader that asks the dataset for whole batches (a BatchSampler as sampler, automatic
     batching off), so each batch is one fancy index instead of `batch_size` item calls plus a
     collate. `seed` makes the shuffle order reproducible.

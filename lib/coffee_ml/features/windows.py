@@ -31,8 +31,9 @@ def sliding_windows(X: np.ndarray, window: int) -> np.ndarray:
     return sliding_window_view(X, (window, X.shape[1]))[:, 0]
 
 
-def valid_window_ends(run_start: np.ndarray, run_end: np.ndarray, window: int, horizon: int,
-                      context: int = 0, first_row: int = 0) -> np.ndarray:
+def valid_window_ends(
+    run_start: np.ndarray, run_end: np.ndarray, window: int, horizon: int, context: int = 0, first_row: int = 0
+) -> np.ndarray:
     """Rows e whose window e-window+1..e, `context` bars before it and targets e+1..e+horizon are
     all consecutive bars (no missing bar bridged), with the window starting at or after
     `first_row`. `run_start`/`run_end` come from `gaps.run_bounds`.

@@ -68,8 +68,10 @@ class SearchSpace:
                 continue
             name = ALIASES.get(key, key)
             if name not in valid:
-                raise ValueError(f"space: model {'/'.join(models)!r} has no parameter {key!r}; valid: "
-                                 f"{', '.join(sorted(valid | {'epochs'}))}")
+                raise ValueError(
+                    f"space: model {'/'.join(models)!r} has no parameter {key!r}; valid: "
+                    f"{', '.join(sorted(valid | {'epochs'}))}"
+                )
             if isinstance(values, dict):
                 extra = set(values) - {"low", "high", "log"}
                 if extra or not {"low", "high"} <= set(values):
@@ -123,8 +125,10 @@ class SearchSpace:
     def grid(self) -> dict[str, list[Any]]:
         if not self.is_grid:
             ranged = [k for k, v in self.params.items() if isinstance(v, Range)]
-            raise ValueError(f"grid search needs a list of values for every parameter; {', '.join(ranged)} "
-                             "is a range (use method random or optuna)")
+            raise ValueError(
+                f"grid search needs a list of values for every parameter; {', '.join(ranged)} "
+                "is a range (use method random or optuna)"
+            )
         return {k: list(v) for k, v in self.params.items()}
 
     @property
@@ -144,8 +148,11 @@ class SearchSpace:
         out = {}
         for name, values in self.params.items():
             if isinstance(values, Range):
-                out[name] = (trial.suggest_int(name, int(values.low), int(values.high), log=values.log)
-                             if values.integer else trial.suggest_float(name, values.low, values.high, log=values.log))
+                out[name] = (
+                    trial.suggest_int(name, int(values.low), int(values.high), log=values.log)
+                    if values.integer
+                    else trial.suggest_float(name, values.low, values.high, log=values.log)
+                )
             else:
                 out[name] = trial.suggest_categorical(name, values)
         return out
@@ -155,7 +162,8 @@ def check_value(model: Any, name: str, value: Any) -> None:
     """Reject what the model would only reject at fit time: non-positive sizes and rates, a
     dropout outside [0, 1), and anything its network or optimiser refuses to be built with."""
     if name in ("window", "hidden", "layers", "max_epochs", "batch_size", "patience") and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        not isinstance(value, int) or isinstance(value, bool) or value < 1
+    ):
         raise ValueError(f"{name} must be a whole number >= 1")
     if name == "lr" and not (isinstance(value, (int, float)) and value > 0):
         raise ValueError("lr must be > 0")

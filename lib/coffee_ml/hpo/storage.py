@@ -41,19 +41,26 @@ def check_storage(storage: Any) -> None:
         raise ValueError(f"storage must be 'sqlite', 'journal', 'env' or a database server URL, got {storage!r}")
     url = storage.strip()
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
-    if scheme == "sqlite" or (not scheme and (url.endswith((".db", ".sqlite", ".sqlite3", ".journal"))
-                                              or "/" in url or "\\" in url)):
-        raise ValueError(f"storage {redact(url)!r}: a sqlite URL or a file path writes outside the outputs folder; "
-                         "use storage: sqlite or journal (files under outputs/hpo), a database server URL, "
-                         f"or env (the URL in {ENV})")
+    if scheme == "sqlite" or (
+        not scheme and (url.endswith((".db", ".sqlite", ".sqlite3", ".journal")) or "/" in url or "\\" in url)
+    ):
+        raise ValueError(
+            f"storage {redact(url)!r}: a sqlite URL or a file path writes outside the outputs folder; "
+            "use storage: sqlite or journal (files under outputs/hpo), a database server URL, "
+            f"or env (the URL in {ENV})"
+        )
     if not scheme:
         raise ValueError(f"storage must be 'sqlite', 'journal', 'env' or a database server URL, got {storage!r}")
     if scheme not in SERVERS:
-        raise ValueError(f"storage {redact(url)!r}: {scheme!r} is not a database server; use storage: sqlite or "
-                         f"journal (files under outputs/hpo), a URL of {', '.join(SERVERS)}, or env (the URL in {ENV})")
+        raise ValueError(
+            f"storage {redact(url)!r}: {scheme!r} is not a database server; use storage: sqlite or "
+            f"journal (files under outputs/hpo), a URL of {', '.join(SERVERS)}, or env (the URL in {ENV})"
+        )
     if redact(url) != url:
-        raise ValueError(f"storage URL {redact(url)} holds a password: put the URL in {ENV} and set "
-                         "storage: env (parameters are written into every output notebook)")
+        raise ValueError(
+            f"storage URL {redact(url)} holds a password: put the URL in {ENV} and set "
+            "storage: env (parameters are written into every output notebook)"
+        )
 
 
 def open_storage(storage: str | None, study: str, workers: int = 1) -> tuple[Any, str]:
@@ -66,8 +73,10 @@ def open_storage(storage: str | None, study: str, workers: int = 1) -> tuple[Any
         raise ValueError(f"study name {study!r} must be 1-128 letters, digits, '.', '_' or '-' (it names a file)")
     kind = storage or ("journal" if workers > 1 else "sqlite")
     if kind == "sqlite" and workers > 1:
-        raise ValueError("storage 'sqlite' serves one process; with --workers > 1 use storage: journal "
-                         "(one machine) or a database URL (several machines)")
+        raise ValueError(
+            "storage 'sqlite' serves one process; with --workers > 1 use storage: journal "
+            "(one machine) or a database URL (several machines)"
+        )
     root = config.outputs_dir() / "hpo"
     if kind == "sqlite":
         root.mkdir(parents=True, exist_ok=True)
@@ -89,7 +98,12 @@ def open_storage(storage: str | None, study: str, workers: int = 1) -> tuple[Any
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=60,
-                                              grace_period=180, heartbeat_stale_trial_callback=retry), redact(url)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=60,
+                grace_period=180,
+                heartbeat_stale_trial_callback=retry,
+            ), redact(url)
     except Exception as exc:  # driver errors name neither the study nor the setting
         raise ConnectionError(f"cannot open HPO storage {redact(url)}: {' '.join(str(exc).split())[:300]}") from None

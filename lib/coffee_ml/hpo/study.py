@@ -142,10 +142,13 @@ def load_dataset(config: HPOConfig, candles: pd.DataFrame | None = None):
     if candles is None:
         candles = open_store(config.backend).load_candles(config.symbol, config.interval, config.start, config.end)
     if candles.empty:
-        raise ValueError(f"no {config.symbol} {config.interval} candles in [{config.start}, {config.end}): "
-                         "import them first (see `coffee-ml data list`)")
-    return build_dataset(candles, config.interval, window=config.space_.max_window, horizon=config.horizon,
-                         split=config.split), candles
+        raise ValueError(
+            f"no {config.symbol} {config.interval} candles in [{config.start}, {config.end}): "
+            "import them first (see `coffee-ml data list`)"
+        )
+    return build_dataset(
+        candles, config.interval, window=config.space_.max_window, horizon=config.horizon, split=config.split
+    ), candles
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -177,8 +180,10 @@ def _samplers() -> dict[str, type]:
             super().__init__(*args, seed=seed, **kwargs)
             self._trial_seed_base = seed
             if not _random_states(self):  # an Optuna whose samplers keep their state elsewhere
-                raise RuntimeError(f"optuna {optuna.__version__}: {type(self).__mro__[2].__name__} has no random "
-                                   "state to seed per trial (coffee_ml.hpo.study._random_states)")
+                raise RuntimeError(
+                    f"optuna {optuna.__version__}: {type(self).__mro__[2].__name__} has no random "
+                    "state to seed per trial (coffee_ml.hpo.study._random_states)"
+                )
 
         def before_trial(self, study, trial) -> None:
             for rng in _random_states(self):
@@ -279,8 +284,14 @@ def open_study(config: HPOConfig, workers: int = 1, recover: bool = False):
     from optuna.trial import TrialState
 
     storage, where = open_storage(config.storage, config.study, workers)
-    study = optuna.create_study(study_name=config.study, storage=storage, load_if_exists=True,
-                                direction="minimize", sampler=_sampler(config), pruner=_pruner(config))
+    study = optuna.create_study(
+        study_name=config.study,
+        storage=storage,
+        load_if_exists=True,
+        direction="minimize",
+        sampler=_sampler(config),
+        pruner=_pruner(config),
+    )
     study.set_user_attr("metric", config.metric)
     if recover and (config.storage or "sqlite") in ("sqlite", "journal"):
         for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -327,8 +338,9 @@ def _walk_forward(config: HPOConfig, candles: pd.DataFrame, ds, params: dict[str
 
     scorer = evaluation.get_scorer(config.metric)
     test_from = int(ds.splits["test"][0])  # panel rows end before the test windows start
-    panel = feature_panel(candles.iloc[:ds.report.warmup_rows + test_from], config.interval,
-                          window=ds.window, horizon=ds.horizon)
+    panel = feature_panel(
+        candles.iloc[: ds.report.warmup_rows + test_from], config.interval, window=ds.window, horizon=ds.horizon
+    )
     val_start = int(ds.splits["val"][0])
     every = math.ceil((len(panel.features) - val_start) / config.folds)
     folds = plan_folds(len(panel.features), val_start, every, max(ds.window, ds.horizon))
@@ -352,12 +364,20 @@ def remaining_trials(config: HPOConfig, study) -> int:
     trial of a killed process does not count, so resuming runs it again (see `open_study`)."""
     from optuna.trial import TrialState
 
-    return max(0, config.n_trials - len(study.get_trials(deepcopy=False,
-                                                         states=(TrialState.COMPLETE, TrialState.PRUNED))))
+    return max(
+        0, config.n_trials - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    )
 
 
-def optimize(config: HPOConfig, *, quota: int | None = None, workers: int = 1, progress: bool = True,
-             candles: pd.DataFrame | None = None, on_trial: Callable[[Any], None] | None = None):
+def optimize(
+    config: HPOConfig,
+    *,
+    quota: int | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    candles: pd.DataFrame | None = None,
+    on_trial: Callable[[Any], None] | None = None,
+):
     """Run `quota` trials in this process (default: all the study still lacks). Returns the study.
 
     Several processes on one storage each get a quota from `run_workers`, which splits what
@@ -385,8 +405,11 @@ def optimize(config: HPOConfig, *, quota: int | None = None, workers: int = 1, p
                     raise optuna.TrialPruned(f"same parameters as pruned trial {old.number}")
                 trial.set_user_attr("value", old.user_attrs["value"])
                 return old.value
-        value = (_holdout(config, ds, params, trial) if config.validation == "holdout"
-                 else _walk_forward(config, candles, ds, params, trial))
+        value = (
+            _holdout(config, ds, params, trial)
+            if config.validation == "holdout"
+            else _walk_forward(config, candles, ds, params, trial)
+        )
         trial.set_user_attr("value", value)
         if not np.isfinite(value):
             raise optuna.TrialPruned(f"{config.metric} is not finite")
@@ -396,14 +419,21 @@ def optimize(config: HPOConfig, *, quota: int | None = None, workers: int = 1, p
     if remaining > 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.n_trials, initial=config.n_trials - remaining, desc=f"hpo {config.study}",
-                   unit="trial", disable=not progress)
+        bar = tqdm(
+            total=config.n_trials,
+            initial=config.n_trials - remaining,
+            desc=f"hpo {config.study}",
+            unit="trial",
+            disable=not progress,
+        )
 
         def callback(study, trial) -> None:
             bar.update(1)
             value = trial.user_attrs.get("value")
-            report_progress(f"hpo trial {trial.number + 1}/{config.n_trials} {trial.state.name.lower()}"
-                            + (f", {config.metric} {value:.4g}" if isinstance(value, float) else ""))
+            report_progress(
+                f"hpo trial {trial.number + 1}/{config.n_trials} {trial.state.name.lower()}"
+                + (f", {config.metric} {value:.4g}" if isinstance(value, float) else "")
+            )
             if on_trial is not None:
                 on_trial(trial)
 
@@ -442,13 +472,32 @@ def finish(config: HPOConfig, study, where: str, candles: pd.DataFrame | None = 
     if config.save:
         from coffee_ml.models.persistence import save_model
 
-        extra = {"hpo": {"study": config.study, "storage": where, "method": config.method, "metric": config.metric,
-                         "validation": config.validation, "best_trial": best.number,
-                         "best_value": best.user_attrs.get("value"), "trials": len(study.trials),
-                         "params": best.params}}
+        extra = {
+            "hpo": {
+                "study": config.study,
+                "storage": where,
+                "method": config.method,
+                "metric": config.metric,
+                "validation": config.validation,
+                "best_trial": best.number,
+                "best_value": best.user_attrs.get("value"),
+                "trials": len(study.trials),
+                "params": best.params,
+            }
+        }
         ref = save_model(model, ds, symbol=config.symbol, name=config.space_.for_model(best.params)[0], extra=extra)
-    return SearchResult(config, trials_frame(study, config.metric), dict(best.params),
-                        float(best.user_attrs.get("value", np.nan)), val, test, baseline, ref, where, study)
+    return SearchResult(
+        config,
+        trials_frame(study, config.metric),
+        dict(best.params),
+        float(best.user_attrs.get("value", np.nan)),
+        val,
+        test,
+        baseline,
+        ref,
+        where,
+        study,
+    )
 
 
 def search(config: HPOConfig, *, progress: bool = True, candles: pd.DataFrame | None = None) -> SearchResult:

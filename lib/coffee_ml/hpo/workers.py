@@ -13,6 +13,7 @@ from coffee_ml.hpo.study import HPOConfig, SearchResult, finish, open_study, opt
 def _exit_with(parent: int) -> None:
     """End this worker when the process that started it is gone (killed with -9, say): an
     orphan would go on writing to a study that the next run recovers, and run trials twice."""
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
@@ -50,15 +51,19 @@ def run_workers(config: HPOConfig, workers: int, progress: bool = True) -> Searc
     left = trials_to_run(config, study)
     quotas = [left // workers + (k < left % workers) for k in range(workers)]  # exactly `left` in all
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_work, args=(config, q, workers, os.getpid()), name=f"hpo-worker-{k}")
-             for k, q in enumerate(quotas) if q > 0]
+    procs = [
+        ctx.Process(target=_work, args=(config, q, workers, os.getpid()), name=f"hpo-worker-{k}")
+        for k, q in enumerate(quotas)
+        if q > 0
+    ]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
     failed = [_how(p) for p in procs if p.exitcode != 0]
     if failed:
-        raise RuntimeError(f"HPO study {config.study!r}: {', '.join(failed)} failed; finished trials are kept, "
-                           "run again to resume")
+        raise RuntimeError(
+            f"HPO study {config.study!r}: {', '.join(failed)} failed; finished trials are kept, run again to resume"
+        )
     study, where = open_study(config, workers)
     return finish(config, study, where)

@@ -12,6 +12,21 @@ from coffee_ml.models.hybrid import HybridForecaster
 from coffee_ml.models.neural import GRUForecaster, LSTMForecaster
 from coffee_ml.models.specs import SPECS, ModelSpec, build_model, get_spec, make_model
 
-__all__ = ["LEVELS", "SPECS", "Calibration", "DriftForecaster", "FineTunable", "Forecaster", "GBMForecaster",
-           "GRUForecaster", "HybridForecaster", "LSTMForecaster", "ModelSpec", "NaiveForecaster", "build_model",
-           "contexts", "get_spec", "make_model"]
+__all__ = [
+    "LEVELS",
+    "SPECS",
+    "Calibration",
+    "DriftForecaster",
+    "FineTunable",
+    "Forecaster",
+    "GBMForecaster",
+    "GRUForecaster",
+    "HybridForecaster",
+    "LSTMForecaster",
+    "ModelSpec",
+    "NaiveForecaster",
+    "build_model",
+    "contexts",
+    "get_spec",
+    "make_model",
+]

@@ -73,46 +73,77 @@ class Forecaster(ParamsMixin):
         return self._predict_returns(*contexts(ds, rows))
 
     # ------------------------------------------------------------------ the one predict path
-    def predict(self, ds: FeatureDataset, split: str = "test", rows: np.ndarray | None = None,
-                name: str | None = None) -> Forecast:
+    def predict(
+        self, ds: FeatureDataset, split: str = "test", rows: np.ndarray | None = None, name: str | None = None
+    ) -> Forecast:
         """A `Forecast` from every window of a split (or the windows ending at `rows`), with the
         realised returns attached where the dataset knows them."""
         require_fitted(self, self._fitted)
         rows = ds.splits[split] if rows is None else np.asarray(rows, dtype=np.int64)
         actual = ds.y[rows]
-        return self.forecast_windows(*contexts(ds, rows), ds.features.index[rows], ds.close.to_numpy()[rows],
-                                     ds.volatility.to_numpy()[rows], ds.interval,
-                                     actual=actual if np.isfinite(actual).all() else None, name=name)
+        return self.forecast_windows(
+            *contexts(ds, rows),
+            ds.features.index[rows],
+            ds.close.to_numpy()[rows],
+            ds.volatility.to_numpy()[rows],
+            ds.interval,
+            actual=actual if np.isfinite(actual).all() else None,
+            name=name,
+        )
 
-    def forecast_windows(self, X: np.ndarray, log_close: np.ndarray, origins: "pd.DatetimeIndex",
-                         last_close: np.ndarray, scale: np.ndarray, interval: str,
-                         actual: np.ndarray | None = None, name: str | None = None) -> Forecast:
+    def forecast_windows(
+        self,
+        X: np.ndarray,
+        log_close: np.ndarray,
+        origins: "pd.DatetimeIndex",
+        last_close: np.ndarray,
+        scale: np.ndarray,
+        interval: str,
+        actual: np.ndarray | None = None,
+        name: str | None = None,
+    ) -> Forecast:
         """The `Forecast` of windows (X, log closes) ending at `origins`: the one path from inputs
         to a forecast that datasets (`predict`) and serving (raw candles) share, so a model that
         adds to it (an ensemble's vote) behaves the same in backtests and in production."""
-        return self.forecast(self._predict_returns(X, log_close), origins, last_close, scale, interval,
-                             actual=actual, name=name)
+        return self.forecast(
+            self._predict_returns(X, log_close), origins, last_close, scale, interval, actual=actual, name=name
+        )
 
-    def forecast(self, returns: np.ndarray, origins: "pd.DatetimeIndex", last_close: np.ndarray, scale: np.ndarray,
-                 interval: str, actual: np.ndarray | None = None, name: str | None = None,
-                 calibration: Calibration | None = None) -> Forecast:
+    def forecast(
+        self,
+        returns: np.ndarray,
+        origins: "pd.DatetimeIndex",
+        last_close: np.ndarray,
+        scale: np.ndarray,
+        interval: str,
+        actual: np.ndarray | None = None,
+        name: str | None = None,
+        calibration: Calibration | None = None,
+    ) -> Forecast:
         """Wrap predicted returns with this model's calibrated intervals and confidence."""
         cal = calibration or self.calibration_
         shape = returns.shape
         return Forecast(
-            model=name or self.model_type, interval=interval, origins=origins,
-            last_close=np.asarray(last_close, dtype=float), returns=returns,
+            model=name or self.model_type,
+            interval=interval,
+            origins=origins,
+            last_close=np.asarray(last_close, dtype=float),
+            returns=returns,
             intervals={lv: cal.bounds(returns, scale, lv) for lv in cal.levels},
             constant_intervals={lv: cal.constant_bounds(returns, lv) for lv in cal.levels},
-            confidence=cal.confidence(returns, scale), scale=np.asarray(scale, dtype=float),
-            base_rate=np.broadcast_to(cal.base_rate, shape), up_share=np.broadcast_to(cal.up_share, shape),
-            actual=actual)
+            confidence=cal.confidence(returns, scale),
+            scale=np.asarray(scale, dtype=float),
+            base_rate=np.broadcast_to(cal.base_rate, shape),
+            up_share=np.broadcast_to(cal.up_share, shape),
+            actual=actual,
+        )
 
     def calibrate(self, ds: FeatureDataset, split: str = "val", levels: tuple[float, ...] = LEVELS) -> "Forecaster":
         """Fit intervals and confidence on one split's out-of-sample predictions."""
         rows = ds.splits[split]
-        self.calibration_ = Calibration.fit(ds.y[rows], self._returns_at(ds, rows), ds.volatility.to_numpy()[rows],
-                                            self.up_share_, levels)
+        self.calibration_ = Calibration.fit(
+            ds.y[rows], self._returns_at(ds, rows), ds.volatility.to_numpy()[rows], self.up_share_, levels
+        )
         return self
 
     # ------------------------------------------------------------------ state for the registry
@@ -122,9 +153,13 @@ class Forecaster(ParamsMixin):
 
     def fitted_state(self) -> dict[str, Any]:
         """JSON-serialisable fitted state, weights excluded."""
-        return {"horizon": self.horizon_, "n_features_in": self.n_features_in_,
-                "feature_names_in": list(self.feature_names_in_), "up_share": self.up_share_.tolist(),
-                "calibration": self.calibration_.to_dict()}
+        return {
+            "horizon": self.horizon_,
+            "n_features_in": self.n_features_in_,
+            "feature_names_in": list(self.feature_names_in_),
+            "up_share": self.up_share_.tolist(),
+            "calibration": self.calibration_.to_dict(),
+        }
 
     def restore(self, state: dict[str, Any], tensors: dict[str, "torch.Tensor"]) -> "Forecaster":
         self.horizon_ = int(state["horizon"])

@@ -36,6 +36,6 @@ class DriftForecaster(Forecaster):
             raise ValueError(f"drift needs window >= 2, got {self.window}")
 
     def _predict_returns(self, X: np.ndarray, log_close: np.ndarray) -> np.ndarray:
-        lc = log_close[:, -self.window:]
+        lc = log_close[:, -self.window :]
         mean_step = (lc[:, -1] - lc[:, 0]) / (self.window - 1)
         return mean_step[:, None] * np.arange(1, self.horizon_ + 1)[None, :]

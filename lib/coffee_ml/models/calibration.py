@@ -71,15 +71,24 @@ class Calibration:
     n: int
 
     @classmethod
-    def fit(cls, y_true: np.ndarray, y_pred: np.ndarray, scale: np.ndarray, up_share: np.ndarray,
-            levels: tuple[float, ...] = LEVELS, prior_strength: float = PRIOR_STRENGTH,
-            targets: np.ndarray | None = None) -> "Calibration":
+    def fit(
+        cls,
+        y_true: np.ndarray,
+        y_pred: np.ndarray,
+        scale: np.ndarray,
+        up_share: np.ndarray,
+        levels: tuple[float, ...] = LEVELS,
+        prior_strength: float = PRIOR_STRENGTH,
+        targets: np.ndarray | None = None,
+    ) -> "Calibration":
         """Fit from out-of-sample (n, H) outcomes and predictions and the (n,) volatility at each
         origin. `targets` (len(levels), H), if given, are the coverage levels the adaptive
         quantiles aim at instead of the nominal ones (adaptive conformal inference)."""
         if y_true.shape != y_pred.shape or y_true.ndim != 2 or len(scale) != len(y_true):
-            raise ValueError(f"expected matching (n, H) arrays and (n,) scales, got {y_true.shape}, {y_pred.shape}, "
-                             f"{np.shape(scale)}")
+            raise ValueError(
+                f"expected matching (n, H) arrays and (n,) scales, got {y_true.shape}, {y_pred.shape}, "
+                f"{np.shape(scale)}"
+            )
         n, horizon = y_true.shape
         if n < 20:
             raise ValueError(f"need at least 20 out-of-sample windows to calibrate, got {n}")
@@ -100,8 +109,18 @@ class Calibration:
         cuts = np.quantile(scale, np.arange(1, GROUPS) / GROUPS)
         group = np.searchsorted(cuts, scale, side="right")
         scaled_q = np.stack([_conformal(norm[group == g], aim) for g in range(GROUPS)], axis=1)
-        return cls(tuple(levels), scaled_q, exponent, cuts, _conformal(resid, nominal), xs, ys, base,
-                   np.asarray(up_share, dtype=float), n)
+        return cls(
+            tuple(levels),
+            scaled_q,
+            exponent,
+            cuts,
+            _conformal(resid, nominal),
+            xs,
+            ys,
+            base,
+            np.asarray(up_share, dtype=float),
+            n,
+        )
 
     def bounds(self, y_pred: np.ndarray, scale: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
         """Adaptive lower/upper log-return bounds of the `level` interval for (n, H) predictions."""
@@ -123,16 +142,25 @@ class Calibration:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"levels": list(self.levels), "scaled_q": self.scaled_q.tolist(), "exponent": self.exponent.tolist(),
-                "group_cuts": self.group_cuts.tolist(),
-                "constant_q": self.constant_q.tolist(),
-                "conf_x": self.conf_x.tolist(), "conf_y": self.conf_y.tolist(), "base_rate": self.base_rate.tolist(),
-                "up_share": self.up_share.tolist(), "n": self.n}
+        return {
+            "levels": list(self.levels),
+            "scaled_q": self.scaled_q.tolist(),
+            "exponent": self.exponent.tolist(),
+            "group_cuts": self.group_cuts.tolist(),
+            "constant_q": self.constant_q.tolist(),
+            "conf_x": self.conf_x.tolist(),
+            "conf_y": self.conf_y.tolist(),
+            "base_rate": self.base_rate.tolist(),
+            "up_share": self.up_share.tolist(),
+            "n": self.n,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Calibration":
-        arr = {k: np.asarray(d[k], dtype=float) for k in ("scaled_q", "exponent", "group_cuts", "constant_q", "conf_x",
-                                                         "conf_y", "base_rate", "up_share")}
+        arr = {
+            k: np.asarray(d[k], dtype=float)
+            for k in ("scaled_q", "exponent", "group_cuts", "constant_q", "conf_x", "conf_y", "base_rate", "up_share")
+        }
         return cls(tuple(d["levels"]), n=int(d["n"]), **arr)
 
 
@@ -147,8 +175,9 @@ def _scale_exponent(resid: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.clip(log_s @ (log_r - log_r.mean(axis=0)) / var, *EXPONENT_RANGE)
 
 
-def _direction_curve(size: np.ndarray, hit: np.ndarray, h: int, prior_strength: float
-                     ) -> tuple[float, np.ndarray, np.ndarray]:
+def _direction_curve(
+    size: np.ndarray, hit: np.ndarray, h: int, prior_strength: float
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Base rate, bin centres and shrunk, monotone hit rates for one horizon.
 
     Empirical Bayes: the prior's strength m comes from the data, m = p(1-p)/tau^2 - 1 with

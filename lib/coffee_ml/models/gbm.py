@@ -73,11 +73,23 @@ class GBMForecaster(Forecaster):
     model_type = "gbm"
     _fitted = (*Forecaster._fitted, "boosters_")
 
-    def __init__(self, window: int = 24, lags: int = 6, spans: tuple[int, ...] = (3, 6, 12, 23),
-                 n_estimators: int = 200, learning_rate: float = 0.05, num_leaves: int = 15,
-                 min_data_in_leaf: int = 50, feature_fraction: float = 0.8, bagging_fraction: float = 1.0,
-                 lambda_l2: float = 0.0, objective: str = "l1", early_stopping_rounds: int = 20, n_jobs: int = 2,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        window: int = 24,
+        lags: int = 6,
+        spans: tuple[int, ...] = (3, 6, 12, 23),
+        n_estimators: int = 200,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        min_data_in_leaf: int = 50,
+        feature_fraction: float = 0.8,
+        bagging_fraction: float = 1.0,
+        lambda_l2: float = 0.0,
+        objective: str = "l1",
+        early_stopping_rounds: int = 20,
+        n_jobs: int = 2,
+        seed: int = 0,
+    ) -> None:
         self.window = window
         self.lags = lags
         self.spans = spans
@@ -106,22 +118,29 @@ class GBMForecaster(Forecaster):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"gbm objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.n_estimators < 1 or self.early_stopping_rounds < 1:
-            raise ValueError("gbm n_estimators and early_stopping_rounds must be >= 1, got "
-                             f"{self.n_estimators} and {self.early_stopping_rounds}")
+            raise ValueError(
+                "gbm n_estimators and early_stopping_rounds must be >= 1, got "
+                f"{self.n_estimators} and {self.early_stopping_rounds}"
+            )
 
     def _input_names(self, feature_names: list[str]) -> list[str]:
         """Window inputs carry a `win_` prefix: the feature registry has its own `ret_3` etc."""
-        return [*feature_names, *(f"win_ret_lag_{k}" for k in range(1, self.lags + 1)),
-                *(f"win_ret_{s}" for s in self.spans), "win_ret_std"]
+        return [
+            *feature_names,
+            *(f"win_ret_lag_{k}" for k in range(1, self.lags + 1)),
+            *(f"win_ret_{s}" for s in self.spans),
+            "win_ret_std",
+        ]
 
     def _tabular(self, last: np.ndarray, log_close: np.ndarray) -> np.ndarray:
         """(n, F + lags + len(spans) + 1) inputs from the (n, F) last-bar features and (n, L) log
         closes of each window; only the last `window` closes are read."""
-        lc = log_close[:, -self.window:]
+        lc = log_close[:, -self.window :]
         steps = np.diff(lc, axis=1)  # (n, window - 1) one-bar log returns, oldest first
-        lagged = steps[:, ::-1][:, :self.lags]  # newest first: win_ret_lag_1 is the bar ending at t
-        spans = np.stack([lc[:, -1] - lc[:, -1 - s] for s in self.spans], axis=1) if self.spans else \
-            np.empty((len(lc), 0))
+        lagged = steps[:, ::-1][:, : self.lags]  # newest first: win_ret_lag_1 is the bar ending at t
+        spans = (
+            np.stack([lc[:, -1] - lc[:, -1 - s] for s in self.spans], axis=1) if self.spans else np.empty((len(lc), 0))
+        )
         return np.ascontiguousarray(np.hstack([last, lagged, spans, steps.std(axis=1)[:, None]]))
 
     def _inputs_at(self, ds: FeatureDataset, rows: np.ndarray) -> np.ndarray:
@@ -132,11 +151,20 @@ class GBMForecaster(Forecaster):
         return self._tabular(ds.X[rows], log_close)
 
     def _lgb_params(self) -> dict[str, Any]:
-        params = {"objective": self.objective, "metric": self.objective, "learning_rate": self.learning_rate,
-                  "num_leaves": self.num_leaves, "min_data_in_leaf": self.min_data_in_leaf,
-                  "feature_fraction": self.feature_fraction, "lambda_l2": self.lambda_l2,
-                  "num_threads": self.n_jobs, "seed": self.seed, "deterministic": True, "force_row_wise": True,
-                  "verbosity": -1}
+        params = {
+            "objective": self.objective,
+            "metric": self.objective,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "lambda_l2": self.lambda_l2,
+            "num_threads": self.n_jobs,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+        }
         if self.bagging_fraction < 1.0:
             params |= {"bagging_fraction": self.bagging_fraction, "bagging_freq": 1}
         return params
@@ -155,8 +183,9 @@ class GBMForecaster(Forecaster):
         y_train, y_val = ds.y[train], ds.y[val]
         params = self._lgb_params()
         # The inputs are binned once; each step only swaps the labels.
-        train_set = lgb.Dataset(X_train, label=y_train[:, 0], feature_name=names, params=params,
-                                free_raw_data=False).construct()
+        train_set = lgb.Dataset(
+            X_train, label=y_train[:, 0], feature_name=names, params=params, free_raw_data=False
+        ).construct()
         val_set = lgb.Dataset(X_val, label=y_val[:, 0], reference=train_set, free_raw_data=False).construct()
         boosters, best = [], []
         for h in range(ds.horizon):
@@ -164,9 +193,14 @@ class GBMForecaster(Forecaster):
                 raise ValueError(f"non-finite h={h + 1} targets in the train or val split")
             train_set.set_label(y_train[:, h])
             val_set.set_label(y_val[:, h])
-            booster = lgb.train(params, train_set, num_boost_round=self.n_estimators, valid_sets=[val_set],
-                                valid_names=["val"],
-                                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
+            booster = lgb.train(
+                params,
+                train_set,
+                num_boost_round=self.n_estimators,
+                valid_sets=[val_set],
+                valid_names=["val"],
+                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            )
             # keep only the trees up to the best round, so predict and the saved text agree
             best.append(int(booster.best_iteration) or booster.current_iteration())
             boosters.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=best[-1])))
@@ -186,9 +220,11 @@ class GBMForecaster(Forecaster):
     # ------------------------------------------------------------------ state for the registry
     def fitted_state(self) -> dict[str, Any]:
         """LightGBM's text model per step (no pickle), inside the JSON fitted state."""
-        return super().fitted_state() | {"boosters": [b.model_to_string() for b in self.boosters_],
-                                         "best_iteration": self.best_iteration_.tolist(),
-                                         "input_names": list(self.input_names_)}
+        return super().fitted_state() | {
+            "boosters": [b.model_to_string() for b in self.boosters_],
+            "best_iteration": self.best_iteration_.tolist(),
+            "input_names": list(self.input_names_),
+        }
 
     def restore(self, state: dict[str, Any], tensors: dict) -> "GBMForecaster":
         import lightgbm as lgb

@@ -24,10 +24,16 @@ from coffee_ml.models.base import Forecaster, contexts
 class HybridForecaster(Forecaster):
     model_type = "hybrid"
 
-    def __init__(self, window: int = 48, alphas: tuple[float, ...] = (0.1, 0.3, 0.5, 0.8, 1.0),
-                 betas: tuple[float, ...] = (0.01, 0.05, 0.2), weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
-                 shrinks: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), max_fit_windows: int = 4000,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        window: int = 48,
+        alphas: tuple[float, ...] = (0.1, 0.3, 0.5, 0.8, 1.0),
+        betas: tuple[float, ...] = (0.01, 0.05, 0.2),
+        weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
+        shrinks: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
+        max_fit_windows: int = 4000,
+        seed: int = 0,
+    ) -> None:
         self.window = window
         self.alphas = alphas
         self.betas = betas
@@ -37,7 +43,7 @@ class HybridForecaster(Forecaster):
         self.seed = seed
 
     def _components(self, log_close: np.ndarray, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
-        lc = log_close[:, -self.window:]
+        lc = log_close[:, -self.window :]
         steps = np.arange(1, self.horizon_ + 1)[None, :]
         x = np.arange(self.window, dtype=float) - (self.window - 1) / 2
         slope = (lc - lc.mean(axis=1, keepdims=True)) @ x / (x @ x)
@@ -88,8 +94,13 @@ class HybridForecaster(Forecaster):
         return self.shrink_ * self._blend(log_close)
 
     def fitted_state(self) -> dict:
-        return super().fitted_state() | {"alpha": self.alpha_, "beta": self.beta_, "weight": self.weight_,
-                                         "shrink": self.shrink_, "train_mse": self.train_mse_}
+        return super().fitted_state() | {
+            "alpha": self.alpha_,
+            "beta": self.beta_,
+            "weight": self.weight_,
+            "shrink": self.shrink_,
+            "train_mse": self.train_mse_,
+        }
 
     def restore(self, state: dict, tensors: dict) -> "HybridForecaster":
         super().restore(state, tensors)

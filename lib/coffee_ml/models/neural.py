@@ -25,8 +25,7 @@ class SequenceNet(nn.Module):
     def __init__(self, cell: str, n_features: int, hidden: int, layers: int, dropout: float, horizon: int) -> None:
         super().__init__()
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        self.rnn = rnn(n_features, hidden, num_layers=layers, batch_first=True,
-                       dropout=dropout if layers > 1 else 0.0)
+        self.rnn = rnn(n_features, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Linear(hidden, horizon)
         self.register_buffer("output_scale", torch.ones(horizon))
 
@@ -43,17 +42,29 @@ class _Windowed(nn.Module):
         self.net, self.window = net, window
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x[:, -self.window:])
+        return self.net(x[:, -self.window :])
 
 
 class RNNForecaster(FineTunable):
     cell = "lstm"
     requires_torch = True
 
-    def __init__(self, hidden: int = 128, layers: int = 2, dropout: float = 0.2, window: int = 60,
-                 lr: float = 1e-3, loss: str = "mse", batch_size: int = 256, max_epochs: int = 100,
-                 patience: int = 10, grad_clip: float | None = 1.0, seed: int = 0, device: str = "auto",
-                 progress: bool = True) -> None:
+    def __init__(
+        self,
+        hidden: int = 128,
+        layers: int = 2,
+        dropout: float = 0.2,
+        window: int = 60,
+        lr: float = 1e-3,
+        loss: str = "mse",
+        batch_size: int = 256,
+        max_epochs: int = 100,
+        patience: int = 10,
+        grad_clip: float | None = 1.0,
+        seed: int = 0,
+        device: str = "auto",
+        progress: bool = True,
+    ) -> None:
         self.hidden = hidden
         self.layers = layers
         self.dropout = dropout
@@ -76,14 +87,24 @@ class RNNForecaster(FineTunable):
         return SequenceNet(self.cell, n_features, self.hidden, self.layers, self.dropout, horizon)
 
     def _train(self, ds: FeatureDataset, epochs: int, keep_initial: bool = False) -> None:
-        config = TrainConfig(lr=self.lr, loss=self.loss, max_epochs=epochs, patience=self.patience,
-                             grad_clip=self.grad_clip, seed=self.seed, device=self.device, progress=self.progress,
-                             keep_initial=keep_initial)
+        config = TrainConfig(
+            lr=self.lr,
+            loss=self.loss,
+            max_epochs=epochs,
+            patience=self.patience,
+            grad_clip=self.grad_clip,
+            seed=self.seed,
+            device=self.device,
+            progress=self.progress,
+            keep_initial=keep_initial,
+        )
         seed_everything(self.seed)
         self.training_: TrainResult = train(
             _Windowed(self.net_, self.window),
             ds.loader("train", batch_size=self.batch_size, seed=self.seed),
-            ds.loader("val", batch_size=4 * self.batch_size), config)
+            ds.loader("val", batch_size=4 * self.batch_size),
+            config,
+        )
 
     def _fit(self, ds: FeatureDataset) -> None:
         seed_everything(self.seed)
@@ -106,8 +127,8 @@ class RNNForecaster(FineTunable):
         device = next(self.net_.parameters()).device
         out = np.empty((len(X), self.horizon_))
         for i in range(0, len(X), batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(X[i:i + batch_size, -self.window:], dtype=np.float32))
-            out[i:i + batch_size] = self.net_(xb.to(device)).double().cpu().numpy()
+            xb = torch.from_numpy(np.ascontiguousarray(X[i : i + batch_size, -self.window :], dtype=np.float32))
+            out[i : i + batch_size] = self.net_(xb.to(device)).double().cpu().numpy()
         return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -116,9 +137,15 @@ class RNNForecaster(FineTunable):
     def fitted_state(self) -> dict[str, Any]:
         history = self.training_.history if hasattr(self, "training_") else None
         return super().fitted_state() | {
-            "training": None if history is None else {
-                "history": history.to_dict(orient="list"), "best_epoch": self.training_.best_epoch,
-                "device": self.training_.device, "seconds": self.training_.seconds}}
+            "training": None
+            if history is None
+            else {
+                "history": history.to_dict(orient="list"),
+                "best_epoch": self.training_.best_epoch,
+                "device": self.training_.device,
+                "seconds": self.training_.seconds,
+            }
+        }
 
     def restore(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "RNNForecaster":
         super().restore(state, tensors)

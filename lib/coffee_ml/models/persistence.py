@@ -20,7 +20,13 @@ from coffee_ml import evaluation, provenance, registry
 from coffee_ml.data.schema import interval_timedelta
 from coffee_ml.data.store import to_utc
 from coffee_ml.features import (
-    FEATURES, FeatureDataset, FeatureScaler, compute_features, forward_log_returns, run_bounds, sliding_windows,
+    FEATURES,
+    FeatureDataset,
+    FeatureScaler,
+    compute_features,
+    forward_log_returns,
+    run_bounds,
+    sliding_windows,
     valid_window_ends,
 )
 from coffee_ml.features.volatility import DEFAULT_HALFLIFE, causal_volatility
@@ -52,8 +58,15 @@ def _table(df: pd.DataFrame) -> dict[str, dict[str, float]]:
     return {str(k): {c: float(v) for c, v in row.items()} for k, row in df.to_dict(orient="index").items()}
 
 
-def save_model(model: Forecaster, ds: FeatureDataset, *, symbol: str, name: str | None = None,
-               extra: dict[str, Any] | None = None, root: Path | None = None) -> registry.ModelRef:
+def save_model(
+    model: Forecaster,
+    ds: FeatureDataset,
+    *,
+    symbol: str,
+    name: str | None = None,
+    extra: dict[str, Any] | None = None,
+    root: Path | None = None,
+) -> registry.ModelRef:
     """Score on val and test (the evaluation layer's scorers), then write a new registry version.
 
     Under `coffee-ml run` the version records the run that made it (`run_id`, from the
@@ -62,20 +75,35 @@ def save_model(model: Forecaster, ds: FeatureDataset, *, symbol: str, name: str 
     forecasts = {split: model.predict(ds, split) for split in ("val", "test") if len(ds.splits[split])}
     splits = {k: [ds.end_times(k)[0], ds.end_times(k)[-1]] for k in ds.splits if len(ds.splits[k])}
     meta = {
-        "model_class": type(model).__name__, "model_type": model.model_type, "params": model.get_params(),
-        "state": model.fitted_state(), "feature_names": ds.feature_names, "scaler": ds.scaler.to_dict(),
-        "window": ds.window, "horizon": ds.horizon, "data_interval": ds.interval, "vol_halflife": ds.vol_halflife,
-        "data_range": {"first": ds.features.index[0], "last": ds.features.index[-1], "rows": len(ds.features),
-                       "splits": splits},
+        "model_class": type(model).__name__,
+        "model_type": model.model_type,
+        "params": model.get_params(),
+        "state": model.fitted_state(),
+        "feature_names": ds.feature_names,
+        "scaler": ds.scaler.to_dict(),
+        "window": ds.window,
+        "horizon": ds.horizon,
+        "data_interval": ds.interval,
+        "vol_halflife": ds.vol_halflife,
+        "data_range": {
+            "first": ds.features.index[0],
+            "last": ds.features.index[-1],
+            "rows": len(ds.features),
+            "splits": splits,
+        },
         "metrics": {split: registry_scores(f) for split, f in forecasts.items()},
-        "metrics_by_horizon": {split: _table(evaluation.scores_by_horizon(f, evaluation.POINT))
-                               for split, f in forecasts.items()},
-        "trained_at": datetime.now(timezone.utc).isoformat(), **provenance.environment(), **(extra or {}),
+        "metrics_by_horizon": {
+            split: _table(evaluation.scores_by_horizon(f, evaluation.POINT)) for split, f in forecasts.items()
+        },
+        "trained_at": datetime.now(timezone.utc).isoformat(),
+        **provenance.environment(),
+        **(extra or {}),
     }
     if run_id := os.environ.get(RUN_ID_ENV):
         meta["run_id"] = run_id
-    return registry.save(model.tensors(), meta, symbol=symbol, interval=ds.interval,
-                         model=name or model.model_type, root=root)
+    return registry.save(
+        model.tensors(), meta, symbol=symbol, interval=ds.interval, model=name or model.model_type, root=root
+    )
 
 
 @dataclass
@@ -113,21 +141,26 @@ class LoadedModel:
         consecutive, as for every training window; the burn-in before them keeps EMA-type
         features and the volatility within float noise of their values in training.
         """
-        span = candles.index[-self.lookback:]
+        span = candles.index[-self.lookback :]
         if len(span) < self.lookback:
-            raise ValueError(f"need at least {self.lookback} candles (window {self.window} + feature look-back "
-                             f"{self.lookback - self.window}), got {len(candles)}")
+            raise ValueError(
+                f"need at least {self.lookback} candles (window {self.window} + feature look-back "
+                f"{self.lookback - self.window}), got {len(candles)}"
+            )
         if ((span[1:] - span[:-1]) != interval_timedelta(self.interval)).any():
-            raise ValueError(f"the last {self.lookback} candles (window + feature look-back) are not "
-                             f"consecutive {self.interval} bars (gap): as in training, no input reads across one")
-        feats = compute_features(candles, features=self.feature_names).iloc[-self.window:]
+            raise ValueError(
+                f"the last {self.lookback} candles (window + feature look-back) are not "
+                f"consecutive {self.interval} bars (gap): as in training, no input reads across one"
+            )
+        feats = compute_features(candles, features=self.feature_names).iloc[-self.window :]
         if not np.isfinite(feats.to_numpy()).all():
             raise ValueError("features are not finite over the last window: pass more history")
         X = self.scaler.transform(feats)[None]
-        log_close = np.log(candles["close"].to_numpy(dtype=np.float64)[-self.window:])[None]
+        log_close = np.log(candles["close"].to_numpy(dtype=np.float64)[-self.window :])[None]
         scale = causal_volatility(candles["close"], self.interval, self.vol_halflife).to_numpy()[-1:]
-        return self.model.forecast_windows(X, log_close, feats.index[-1:], candles["close"].to_numpy()[-1:], scale,
-                                           self.interval, name=self.ref.model)
+        return self.model.forecast_windows(
+            X, log_close, feats.index[-1:], candles["close"].to_numpy()[-1:], scale, self.interval, name=self.ref.model
+        )
 
     def predict_history(self, candles: pd.DataFrame, start: str | pd.Timestamp | None = None) -> Forecast:
         """What `predict` would have said at every origin (bar) of `candles` from `start` on, with
@@ -150,20 +183,31 @@ class LoadedModel:
         if start is not None:
             origins = origins[index[origins] >= to_utc(start)]
         if not len(origins):
-            raise ValueError(f"no origin in {len(candles)} candles{f' from {start}' if start is not None else ''} has "
-                             f"{self.lookback} consecutive {self.interval} bars (window {self.window} + feature "
-                             "look-back) with finite features")
+            raise ValueError(
+                f"no origin in {len(candles)} candles{f' from {start}' if start is not None else ''} has "
+                f"{self.lookback} consecutive {self.interval} bars (window {self.window} + feature "
+                "look-back) with finite features"
+            )
         first = origins - (self.window - 1)
         close = candles["close"].to_numpy(dtype=np.float64)
         log_close = sliding_windows(np.log(close)[:, None], self.window)[first, :, 0]
         scale = causal_volatility(candles["close"], self.interval, self.vol_halflife).to_numpy()[origins]
         actual = forward_log_returns(candles["close"], self.model.horizon_, self.interval).to_numpy()[origins]
-        return self.model.forecast_windows(sliding_windows(X, self.window)[first], log_close, index[origins],
-                                           close[origins], scale, self.interval, actual=actual, name=self.ref.model)
+        return self.model.forecast_windows(
+            sliding_windows(X, self.window)[first],
+            log_close,
+            index[origins],
+            close[origins],
+            scale,
+            self.interval,
+            actual=actual,
+            name=self.ref.model,
+        )
 
 
-def load_model(symbol: str, interval: str, name: str, version: str = "latest", root: Path | None = None,
-               device: str = "cpu") -> LoadedModel:
+def load_model(
+    symbol: str, interval: str, name: str, version: str = "latest", root: Path | None = None, device: str = "cpu"
+) -> LoadedModel:
     """Load a registry version ("vNNNN", "latest" or "production")."""
     ref = registry.resolve(symbol, interval, name, version, root)
     tensors, meta = registry.read(ref)
@@ -182,8 +226,17 @@ def load_model(symbol: str, interval: str, name: str, version: str = "latest", r
     try:
         model.restore(meta["state"], tensors)
     except KeyError as exc:  # a version written by an older coffee-ml lacks fitted state this one needs
-        raise registry.RegistryError(f"{ref.path}: no {exc} in its fitted state: saved before volatility-scaled "
-                                     "calibration; retrain and save it again") from None
-    return LoadedModel(model, FeatureScaler.from_dict(meta["scaler"]), list(meta["feature_names"]),
-                       int(meta["window"]), meta["data_interval"], float(meta.get("vol_halflife", DEFAULT_HALFLIFE)),
-                       meta, ref)
+        raise registry.RegistryError(
+            f"{ref.path}: no {exc} in its fitted state: saved before volatility-scaled "
+            "calibration; retrain and save it again"
+        ) from None
+    return LoadedModel(
+        model,
+        FeatureScaler.from_dict(meta["scaler"]),
+        list(meta["feature_names"]),
+        int(meta["window"]),
+        meta["data_interval"],
+        float(meta.get("vol_halflife", DEFAULT_HALFLIFE)),
+        meta,
+        ref,
+    )

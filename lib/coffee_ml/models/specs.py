@@ -45,8 +45,10 @@ class ModelSpec:
         valid = set(self.estimator._param_names())
         unknown = sorted(set(params or {}) - valid)
         if unknown:
-            raise ValueError(f"model {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                             f"valid: {', '.join(sorted(valid))}")
+            raise ValueError(
+                f"model {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(sorted(valid))}"
+            )
 
     def build(self, **params: Any) -> Forecaster:
         """An unfitted estimator: the spec's defaults overridden by `params`."""
@@ -54,20 +56,36 @@ class ModelSpec:
         return self.estimator(**(self.defaults | params))
 
 
-SPECS: dict[str, ModelSpec] = {s.name: s for s in (
-    ModelSpec("lstm", LSTMForecaster, "LSTM encoder, linear head for all horizons (hidden 128, 2 layers, 60 bars)"),
-    ModelSpec("gru", GRUForecaster, "GRU encoder, linear head for all horizons"),
-    ModelSpec("lstm_fast", LSTMForecaster, "the platform's fast LSTM: 20 bars, 32 hidden units",
-              {"window": 20, "hidden": 32}),
-    ModelSpec("hybrid", HybridForecaster, "OLS trend + Holt smoothing on log prices, damped toward no change"),
-    ModelSpec("naive", NaiveForecaster, "the price stays (random walk)"),
-    ModelSpec("drift", DriftForecaster, "random walk with the recent mean return as drift"),
-    ModelSpec("ensemble", EnsembleForecaster, "members combined by average, weights, vote, regime or a stacked "
-              "ridge on out-of-fold predictions (coffee_ml.ensemble)", {}),
-    ModelSpec("gbm", GBMForecaster, "LightGBM per horizon on last-bar features + lagged returns, early-stopped on val "
-              "(<= 200 trees, 15 leaves)",
-              {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 50, "n_jobs": 2}),
-)}
+SPECS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec("lstm", LSTMForecaster, "LSTM encoder, linear head for all horizons (hidden 128, 2 layers, 60 bars)"),
+        ModelSpec("gru", GRUForecaster, "GRU encoder, linear head for all horizons"),
+        ModelSpec(
+            "lstm_fast",
+            LSTMForecaster,
+            "the platform's fast LSTM: 20 bars, 32 hidden units",
+            {"window": 20, "hidden": 32},
+        ),
+        ModelSpec("hybrid", HybridForecaster, "OLS trend + Holt smoothing on log prices, damped toward no change"),
+        ModelSpec("naive", NaiveForecaster, "the price stays (random walk)"),
+        ModelSpec("drift", DriftForecaster, "random walk with the recent mean return as drift"),
+        ModelSpec(
+            "ensemble",
+            EnsembleForecaster,
+            "members combined by average, weights, vote, regime or a stacked "
+            "ridge on out-of-fold predictions (coffee_ml.ensemble)",
+            {},
+        ),
+        ModelSpec(
+            "gbm",
+            GBMForecaster,
+            "LightGBM per horizon on last-bar features + lagged returns, early-stopped on val "
+            "(<= 200 trees, 15 leaves)",
+            {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 50, "n_jobs": 2},
+        ),
+    )
+}
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -82,14 +100,25 @@ def make_model(name: str, **params: Any) -> Forecaster:
     return get_spec(name).build(**params)
 
 
-def build_model(name: str, params: dict[str, Any] | None = None, *, max_epochs: int | None = None, seed: int = 0,
-                device: str = "auto", progress: bool = True) -> Forecaster:
+def build_model(
+    name: str,
+    params: dict[str, Any] | None = None,
+    *,
+    max_epochs: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+) -> Forecaster:
     """`make_model` with the run-level settings (epochs, seed, device, progress bar) applied to
     neural models; entries in `params` override them."""
     spec = get_spec(name)
     kwargs = dict(params or {})
     if spec.neural or "max_epochs" in spec.estimator._param_names():  # an ensemble passes them to its members
-        run = {"device": device, "seed": seed, "progress": progress, **({"max_epochs": max_epochs} if max_epochs else {})}
+        run = {
+            "device": device,
+            "seed": seed,
+            "progress": progress,
+            **({"max_epochs": max_epochs} if max_epochs else {}),
+        }
         kwargs = run | kwargs
     return spec.build(**kwargs)
-

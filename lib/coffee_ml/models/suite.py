@@ -10,9 +10,15 @@ from coffee_ml.models.base import Forecaster
 from coffee_ml.models.specs import build_model, get_spec
 
 
-def fit_models(ds: FeatureDataset, names: list[str], params: dict[str, dict[str, Any]] | None = None,
-               max_epochs: int | None = None, device: str = "auto", seed: int = 0,
-               progress: bool = True) -> dict[str, Forecaster]:
+def fit_models(
+    ds: FeatureDataset,
+    names: list[str],
+    params: dict[str, dict[str, Any]] | None = None,
+    max_epochs: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Forecaster]:
     """Fit each named model (params per name override defaults; `max_epochs`, `device`, `seed`
     apply to the neural ones). The naive baseline is always added. Names and params are checked
     before anything is trained."""
@@ -23,11 +29,14 @@ def fit_models(ds: FeatureDataset, names: list[str], params: dict[str, dict[str,
     names = list(dict.fromkeys([*names, "naive"]))
     for name in names:
         get_spec(name).check_params(params.get(name))
-    return {name: build_model(name, params.get(name), max_epochs=max_epochs, seed=seed, device=device,
-                              progress=progress).fit(ds) for name in names}
+    return {
+        name: build_model(
+            name, params.get(name), max_epochs=max_epochs, seed=seed, device=device, progress=progress
+        ).fit(ds)
+        for name in names
+    }
 
 
 def predict_all(models: dict[str, Forecaster], ds: FeatureDataset, split: str = "test") -> dict[str, Forecast]:
     """Each model's `Forecast` of one split, named as in `models` (for `evaluation.summary_table`)."""
     return {name: model.predict(ds, split, name=name) for name, model in models.items()}
-

@@ -19,8 +19,7 @@ BULL, SIDEWAYS, BEAR = "BULL", "SIDEWAYS", "BEAR"
 REGIMES = (BULL, SIDEWAYS, BEAR)
 
 
-def trend_strength(candles: pd.DataFrame, window: int, interval: str,
-                   halflife: float = DEFAULT_HALFLIFE) -> pd.Series:
+def trend_strength(candles: pd.DataFrame, window: int, interval: str, halflife: float = DEFAULT_HALFLIFE) -> pd.Series:
     """The log-price change over the last `window` bars in units of its random-walk spread
     (causal volatility x sqrt(window)): about N(0, 1) without a trend, whatever the asset's
     volatility, so one threshold serves calm and wild markets alike."""
@@ -54,8 +53,9 @@ class RuleRegimes(RegimeDetector):
     margins below them. Nothing is fitted: thresholds are parameters, and `fit` only checks them.
     """
 
-    def __init__(self, window: int = 168, trend_z: float = 1.0, adx_window: int = 14, adx_min: float = 25.0,
-                 interval: str = "1h") -> None:
+    def __init__(
+        self, window: int = 168, trend_z: float = 1.0, adx_window: int = 14, adx_min: float = 25.0, interval: str = "1h"
+    ) -> None:
         self.window = window
         self.trend_z = trend_z
         self.adx_window = adx_window
@@ -76,10 +76,12 @@ class RuleRegimes(RegimeDetector):
         """The two trailing indicators the rules read: trend_z and adx."""
         import talib
 
-        adx = talib.ADX(*(candles[c].to_numpy(np.float64) for c in ("high", "low", "close")),
-                        timeperiod=self.adx_window)
-        return pd.DataFrame({"trend_z": trend_strength(candles, self.window, self.interval), "adx": adx},
-                            index=candles.index)
+        adx = talib.ADX(
+            *(candles[c].to_numpy(np.float64) for c in ("high", "low", "close")), timeperiod=self.adx_window
+        )
+        return pd.DataFrame(
+            {"trend_z": trend_strength(candles, self.window, self.interval), "adx": adx}, index=candles.index
+        )
 
     def predict(self, candles: pd.DataFrame) -> pd.DataFrame:
         require_fitted(self, ("fitted_",))
@@ -131,8 +133,14 @@ class HMMRegimes(RegimeDetector):
     the filtered probability of the labelled state.
     """
 
-    def __init__(self, window: int = 72, n_iter: int = 100, seed: int = 0, interval: str = "1h",
-                 vol_halflife: float = DEFAULT_HALFLIFE) -> None:
+    def __init__(
+        self,
+        window: int = 72,
+        n_iter: int = 100,
+        seed: int = 0,
+        interval: str = "1h",
+        vol_halflife: float = DEFAULT_HALFLIFE,
+    ) -> None:
         self.window = window
         self.n_iter = n_iter
         self.seed = seed
@@ -151,13 +159,21 @@ class HMMRegimes(RegimeDetector):
         k = len(REGIMES)
         feats = self.features(candles).dropna()
         if len(feats) < 100 * k:
-            raise ValueError(f"HMM regimes need at least {100 * k} bars past the {self.window}-bar window to fit, "
-                             f"got {len(feats)}")
+            raise ValueError(
+                f"HMM regimes need at least {100 * k} bars past the {self.window}-bar window to fit, got {len(feats)}"
+            )
         self.mean_, self.scale_ = feats.mean().to_numpy(), feats.std().to_numpy()
         x = (feats.to_numpy() - self.mean_) / self.scale_
         centres = KMeans(k, n_init=4, random_state=self.seed).fit(x[::10]).cluster_centers_
-        model = GaussianHMM(n_components=k, covariance_type="full", n_iter=self.n_iter, random_state=self.seed,
-                            tol=1e-3, init_params="c", params="stmc")
+        model = GaussianHMM(
+            n_components=k,
+            covariance_type="full",
+            n_iter=self.n_iter,
+            random_state=self.seed,
+            tol=1e-3,
+            init_params="c",
+            params="stmc",
+        )
         model.means_, model.startprob_ = centres, np.full(k, 1.0 / k)
         model.transmat_ = np.full((k, k), 0.03 / (k - 1)) + np.eye(k) * (0.97 - 0.03 / (k - 1))
         model.fit(x)
@@ -176,8 +192,9 @@ class HMMRegimes(RegimeDetector):
             diff = x - self.means_[k]
             chol = np.linalg.cholesky(self.covars_[k])
             sol = np.linalg.solve(chol, diff.T)
-            out[:, k] = (-0.5 * (sol * sol).sum(axis=0) - np.log(np.diag(chol)).sum()
-                         - 0.5 * x.shape[1] * np.log(2 * np.pi))
+            out[:, k] = (
+                -0.5 * (sol * sol).sum(axis=0) - np.log(np.diag(chol)).sum() - 0.5 * x.shape[1] * np.log(2 * np.pi)
+            )
         return out
 
     def predict_proba(self, candles: pd.DataFrame) -> pd.DataFrame:
@@ -229,8 +246,7 @@ class HMMRegimes(RegimeDetector):
         regime = np.full(len(p), None, dtype=object)
         regime[known] = np.asarray(REGIMES, dtype=object)[p[known].argmax(axis=1)]
         confidence = np.where(known, np.nanmax(np.where(known[:, None], p, 0.0), axis=1), np.nan)
-        return pd.concat([pd.DataFrame({"regime": regime, "confidence": confidence}, index=probs.index), probs],
-                         axis=1)
+        return pd.concat([pd.DataFrame({"regime": regime, "confidence": confidence}, index=probs.index), probs], axis=1)
 
 
 METHODS = {"rules": RuleRegimes, "hmm": HMMRegimes}
@@ -243,5 +259,16 @@ def make_detector(method: str, **params) -> RegimeDetector:
     return METHODS[method]().set_params(**params)
 
 
-__all__ = ["BEAR", "BULL", "HMMRegimes", "METHODS", "REGIMES", "RegimeDetector", "RuleRegimes", "SIDEWAYS",
-           "forward_filter", "make_detector", "trend_strength"]
+__all__ = [
+    "BEAR",
+    "BULL",
+    "HMMRegimes",
+    "METHODS",
+    "REGIMES",
+    "RegimeDetector",
+    "RuleRegimes",
+    "SIDEWAYS",
+    "forward_filter",
+    "make_detector",
+    "trend_strength",
+]

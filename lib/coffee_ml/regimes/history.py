@@ -11,9 +11,16 @@ from coffee_ml.backtest.folds import plan_folds
 from coffee_ml.regimes.detectors import RegimeDetector, make_detector
 
 
-def label_history(detector: RegimeDetector, candles: pd.DataFrame, *, min_train: int = 4000,
-                  refit_every: int = 4380, scheme: str = "expanding", train_bars: int | None = None,
-                  burn_in: int = 1000) -> pd.DataFrame:
+def label_history(
+    detector: RegimeDetector,
+    candles: pd.DataFrame,
+    *,
+    min_train: int = 4000,
+    refit_every: int = 4380,
+    scheme: str = "expanding",
+    train_bars: int | None = None,
+    burn_in: int = 1000,
+) -> pd.DataFrame:
     """Walk-forward regime labels: every bar from row `min_train` on, each block of `refit_every`
     bars labelled by a clone of `detector` fitted on the bars before the block only.
 
@@ -31,7 +38,7 @@ def label_history(detector: RegimeDetector, candles: pd.DataFrame, *, min_train:
     for fold in folds:
         lo, b0, b1 = fold.fit_rows[0], fold.test_rows[0], fold.test_rows[1]
         model = detector.clone().fit(candles.iloc[lo:b0])
-        labels = model.predict(candles.iloc[max(0, b0 - burn_in):b1]).iloc[-(b1 - b0):]
+        labels = model.predict(candles.iloc[max(0, b0 - burn_in) : b1]).iloc[-(b1 - b0) :]
         parts.append(labels.assign(fold=fold.index))
     return pd.concat(parts)
 
@@ -55,13 +62,25 @@ def regime_now(labels: pd.DataFrame, method: str) -> dict[str, Any]:
     if lab.empty:
         raise ValueError(f"no labelled bar among {len(labels)} {method} labels")
     since = spell_start(lab["regime"])
-    return {"method": method, "regime": str(lab["regime"].iloc[-1]),
-            "confidence": round(100 * float(lab["confidence"].iloc[-1]), 1), "since": since,
-            "since_bound": bool(since == lab.index[0]), "as_of": lab.index[-1]}
+    return {
+        "method": method,
+        "regime": str(lab["regime"].iloc[-1]),
+        "confidence": round(100 * float(lab["confidence"].iloc[-1]), 1),
+        "since": since,
+        "since_bound": bool(since == lab.index[0]),
+        "as_of": lab.index[-1],
+    }
 
 
-def current_regime(symbol: str, interval: str = "1h", method: str = "rules", *, backend: str = "auto",
-                   history_bars: int = 8760, **params: Any) -> dict[str, Any]:
+def current_regime(
+    symbol: str,
+    interval: str = "1h",
+    method: str = "rules",
+    *,
+    backend: str = "auto",
+    history_bars: int = 8760,
+    **params: Any,
+) -> dict[str, Any]:
     """What the trading sidebar shows: the regime of the newest bar, its confidence (0-100%), and
     since when it has held, from a detector fitted on the last `history_bars` bars (all past).
 

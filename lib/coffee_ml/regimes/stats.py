@@ -36,15 +36,17 @@ def spells(regimes: pd.Series) -> pd.DataFrame:
     values = lab.to_numpy()
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
     ends = np.r_[starts[1:], len(values)]
-    return pd.DataFrame({"regime": values[starts], "start": lab.index[starts], "end": lab.index[ends - 1],
-                         "bars": ends - starts})
+    return pd.DataFrame(
+        {"regime": values[starts], "start": lab.index[starts], "end": lab.index[ends - 1], "bars": ends - starts}
+    )
 
 
 def transition_matrix(regimes: pd.Series) -> pd.DataFrame:
     """P(regime at t+1 | regime at t), rows summing to 1, from consecutive labelled bars."""
     lab = regimes.dropna()
-    pairs = pd.crosstab(pd.Categorical(lab.to_numpy()[:-1], REGIMES), pd.Categorical(lab.to_numpy()[1:], REGIMES),
-                        dropna=False)
+    pairs = pd.crosstab(
+        pd.Categorical(lab.to_numpy()[:-1], REGIMES), pd.Categorical(lab.to_numpy()[1:], REGIMES), dropna=False
+    )
     out = pairs.div(pairs.sum(axis=1).replace(0, np.nan), axis=0)
     out.index.name, out.columns.name = "from", "to"
     return out
@@ -62,18 +64,27 @@ def regime_stats(regimes: pd.Series, close: pd.Series, horizons: tuple[int, ...]
     rows = []
     for name in REGIMES:
         mask = (lab == name).to_numpy()
-        row: dict[str, float | str] = {"regime": name, "share": mask.mean() if len(mask) else np.nan,
-                                       "spells": int((runs["regime"] == name).sum()),
-                                       "mean_bars": float(runs.loc[runs["regime"] == name, "bars"].mean())}
+        row: dict[str, float | str] = {
+            "regime": name,
+            "share": mask.mean() if len(mask) else np.nan,
+            "spells": int((runs["regime"] == name).sum()),
+            "mean_bars": float(runs.loc[runs["regime"] == name, "bars"].mean()),
+        }
         for h in horizons:
             out = forward_outcomes(close, h).reindex(lab.index)[mask]
             ret, vol = out["fwd_return"].dropna(), out["fwd_vol"].dropna()
             n_eff = max(len(ret) / h, 1.0)
             half = Z95 * ret.std() / np.sqrt(n_eff)
             vol_half = Z95 * vol.std() / np.sqrt(max(len(vol) / h, 1.0))
-            row |= {f"ret_{h}": ret.mean(), f"ret_{h}_lo": ret.mean() - half, f"ret_{h}_hi": ret.mean() + half,
-                    f"vol_{h}": vol.mean(), f"vol_{h}_lo": vol.mean() - vol_half, f"vol_{h}_hi": vol.mean() + vol_half,
-                    f"n_{h}": len(ret)}
+            row |= {
+                f"ret_{h}": ret.mean(),
+                f"ret_{h}_lo": ret.mean() - half,
+                f"ret_{h}_hi": ret.mean() + half,
+                f"vol_{h}": vol.mean(),
+                f"vol_{h}_lo": vol.mean() - vol_half,
+                f"vol_{h}_hi": vol.mean() + vol_half,
+                f"n_{h}": len(ret),
+            }
         rows.append(row)
     return pd.DataFrame(rows).set_index("regime")
 
@@ -110,9 +121,17 @@ def forward_test(regimes: pd.Series, close: pd.Series, h: int, n_shifts: int = 9
         h_null = np.array([_kw_statistic(ranks, np.roll(codes, s), len(REGIMES)) for s in shifts])
         groups = [values[codes == k] for k in range(len(REGIMES)) if (codes == k).sum() > 1]
         iid_p = float(sps.kruskal(*groups).pvalue) if len(groups) > 1 else np.nan
-        rows.append({"outcome": what, "h": h, "kruskal_h": h_obs,
-                     "p_shift": (1 + (h_null >= h_obs).sum()) / (1 + n_shifts), "p_iid": iid_p, "bars": n,
-                     "shifts": n_shifts})
+        rows.append(
+            {
+                "outcome": what,
+                "h": h,
+                "kruskal_h": h_obs,
+                "p_shift": (1 + (h_null >= h_obs).sum()) / (1 + n_shifts),
+                "p_iid": iid_p,
+                "bars": n,
+                "shifts": n_shifts,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -20,10 +20,35 @@ from __future__ import annotations
 from coffee_ml.reports import format
 from coffee_ml.reports.format import table
 from coffee_ml.reports.headlines import (
-    Headline, anomalies_headline, backtest_headline, data_headline, ensembles_headline, features_headline, hpo_headline,
-    production_headline, regimes_headline, training_headline,
+    Headline,
+    anomalies_headline,
+    backtest_headline,
+    data_headline,
+    ensembles_headline,
+    features_headline,
+    hpo_headline,
+    production_headline,
+    regimes_headline,
+    training_headline,
 )
 from coffee_ml.reports.records import data_range, display_path, model_ref, read_records, record
 
-__all__ = ["Headline", "anomalies_headline", "backtest_headline", "data_headline", "data_range", "display_path", "ensembles_headline", "features_headline",
-           "format", "hpo_headline", "model_ref", "production_headline", "read_records", "record", "regimes_headline", "table", "training_headline"]
+__all__ = [
+    "Headline",
+    "anomalies_headline",
+    "backtest_headline",
+    "data_headline",
+    "data_range",
+    "display_path",
+    "ensembles_headline",
+    "features_headline",
+    "format",
+    "hpo_headline",
+    "model_ref",
+    "production_headline",
+    "read_records",
+    "record",
+    "regimes_headline",
+    "table",
+    "training_headline",
+]

@@ -44,16 +44,28 @@ def leaderboard(rows: Sequence[tuple[str, str, Mapping[str, Any], str]]) -> Figu
     skill_ax.set_yticks(y, labels, fontsize=8)
     skill_ax.set_xlabel("MAE skill vs naive (0 = naive)")
     skill_ax.xaxis.set_major_formatter(lambda v, _: f"{v:+.0%}" if abs(v) >= 0.1 else f"{v:+.1%}")
-    skill_ax.legend(handles=[Patch(color=color, label=verdict) for verdict, color in VERDICT_COLORS.items()],
-                    fontsize=7, loc="lower left", frameon=False)
+    skill_ax.legend(
+        handles=[Patch(color=color, label=verdict) for verdict, color in VERDICT_COLORS.items()],
+        fontsize=7,
+        loc="lower left",
+        frameon=False,
+    )
     called = [(yy, s) for yy, (_, _, s, _) in zip(y, rows) if s.get("dir_share") and s.get("dir_acc") is not None]
     if called:
         yy = np.array([c[0] for c in called])
         acc = np.array([c[1]["dir_acc"] for c in called], dtype=float)
         lo = np.array([c[1].get("dir_acc_lo", np.nan) for c in called], dtype=float)
         hi = np.array([c[1].get("dir_acc_hi", np.nan) for c in called], dtype=float)
-        dir_ax.errorbar(acc, yy, xerr=np.nan_to_num(np.vstack([acc - lo, hi - acc])), fmt="o", color="#0969da",
-                        markersize=4, linewidth=1, label="direction (95% CI)")
+        dir_ax.errorbar(
+            acc,
+            yy,
+            xerr=np.nan_to_num(np.vstack([acc - lo, hi - acc])),
+            fmt="o",
+            color="#0969da",
+            markersize=4,
+            linewidth=1,
+            label="direction (95% CI)",
+        )
         base = np.array([c[1].get("dir_base_called", np.nan) for c in called], dtype=float)
         dir_ax.scatter(base, yy, marker="|", s=120, color="k", label="majority sign")
         dir_ax.legend(fontsize=7, loc="lower left", frameon=False)
@@ -72,8 +84,9 @@ def forecast_path(predictions: Sequence[Mapping[str, Any]], title: str) -> Figur
     times = pd.to_datetime(frame["timestamp"])
     fig = Figure(figsize=(11, 3.2))
     ax = fig.subplots()
-    ax.fill_between(times, frame["lower"], frame["upper"], color="tab:orange", alpha=0.25, linewidth=0,
-                    label="interval")
+    ax.fill_between(
+        times, frame["lower"], frame["upper"], color="tab:orange", alpha=0.25, linewidth=0, label="interval"
+    )
     ax.plot(times, frame["price"], color="tab:orange", marker=".", label="forecast")
     ax.set_title(title, fontsize=10)
     ax.set_ylabel("price")

@@ -71,8 +71,10 @@ def _path_rules(run_dir: Path | None) -> list[tuple[re.Pattern[str], str, str]]:
         add(sysconfig.get_paths().get(key), "<python>/", "<python>")
     add(Path.home(), "~/", "~")
     # a path must end where a name ends: /work/main must not rewrite /work/main2
-    return [(re.compile(re.escape(form) + r"(?:(/)|(?![\w.\-]))"), inside, alone)
-            for form, (inside, alone) in sorted(places.items(), key=lambda item: -len(item[0]))]
+    return [
+        (re.compile(re.escape(form) + r"(?:(/)|(?![\w.\-]))"), inside, alone)
+        for form, (inside, alone) in sorted(places.items(), key=lambda item: -len(item[0]))
+    ]
 
 
 def path_scrubber(run_dir: str | Path | None = None) -> Callable[[str], str]:
@@ -146,15 +148,18 @@ def reviewer_notebook(nb: NotebookNode) -> NotebookNode:
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs
-                            if not (o.output_type == "stream" and o.get("name") == "stderr")
-                            and not any(m in o.get("data", {}) for m in _KERNEL_ONLY)]
+            cell.outputs = [
+                o
+                for o in cell.outputs
+                if not (o.output_type == "stream" and o.get("name") == "stderr")
+                and not any(m in o.get("data", {}) for m in _KERNEL_ONLY)
+            ]
     cells = [c for c in nb.cells if c.cell_type != "code" or c.outputs]
     banner = cells[:1] if cells and _is_error_banner(cells[0]) else []  # its "stopped here" marker stays put
-    rest = cells[len(banner):]
+    rest = cells[len(banner) :]
     title = rest[:1] if rest and rest[0].cell_type == "markdown" else []
     headline = [c for c in rest if HEADLINE_TAG in c.metadata.get("tags", [])]
-    nb.cells = [*banner, *title, *headline, *(c for c in rest[len(title):] if c not in headline)]
+    nb.cells = [*banner, *title, *headline, *(c for c in rest[len(title) :] if c not in headline)]
     nb.metadata.pop("widgets", None)  # widget state would pull the widget manager from a CDN
     return nb
 
@@ -163,8 +168,12 @@ def _exporter(**options: bool) -> HTMLExporter:
     import jinja2
     from nbconvert import HTMLExporter
 
-    return HTMLExporter(template_name="lab", extra_loaders=[jinja2.DictLoader({"coffee_ml.html.j2": _TEMPLATE})],
-                        template_file="coffee_ml.html.j2", **options)
+    return HTMLExporter(
+        template_name="lab",
+        extra_loaders=[jinja2.DictLoader({"coffee_ml.html.j2": _TEMPLATE})],
+        template_file="coffee_ml.html.j2",
+        **options,
+    )
 
 
 def export_reports(executed_ipynb: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
@@ -180,9 +189,11 @@ def export_reports(executed_ipynb: str | Path, out_dir: str | Path | None = None
     nb.metadata["title"] = title
     stem = executed_ipynb.stem
     pages = {
-        "reviewer": (out_dir / f"{stem}{REVIEWER_SUFFIX}",
-                     _exporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True),
-                     reviewer_notebook(nb)),
+        "reviewer": (
+            out_dir / f"{stem}{REVIEWER_SUFFIX}",
+            _exporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True),
+            reviewer_notebook(nb),
+        ),
         "code": (out_dir / f"{stem}{CODE_SUFFIX}", _exporter(), nb),
     }
     written: dict[str, Any] = {}

@@ -30,21 +30,27 @@ FLAG_STYLE = "background-color: #fde2c8; font-weight: bold"
 _SCROLL = 'style="display: block; max-width: 100%; overflow-x: auto"'
 
 # first match wins; labels outside the scorer vocabulary fall back to their dtype
-_RULES: list[tuple[re.Pattern[str], str]] = [(re.compile(p), kind) for p, kind in [
-    (r"pvalue$", "pvalue"),
-    (r"^coverage(_|$)", "coverage"),
-    (r"^(skill|brier_skill|total_return|hold_return)$", "signed_percent"),
-    (r"^(dir_(share|acc|acc_lo|acc_hi|base|base_called)|up_share|hit_rate|trade_hit_rate|confidence_mean"
-     r"|max_drawdown)$", "percent"),
-    (r"^(naive_)?mape$", "percent_points"),  # already in percent
-    (r"^(n|origins|dir_n_eff)$", "integer"),
-    (r"^(naive_)?(mae|rmse)$|^(mean|max|min)_error$", "price"),
-    (r"^(open|high|low|close|last_close|price|actual|lower_\d+|upper_\d+)$", "price"),  # candles, forecast frames
-    (r"^brier(_ref)?$", "decimal4"),
-    (r"^(dm_stat|pt_stat|sharpe|sortino|hold_sharpe|turnover|winkler_ratio_.+)$", "ratio"),
-    (r"^seconds$", "seconds"),
-    (r"volatility$", "percent"),  # data summaries: annualised volatility
-]]
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p), kind)
+    for p, kind in [
+        (r"pvalue$", "pvalue"),
+        (r"^coverage(_|$)", "coverage"),
+        (r"^(skill|brier_skill|total_return|hold_return)$", "signed_percent"),
+        (
+            r"^(dir_(share|acc|acc_lo|acc_hi|base|base_called)|up_share|hit_rate|trade_hit_rate|confidence_mean"
+            r"|max_drawdown)$",
+            "percent",
+        ),
+        (r"^(naive_)?mape$", "percent_points"),  # already in percent
+        (r"^(n|origins|dir_n_eff)$", "integer"),
+        (r"^(naive_)?(mae|rmse)$|^(mean|max|min)_error$", "price"),
+        (r"^(open|high|low|close|last_close|price|actual|lower_\d+|upper_\d+)$", "price"),  # candles, forecast frames
+        (r"^brier(_ref)?$", "decimal4"),
+        (r"^(dm_stat|pt_stat|sharpe|sortino|hold_sharpe|turnover|winkler_ratio_.+)$", "ratio"),
+        (r"^seconds$", "seconds"),
+        (r"volatility$", "percent"),  # data summaries: annualised volatility
+    ]
+]
 _LEVEL_LABEL = re.compile(r"^(\d+(?:\.\d+)?)% ")  # coverage_by_tercile's "80% highvol"
 
 
@@ -171,19 +177,23 @@ def _styled(frame: pd.DataFrame, kinds: dict[Any, str], no_call: pd.Index, trans
     styler = shown.style
     for label, k in kinds.items():
         number = _column_number(frame[label]) if k == "number" else None
-        styler = styler.format(lambda v, k=k, n=number: value(v, k, number=n), subset=cells(slice(None), label),
-                               escape="html")
+        styler = styler.format(
+            lambda v, k=k, n=number: value(v, k, number=n), subset=cells(slice(None), label), escape="html"
+        )
         if len(no_call) and _direction_family(label):
-            styler = styler.format(lambda v, k=k: value(v, k, na=NO_CALL), subset=cells(list(no_call), label),
-                                   escape="html")
+            styler = styler.format(
+                lambda v, k=k: value(v, k, na=NO_CALL), subset=cells(list(no_call), label), escape="html"
+            )
     for axis, index in (("index", shown.index), ("columns", shown.columns)):  # names come from data: escape
-        styler = styler.format_index(_KINDS["datetime"] if isinstance(index, pd.DatetimeIndex) else None,
-                                     axis=axis, escape="html")
+        styler = styler.format_index(
+            _KINDS["datetime"] if isinstance(index, pd.DatetimeIndex) else None, axis=axis, escape="html"
+        )
     if isinstance(shown.index, pd.RangeIndex):  # row numbers carry nothing
         styler = styler.hide(axis="index")
     left = [{"selector": "", "props": [("text-align", "left")]}]  # the label's cells and its header
-    return styler.set_table_styles({c: left for c, k in kinds.items() if k == "text"}, axis=1 if transpose else 0,
-                                   overwrite=False)
+    return styler.set_table_styles(
+        {c: left for c, k in kinds.items() if k == "text"}, axis=1 if transpose else 0, overwrite=False
+    )
 
 
 def _coverage_css(frame: pd.DataFrame, kinds: dict[Any, str]) -> pd.DataFrame:
@@ -197,8 +207,14 @@ def _coverage_css(frame: pd.DataFrame, kinds: dict[Any, str]) -> pd.DataFrame:
     return css
 
 
-def table(df: pd.DataFrame | pd.Series, names: Sequence[str] | None = None, *, kind: str | None = None,
-          caption: str | None = None, transpose: bool | None = None) -> Styler:
+def table(
+    df: pd.DataFrame | pd.Series,
+    names: Sequence[str] | None = None,
+    *,
+    kind: str | None = None,
+    caption: str | None = None,
+    transpose: bool | None = None,
+) -> Styler:
     """`df` styled for people: labels are columns (scorer names, one row per model/horizon/fold).
 
     `names` picks the columns to show from a wider table, which still supplies `dir_share` to

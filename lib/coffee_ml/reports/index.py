@@ -20,7 +20,6 @@ from coffee_ml.reports.format import number, table
 from coffee_ml.reports.records import read_records, write_atomic
 from coffee_ml.run_state import RunState, settle, shown
 
-
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328;
        max-width: 1280px; margin: 1.5rem auto; padding: 0 1rem; line-height: 1.45; }
@@ -55,11 +54,11 @@ def _link(href: str, text: str) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
-
-
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -92,8 +91,11 @@ def _is_scalar(value: Any) -> bool:
 
 def _is_table(value: Any) -> bool:
     """{row: {column: scalar}}: how leaderboards and other tables are recorded."""
-    return (isinstance(value, dict) and bool(value)
-            and all(isinstance(v, dict) and all(map(_is_scalar, v.values())) for v in value.values()))
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(v, dict) and all(map(_is_scalar, v.values())) for v in value.values())
+    )
 
 
 def _value(name: str, value: Any) -> str:
@@ -105,8 +107,11 @@ def _value(name: str, value: Any) -> str:
         rows = "".join(f"<tr><th>{_e(k)}</th>{_cell(k, v)}</tr>" for k, v in value.items())
         return f"<table>{rows}</table>"
     if isinstance(value, list):
-        return "<ul>" + "".join(f"<li>{_e(v if isinstance(v, str) else json.dumps(v, default=str))}</li>"
-                                for v in value) + "</ul>"
+        return (
+            "<ul>"
+            + "".join(f"<li>{_e(v if isinstance(v, str) else json.dumps(v, default=str))}</li>" for v in value)
+            + "</ul>"
+        )
     if isinstance(value, dict):
         return "".join(f"<h4>{_e(k)}</h4>{_value(k, v)}" for k, v in value.items())
     return f"<p>{_e(number(name, value))}</p>"
@@ -163,8 +168,11 @@ def _parameters(manifest: dict[str, Any]) -> str:
     for name in names:
         label = _e(name) + (" <small>(-p)</small>" if name in overridden else "")
         cells = "".join(
-            f"<td><code>{_e(_param(s['parameters'][name]))}</code></td>" if name in s.get("parameters", {})
-            else "<td></td>" for s in steps)
+            f"<td><code>{_e(_param(s['parameters'][name]))}</code></td>"
+            if name in s.get("parameters", {})
+            else "<td></td>"
+            for s in steps
+        )
         rows.append(f"<tr><th>{label}</th>{cells}</tr>")
     return f'<div class="scroll"><table class="params"><tr><th>parameter</th>{head}</tr>{"".join(rows)}</table></div>'
 
@@ -182,13 +190,19 @@ def _time(value: Any) -> str:
 
 
 def _data_ranges(records: dict[str, Any]) -> str:
-    ranges = {stage: r["data_range"] for stage, r in records.items()
-              if isinstance(r, dict) and isinstance(r.get("data_range"), dict)}
+    ranges = {
+        stage: r["data_range"]
+        for stage, r in records.items()
+        if isinstance(r, dict) and isinstance(r.get("data_range"), dict)
+    }
     if not ranges:
         return ""
-    items = "".join(f"<li>{_e(stage)}: {_e(_time(r.get('first', '?')))} .. {_e(_time(r.get('last', '?')))}"
-                    + (f" ({_e(number('rows', r['rows']))} rows)" if "rows" in r else "") + "</li>"
-                    for stage, r in ranges.items())
+    items = "".join(
+        f"<li>{_e(stage)}: {_e(_time(r.get('first', '?')))} .. {_e(_time(r.get('last', '?')))}"
+        + (f" ({_e(number('rows', r['rows']))} rows)" if "rows" in r else "")
+        + "</li>"
+        for stage, r in ranges.items()
+    )
     return f"<h2>Data range</h2><ul>{items}</ul>"
 
 
@@ -204,20 +218,29 @@ def _notebook_rows(manifest: dict[str, Any], records: dict[str, Any]) -> str:
     for entry in manifest.get("notebooks", []):
         record = records.get(_stage(entry), {})
         models = record.get("saved_models", []) if isinstance(record, dict) else []
-        files = ", ".join([_link(f, f) for f in entry.get("files", [])]
-                          + [f"<code>{_e(m)}</code>" for m in models])
+        files = ", ".join([_link(f, f) for f in entry.get("files", [])] + [f"<code>{_e(m)}</code>" for m in models])
         title = entry.get("title") or entry.get("notebook", "")
-        rows.append(f"<tr><td><b>{_e(_stage(entry))}</b><br><small>{_e(title)}</small></td>"
-                    f"<td>{_status(entry.get('status', '?'))}</td>"
-                    f"<td class='num'>{_duration(entry.get('seconds'))}</td>"
-                    f"<td>{' · '.join(_reports(entry)) or '–'}</td><td>{files or '–'}</td></tr>")
+        rows.append(
+            f"<tr><td><b>{_e(_stage(entry))}</b><br><small>{_e(title)}</small></td>"
+            f"<td>{_status(entry.get('status', '?'))}</td>"
+            f"<td class='num'>{_duration(entry.get('seconds'))}</td>"
+            f"<td>{' · '.join(_reports(entry)) or '–'}</td><td>{files or '–'}</td></tr>"
+        )
         if entry.get("error"):
             cell = entry.get("cell")
-            where = (f"<p>in code cell {cell['number']} of {cell['of']} (In [{_e(cell.get('execution_count'))}]):</p>"
-                     f"<pre>{_e(cell['source'])}</pre>") if cell else ""
+            where = (
+                (
+                    f"<p>in code cell {cell['number']} of {cell['of']} (In [{_e(cell.get('execution_count'))}]):</p>"
+                    f"<pre>{_e(cell['source'])}</pre>"
+                )
+                if cell
+                else ""
+            )
             rows.append(f"<tr><td colspan='5'><pre class='error'>{_e(entry['error'])}</pre>{where}</td></tr>")
-    return ("<div class='scroll'><table><tr><th>notebook</th><th>status</th><th>duration</th><th>reports</th>"
-            f"<th>saved files and models</th></tr>{''.join(rows)}</table></div>")
+    return (
+        "<div class='scroll'><table><tr><th>notebook</th><th>status</th><th>duration</th><th>reports</th>"
+        f"<th>saved files and models</th></tr>{''.join(rows)}</table></div>"
+    )
 
 
 def _results(records: dict[str, Any]) -> str:
@@ -227,8 +250,11 @@ def _results(records: dict[str, Any]) -> str:
             continue
         text = headline_text(record)
         body = [f"<p class='headline'>{_e(text)}</p>"] if text else []
-        body += [f"<h4>{_e(key)}</h4>{_value(key, value)}" for key, value in record.items()
-                 if key not in ("headline", "data_range")]
+        body += [
+            f"<h4>{_e(key)}</h4>{_value(key, value)}"
+            for key, value in record.items()
+            if key not in ("headline", "data_range")
+        ]
         parts.append(f"<h3>{_e(stage)}</h3>{''.join(body)}")
     return "<h2>Results</h2>" + "".join(parts) if parts else ""
 
@@ -241,23 +267,32 @@ def write_run_index(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     manifest, state = shown(run_dir, _read_json(run_dir / "manifest.json"))
     records, problem = _records(run_dir)
-    summary = (f"<p class='headline'><b>{_link(write_run_summary(run_dir).name, 'Summary')}</b>: "
-               f"{_e(summary_headline(manifest, records) or 'nothing recorded yet')}</p>")
+    summary = (
+        f"<p class='headline'><b>{_link(write_run_summary(run_dir).name, 'Summary')}</b>: "
+        f"{_e(summary_headline(manifest, records) or 'nothing recorded yet')}</p>"
+    )
     run_id = manifest.get("run_id", run_dir.name)
     back = _link("../../index.html", "all runs") + " · " if run_dir.parent.name == "runs" else ""
     source = manifest.get("params_file")
     files = [_link("manifest.json", "manifest.json")] + (
-        [_link("metrics.json", "metrics.json")] if (run_dir / "metrics.json").is_file() else [])
-    body = (f"<p>{back}{' · '.join(files)}</p>"
-            f"<h1>{_e(manifest.get('name', run_id))} {_status(manifest.get('status', '?'))}</h1>"
-            f"<p class='meta'>run <code>{_e(run_id)}</code> · "
-            f"started {_e(_time(manifest.get('started', '?')))} UTC · "
-            f"{_duration(manifest.get('total_seconds'))} · commit {_commit(manifest.get('git', {}))}"
-            + (f" · params <code>{_e(source)}</code>" if source else "") + "</p>"
-            + _state_line(state, manifest) + summary + _data_ranges(records)
-            + f"<h2>Notebooks</h2>{_notebook_rows(manifest, records)}"
-            + f"<h2>Parameters</h2>{_parameters(manifest)}"
-            + problem + _results(records))
+        [_link("metrics.json", "metrics.json")] if (run_dir / "metrics.json").is_file() else []
+    )
+    body = (
+        f"<p>{back}{' · '.join(files)}</p>"
+        f"<h1>{_e(manifest.get('name', run_id))} {_status(manifest.get('status', '?'))}</h1>"
+        f"<p class='meta'>run <code>{_e(run_id)}</code> · "
+        f"started {_e(_time(manifest.get('started', '?')))} UTC · "
+        f"{_duration(manifest.get('total_seconds'))} · commit {_commit(manifest.get('git', {}))}"
+        + (f" · params <code>{_e(source)}</code>" if source else "")
+        + "</p>"
+        + _state_line(state, manifest)
+        + summary
+        + _data_ranges(records)
+        + f"<h2>Notebooks</h2>{_notebook_rows(manifest, records)}"
+        + f"<h2>Parameters</h2>{_parameters(manifest)}"
+        + problem
+        + _results(records)
+    )
     return write_atomic(run_dir / "index.html", _page(f"{manifest.get('name', run_id)} · {run_id}", body))
 
 
@@ -284,14 +319,17 @@ def _run_row(run_dir: Path) -> tuple[str, str]:
         if text:
             headlines.append(f"<div><b>{_e(stage)}</b>: {_e(text)}</div>")
     summary = [_link(prefix + "summary.html", "summary")] if (run_dir / "summary.html").is_file() else []
-    reports = " · ".join(summary + [_link(prefix + e["html"], _stage(e))
-                                    for e in manifest.get("notebooks", []) if e.get("html")])
+    reports = " · ".join(
+        summary + [_link(prefix + e["html"], _stage(e)) for e in manifest.get("notebooks", []) if e.get("html")]
+    )
     started = manifest.get("started", "")
-    row = (f"<tr><td>{_link(prefix + 'index.html', run_dir.name)}<br><small>{_e(_time(started))} UTC</small></td>"
-           f"<td>{_e(manifest.get('name', ''))}</td><td>{_status(manifest.get('status', 'unknown'))}</td>"
-           f"<td class='num'>{_duration(manifest.get('total_seconds'))}</td>"
-           f"<td>{_commit(manifest.get('git', {}))}</td><td class='headlines'>{''.join(headlines) or '–'}</td>"
-           f"<td>{reports or '–'}</td></tr>")
+    row = (
+        f"<tr><td>{_link(prefix + 'index.html', run_dir.name)}<br><small>{_e(_time(started))} UTC</small></td>"
+        f"<td>{_e(manifest.get('name', ''))}</td><td>{_status(manifest.get('status', 'unknown'))}</td>"
+        f"<td class='num'>{_duration(manifest.get('total_seconds'))}</td>"
+        f"<td>{_commit(manifest.get('git', {}))}</td><td class='headlines'>{''.join(headlines) or '–'}</td>"
+        f"<td>{reports or '–'}</td></tr>"
+    )
     return f"{started}|{run_dir.name}", row
 
 
@@ -300,11 +338,13 @@ def _batch_row(batch_dir: Path) -> tuple[str, str]:
     state = _read_json(batch_dir / "batch.json")
     counts = Counter(str(entry.get("status", "?")) for entry in state.get("entries", []))
     started = state.get("started", "")
-    row = (f"<tr><td>{_link(f'batches/{batch_dir.name}/index.html', batch_dir.name)}"
-           f"<br><small>{_e(_time(started))} UTC</small></td><td>{_e(state.get('name', ''))}</td>"
-           f"<td>{_status(state.get('status', 'unknown'))}</td>"
-           f"<td class='num'>{_duration(state.get('total_seconds'))}</td>"
-           f"<td>{' · '.join(f'{n} {_status(status)}' for status, n in counts.items()) or '–'}</td></tr>")
+    row = (
+        f"<tr><td>{_link(f'batches/{batch_dir.name}/index.html', batch_dir.name)}"
+        f"<br><small>{_e(_time(started))} UTC</small></td><td>{_e(state.get('name', ''))}</td>"
+        f"<td>{_status(state.get('status', 'unknown'))}</td>"
+        f"<td class='num'>{_duration(state.get('total_seconds'))}</td>"
+        f"<td>{' · '.join(f'{n} {_status(status)}' for status, n in counts.items()) or '–'}</td></tr>"
+    )
     return f"{started}|{batch_dir.name}", row
 
 
@@ -316,8 +356,10 @@ def _batches(outputs: Path) -> str:
     rows = [row for _, row in sorted((_batch_row(p) for p in folders), reverse=True)]
     if not rows:
         return ""
-    return ("<h2>Batches</h2><div class='scroll'><table><tr><th>batch</th><th>name</th><th>status</th>"
-            f"<th>duration</th><th>runs</th></tr>{''.join(rows)}</table></div><h2>Runs</h2>")
+    return (
+        "<h2>Batches</h2><div class='scroll'><table><tr><th>batch</th><th>name</th><th>status</th>"
+        f"<th>duration</th><th>runs</th></tr>{''.join(rows)}</table></div><h2>Runs</h2>"
+    )
 
 
 def write_outputs_index(outputs: str | Path) -> Path:
@@ -330,10 +372,16 @@ def write_outputs_index(outputs: str | Path) -> Path:
         if _read_json(folder / "manifest.json").get("status") == "running":
             settle(folder)
     rows = [row for _, row in sorted((_run_row(p) for p in folders), reverse=True)]
-    body = ("<h1>coffee-ml runs</h1>" + _batches(outputs)
-            + "<p class='meta'>every run, newest first; open a run for its parameters, reports and leaderboards</p>"
-            + ("<div class='scroll'><table><tr><th>run</th><th>name</th><th>status</th><th>duration</th>"
-               f"<th>commit</th><th>headlines</th><th>reports</th></tr>{''.join(rows)}</table></div>"
-               if rows else "<p>no runs yet: <code>coffee-ml run params/quickstart.yaml</code></p>"))
+    body = (
+        "<h1>coffee-ml runs</h1>"
+        + _batches(outputs)
+        + "<p class='meta'>every run, newest first; open a run for its parameters, reports and leaderboards</p>"
+        + (
+            "<div class='scroll'><table><tr><th>run</th><th>name</th><th>status</th><th>duration</th>"
+            f"<th>commit</th><th>headlines</th><th>reports</th></tr>{''.join(rows)}</table></div>"
+            if rows
+            else "<p>no runs yet: <code>coffee-ml run params/quickstart.yaml</code></p>"
+        )
+    )
     outputs.mkdir(parents=True, exist_ok=True)
     return write_atomic(outputs / "index.html", _page("coffee-ml runs", body))

@@ -72,8 +72,10 @@ def to_json(value: Any, where: str = "value") -> Any:
     if isinstance(value, (pd.Timedelta, timedelta)):
         return str(value)
     if isinstance(value, pd.DataFrame):
-        return {_key(row): {_key(col): to_json(v, f"{where}[{row!r}][{col!r}]") for col, v in values.items()}
-                for row, values in value.to_dict(orient="index").items()}
+        return {
+            _key(row): {_key(col): to_json(v, f"{where}[{row!r}][{col!r}]") for col, v in values.items()}
+            for row, values in value.to_dict(orient="index").items()
+        }
     if isinstance(value, pd.Series):
         return {_key(k): to_json(v, f"{where}[{k!r}]") for k, v in value.items()}
     if isinstance(value, Mapping):
@@ -84,8 +86,10 @@ def to_json(value: Any, where: str = "value") -> Any:
         return to_json(value.to_record(), where)
     if all(hasattr(value, f) for f in _REF_FIELDS):  # a registry.ModelRef
         return model_ref(value)
-    raise TypeError(f"cannot record {where} of type {type(value).__name__}: record numbers, strings, lists, "
-                    "dicts, pandas/numpy values or a Headline (paths as strings relative to the run folder)")
+    raise TypeError(
+        f"cannot record {where} of type {type(value).__name__}: record numbers, strings, lists, "
+        "dicts, pandas/numpy values or a Headline (paths as strings relative to the run folder)"
+    )
 
 
 def read_records(run_dir: str | Path | None) -> dict[str, Any]:
@@ -120,8 +124,7 @@ def record(run_dir: str | Path | None, notebook: str, **results: Any) -> None:
     run_dir = Path(run_dir)
     records = read_records(run_dir)
     stage = records.get(notebook)
-    records[notebook] = {**(stage if isinstance(stage, dict) else {}),
-                         **{k: to_json(v, k) for k, v in results.items()}}
+    records[notebook] = {**(stage if isinstance(stage, dict) else {}), **{k: to_json(v, k) for k, v in results.items()}}
     write_atomic(run_dir / METRICS_FILE, json.dumps(records, indent=2, ensure_ascii=False, allow_nan=False))
 
 
@@ -132,6 +135,7 @@ def data_range(data: pd.DataFrame | pd.Series | pd.DatetimeIndex) -> dict[str, A
     if len(index) == 0:
         return {"first": None, "last": None, "rows": 0}
     return {"first": index[0].isoformat(), "last": index[-1].isoformat(), "rows": len(index)}
+
 
 def write_atomic(path: Path, text: str) -> Path:
     """Write through a temporary file renamed over `path`: a browser, or a run finishing next to

@@ -26,14 +26,29 @@ from coffee_ml.run_state import shown
 
 SUMMARY_FILE = "summary.html"
 DATA, TRAINING, BACKTEST, REGIMES, HPO, ENSEMBLES, ANOMALIES, PRODUCTION = (
-    "00_data", "02_training", "03_backtesting", "04_regimes", "05_hpo", "06_ensembles", "07_anomalies",
-    "08_production")
+    "00_data",
+    "02_training",
+    "03_backtesting",
+    "04_regimes",
+    "05_hpo",
+    "06_ensembles",
+    "07_anomalies",
+    "08_production",
+)
 LATEST_EVENTS = 10
 # (record key, column header); dir_ci is dir_acc_lo..dir_acc_hi
-COLUMNS = [("skill", "skill vs naive (MAE)"), ("dm_pvalue", "DM p"), ("dir_acc", "direction"),
-           ("dir_ci", "95% CI"), ("dir_base_called", "majority sign"), ("coverage_80", "coverage 80%"),
-           ("coverage_95", "coverage 95%"), ("brier_skill", "Brier skill"), ("sharpe", "Sharpe"),
-           ("hold_sharpe", "buy-and-hold Sharpe")]
+COLUMNS = [
+    ("skill", "skill vs naive (MAE)"),
+    ("dm_pvalue", "DM p"),
+    ("dir_acc", "direction"),
+    ("dir_ci", "95% CI"),
+    ("dir_base_called", "majority sign"),
+    ("coverage_80", "coverage 80%"),
+    ("coverage_95", "coverage 95%"),
+    ("brier_skill", "Brier skill"),
+    ("sharpe", "Sharpe"),
+    ("hold_sharpe", "buy-and-hold Sharpe"),
+]
 _CALLS = {"dir_acc", "dir_ci", "dir_base_called", "brier_skill"}  # "no call" for a model that takes no side
 _BASELINE_STYLE = "background-color: #f6f8fa"
 
@@ -90,8 +105,7 @@ def _section(run: _Run, stage: str, title: str, body: Callable[[dict[str, Any]],
         return ""
     record = run.record(stage)
     inner = body(record) if record else ""
-    return (f"<h2>{_e(title)} <small>from {run.link(stage)}</small></h2>"
-            + (inner or f"<p>{run.state(stage)}</p>"))
+    return f"<h2>{_e(title)} <small>from {run.link(stage)}</small></h2>" + (inner or f"<p>{run.state(stage)}</p>")
 
 
 def _checks(record: dict[str, Any]) -> str:
@@ -107,6 +121,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 # ---- data coverage ------------------------------------------------------------------------------
 
+
 def _data(record: dict[str, Any]) -> str:
     """00's coverage facts (its headline items; the data range alone for a record without them)."""
     items, span = _items(record), record.get("data_range") or {}
@@ -114,17 +129,24 @@ def _data(record: dict[str, Any]) -> str:
         return ""
     bars = items.get("bars", span.get("rows"))
     expected = items.get("expected_bars")
-    rows = [("symbol", _e(items.get("symbol", NA))), ("interval", _e(items.get("interval", NA))),
-            ("first bar", _e(_time(items.get("first", span.get("first", NA))))),
-            ("last bar", _e(_time(items.get("last", span.get("last", NA))))),
-            ("rows", _e(number("rows", bars)) + (f" of {_e(number('rows', expected))} expected" if expected else "")),
-            ("coverage", _e(number("coverage", items.get("coverage")))),
-            ("gaps", _e(number("gaps", items.get("gaps"))) + (f" ({_e(number('rows', items['missing_bars']))} "
-                                                              "missing bars)" if items.get("missing_bars") else ""))]
+    rows = [
+        ("symbol", _e(items.get("symbol", NA))),
+        ("interval", _e(items.get("interval", NA))),
+        ("first bar", _e(_time(items.get("first", span.get("first", NA))))),
+        ("last bar", _e(_time(items.get("last", span.get("last", NA))))),
+        ("rows", _e(number("rows", bars)) + (f" of {_e(number('rows', expected))} expected" if expected else "")),
+        ("coverage", _e(number("coverage", items.get("coverage")))),
+        (
+            "gaps",
+            _e(number("gaps", items.get("gaps")))
+            + (f" ({_e(number('rows', items['missing_bars']))} missing bars)" if items.get("missing_bars") else ""),
+        ),
+    ]
     return _table(rows) + _checks(record)
 
 
 # ---- leaderboard --------------------------------------------------------------------------------
+
 
 def _naive_row(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """A naive row for a stage that scored no naive model of its own (the ensembles), so the
@@ -146,8 +168,11 @@ def _leaderboard_rows(run: _Run, stage: str) -> tuple[str, dict[str, dict[str, A
     rows = {str(k): v for k, v in board.items() if isinstance(v, dict)}
     origins = next((r.get("origins") for r in rows.values() if r.get("origins")), None)
     test_start = run.entries[stage].get("parameters", {}).get("test_start")
-    what = {TRAINING: f"{items.get('split', 'test')} split", BACKTEST: f"walk-forward, {items.get('folds', '?')} folds",
-            ENSEMBLES: f"test from {test_start}" if test_start else "out-of-sample"}.get(stage, "")
+    what = {
+        TRAINING: f"{items.get('split', 'test')} split",
+        BACKTEST: f"walk-forward, {items.get('folds', '?')} folds",
+        ENSEMBLES: f"test from {test_start}" if test_start else "out-of-sample",
+    }.get(stage, "")
     first, last = items.get("first_origin"), items.get("last_origin")
     when = f"{_time(first)[:10]} to {_time(last)[:10]}" if first and last else ""
     context = ", ".join(t for t in (what, f"{number('origins', origins)} origins" if origins else "", when) if t)
@@ -162,8 +187,10 @@ def _hpo_rows(items: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any]]]:
     skill = -items["vs_naive_test"] if metric == "mae" and items.get("vs_naive_test") is not None else None
     params = ", ".join(f"{k}={v}" for k, v in (items.get("best_params") or {}).items())
     name = f"{items.get('model', '?')} best trial" + (f" ({params})" if params else "")
-    context = (f"test, best of {number('trials', items.get('trials'))} trials on validation {metric}: "
-               f"{metric} {number(metric, items['test'])} vs naive {number(metric, items.get('naive_test'))}")
+    context = (
+        f"test, best of {number('trials', items.get('trials'))} trials on validation {metric}: "
+        f"{metric} {number(metric, items['test'])} vs naive {number(metric, items.get('naive_test'))}"
+    )
     return context, {name: {"skill": skill}, "naive": {"skill": 0.0, "dir_share": 0.0}}
 
 
@@ -205,24 +232,43 @@ def _leaderboard(run: _Run) -> str:
         if not rows:
             notes.append(f"<p>{run.state(stage)}</p>")
             continue
-        order = sorted(rows, key=lambda m: (-rows[m]["skill"] if rows[m].get("skill") is not None else float("inf"),
-                                            m != "naive"))  # naive first among equals: above it is better
+        order = sorted(
+            rows, key=lambda m: (-rows[m]["skill"] if rows[m].get("skill") is not None else float("inf"), m != "naive")
+        )  # naive first among equals: above it is better
         for i, model in enumerate(order):
             row, baseline = rows[model], model == "naive"
-            lead = (f"<td rowspan='{len(order)}' style='background-color: #fff'><b>{run.link(stage)}</b><br>"
-                    f"<small>{_e(context)}</small></td>" if i == 0 else "")
+            lead = (
+                f"<td rowspan='{len(order)}' style='background-color: #fff'><b>{run.link(stage)}</b><br>"
+                f"<small>{_e(context)}</small></td>"
+                if i == 0
+                else ""
+            )
             cells = "".join(_score(name, row) for name, _ in COLUMNS)
             if not baseline and row.get("skill") is not None:
                 charted.append((stage, model, row, _versus(row, baseline)))
-            body.append(f"<tr{f' style={_BASELINE_STYLE!r}' if baseline else ''}>{lead}<td>{_e(model)}</td>"
-                        f"<td style='white-space: nowrap'>{_versus(row, baseline)}</td>{cells}</tr>")
+            body.append(
+                f"<tr{f' style={_BASELINE_STYLE!r}' if baseline else ''}>{lead}<td>{_e(model)}</td>"
+                f"<td style='white-space: nowrap'>{_versus(row, baseline)}</td>{cells}</tr>"
+            )
     head = "".join(f"<th>{_e(label)}</th>" for _, label in COLUMNS)
-    table = (f"<div class='scroll'><table class='leaderboard'><tr><th>from</th><th>model</th><th>vs naive</th>"
-             f"{head}</tr>{''.join(body)}</table></div>") if body else ""
-    legend = ("<p><small>skill: 1 − MAE / naive MAE on the stage's own origins (compare within a stage); "
-              f"vs naive: Diebold-Mariano at p &lt; {ALPHA:g}; direction: share of correct up/down calls with its "
-              "95% interval against always calling the majority sign; shaded: coverage more than "
-              f"{COVERAGE_TOLERANCE * 100:g} pp from nominal</small></p>") if body else ""
+    table = (
+        (
+            f"<div class='scroll'><table class='leaderboard'><tr><th>from</th><th>model</th><th>vs naive</th>"
+            f"{head}</tr>{''.join(body)}</table></div>"
+        )
+        if body
+        else ""
+    )
+    legend = (
+        (
+            "<p><small>skill: 1 − MAE / naive MAE on the stage's own origins (compare within a stage); "
+            f"vs naive: Diebold-Mariano at p &lt; {ALPHA:g}; direction: share of correct up/down calls with its "
+            "95% interval against always calling the majority sign; shaded: coverage more than "
+            f"{COVERAGE_TOLERANCE * 100:g} pp from nominal</small></p>"
+        )
+        if body
+        else ""
+    )
     chart = _leaderboard_chart(json.dumps(charted, default=str)) if charted else ""
     return "<h2>Leaderboard: every model and ensemble</h2>" + chart + table + legend + "".join(notes)
 
@@ -237,8 +283,13 @@ def _leaderboard_chart(rows: str) -> str:
 def _models(run: _Run) -> list[tuple[str, str, dict[str, Any]]]:
     """(stage, model, scores) of every scored model that is not the naive baseline."""
     stages = (TRAINING, BACKTEST, HPO, ENSEMBLES)
-    return [(s, m, row) for s in stages if run.record(s) is not None
-            for m, row in _leaderboard_rows(run, s)[1].items() if m != "naive" and row.get("skill") is not None]
+    return [
+        (s, m, row)
+        for s in stages
+        if run.record(s) is not None
+        for m, row in _leaderboard_rows(run, s)[1].items()
+        if m != "naive" and row.get("skill") is not None
+    ]
 
 
 def _best_model(run: _Run) -> str:
@@ -258,6 +309,7 @@ def _best_model(run: _Run) -> str:
 
 # ---- regime, anomalies, production --------------------------------------------------------------
 
+
 def _regime_now(run: _Run) -> dict[str, Any]:
     """04's `current` record; for runs recorded before it, the same facts from its headline items
     (confidence there is 0-1, in `current` 0-100)."""
@@ -269,9 +321,13 @@ def _regime_now(run: _Run) -> dict[str, Any]:
     if not items.get("regime"):
         return {}
     conf = items.get("confidence")
-    return {"regime": items["regime"], "confidence": None if conf is None else 100 * conf,
-            "since": items.get("since"), "method": items.get("method"),
-            "as_of": (record.get("data_range") or {}).get("last")}
+    return {
+        "regime": items["regime"],
+        "confidence": None if conf is None else 100 * conf,
+        "since": items.get("since"),
+        "method": items.get("method"),
+        "as_of": (record.get("data_range") or {}).get("last"),
+    }
 
 
 def _confidence(current: dict[str, Any]) -> str:
@@ -286,11 +342,19 @@ def _regime(run: _Run) -> Callable[[dict[str, Any]], str]:
             return ""
         shares = record.get("regime_stats") or {}
         share = ", ".join(f"{_e(k)} {_e(percent(v.get('share')))}" for k, v in shares.items() if isinstance(v, dict))
-        rows = [("regime", f"<b>{_e(now['regime'])}</b>"), ("confidence", _e(_confidence(now) or NA)),
-                ("since", _e(_time(now.get("since") or NA)) + (" (or earlier: it held through every labelled bar)"
-                                                               if now.get("since_bound") else "")),
-                ("as of", _e(_time(now.get("as_of") or NA))), ("method", _e(now.get("method") or NA))]
+        rows = [
+            ("regime", f"<b>{_e(now['regime'])}</b>"),
+            ("confidence", _e(_confidence(now) or NA)),
+            (
+                "since",
+                _e(_time(now.get("since") or NA))
+                + (" (or earlier: it held through every labelled bar)" if now.get("since_bound") else ""),
+            ),
+            ("as of", _e(_time(now.get("as_of") or NA))),
+            ("method", _e(now.get("method") or NA)),
+        ]
         return _table(rows + ([("share of bars", share)] if share else [])) + _checks(record)
+
     return body
 
 
@@ -320,10 +384,14 @@ def _anomalies(record: dict[str, Any]) -> str:
         f"<td>{_e(_time(e['end'])) if e.get('end') not in (None, e.get('start')) else ''}</td>"
         f"<td>{_e(e.get('type', NA))}</td><td>{_e(e.get('severity', NA))}</td>"
         f"<td class='num'>{_e(number('score', e.get('score')))}</td>"
-        f"<td>{'' if e.get('final', True) else 'provisional'}</td></tr>" for e in events[:LATEST_EVENTS])
+        f"<td>{'' if e.get('final', True) else 'provisional'}</td></tr>"
+        for e in events[:LATEST_EVENTS]
+    )
     shown = f"; the newest {LATEST_EVENTS}" if len(events) > LATEST_EVENTS else ""
-    return (f"<p>{_e(count + shown)}</p><table class='events'><tr><th>start</th><th>end</th><th>kind</th>"
-            f"<th>severity</th><th>score</th><th>note</th></tr>{rows}</table>" + _checks(record))
+    return (
+        f"<p>{_e(count + shown)}</p><table class='events'><tr><th>start</th><th>end</th><th>kind</th>"
+        f"<th>severity</th><th>score</th><th>note</th></tr>{rows}</table>" + _checks(record)
+    )
 
 
 def _production(record: dict[str, Any]) -> str:
@@ -332,8 +400,10 @@ def _production(record: dict[str, Any]) -> str:
     promoted, monitor = record.get("promoted"), record.get("monitor")
     parts = []
     if isinstance(promoted, dict):
-        rows = [("model", f"<code>{_e(promoted.get('ref', promoted.get('model', NA)))}</code>"),
-                ("promoted", "yes" if promoted.get("promoted", True) else "no: proposed only")]
+        rows = [
+            ("model", f"<code>{_e(promoted.get('ref', promoted.get('model', NA)))}</code>"),
+            ("promoted", "yes" if promoted.get("promoted", True) else "no: proposed only"),
+        ]
         if promoted.get("metric"):
             rows.append((str(promoted["metric"]), _e(number(str(promoted["metric"]), promoted.get("score")))))
         rows += [("reason", _e(promoted["reason"]))] if promoted.get("reason") else []
@@ -341,25 +411,33 @@ def _production(record: dict[str, Any]) -> str:
     if isinstance(monitor, dict):
         state = "failed" if monitor.get("degraded") else "ok"
         verdict = f"<span class='status {state}'>{_e(monitor.get('verdict', NA))}</span>"
-        rows = [("verdict", verdict)] + [(k, _e(number(k, v))) for k, v in monitor.items()
-                                         if k not in ("verdict", "degraded") and not isinstance(v, (dict, list))]
+        rows = [("verdict", verdict)] + [
+            (k, _e(number(k, v)))
+            for k, v in monitor.items()
+            if k not in ("verdict", "degraded") and not isinstance(v, (dict, list))
+        ]
         reasons = monitor.get("reasons") if isinstance(monitor.get("reasons"), list) else []
         rows += [("reasons", "<ul>" + "".join(f"<li>{_e(r)}</li>" for r in reasons) + "</ul>")] if reasons else []
         parts.append("<h3>Monitor</h3>" + _table(rows))
     sidebar = record.get("sidebar")
     if isinstance(sidebar, dict) and sidebar.get("predictions"):
         level = f"{sidebar['level']:.0%} interval" if sidebar.get("level") else "interval"
-        title = (f"the sidebar's forecast: {sidebar.get('model', '?')} {sidebar.get('version', '')}, {level}, "
-                 f"as of {_time(sidebar['as_of']) if sidebar.get('as_of') else '?'} UTC")
-        parts.append("<h3>Forecast</h3>" + charts.img(charts.forecast_path(sidebar["predictions"], title),
-                                                      "the production model's forecast path"))
+        title = (
+            f"the sidebar's forecast: {sidebar.get('model', '?')} {sidebar.get('version', '')}, {level}, "
+            f"as of {_time(sidebar['as_of']) if sidebar.get('as_of') else '?'} UTC"
+        )
+        parts.append(
+            "<h3>Forecast</h3>"
+            + charts.img(charts.forecast_path(sidebar["predictions"], title), "the production model's forecast path")
+        )
     return "".join(parts)
 
 
 # ---- headline and page --------------------------------------------------------------------------
 
+
 def _market(run: _Run) -> str:
-    """"BTCUSDT 1h" from the first stage that says, else the run's parameters."""
+    """ "BTCUSDT 1h" from the first stage that says, else the run's parameters."""
     for stage in run.entries:
         items = run.items(stage)
         if items.get("symbol"):
@@ -380,13 +458,18 @@ def _run_state(run: _Run) -> str:
     if status == "died":
         inside = [s for s, e in run.entries.items() if e.get("status") == "died"]
         notebook = (run.manifest.get("died") or {}).get("notebook")
-        return (f"run died in {inside[0]}" if inside else f"run died after {notebook}" if notebook
-                else "run died before its first notebook")
+        return (
+            f"run died in {inside[0]}"
+            if inside
+            else f"run died after {notebook}"
+            if notebook
+            else "run died before its first notebook"
+        )
     return "" if status in ("ok", None) else f"run {status}"
 
 
 def _production_phrase(run: _Run) -> str:
-    """"production: gbm v0003", "would promote: ..." when 08 only proposed it, and a degraded
+    """ "production: gbm v0003", "would promote: ..." when 08 only proposed it, and a degraded
     monitor verdict (its details are in the section: the headline stays one line)."""
     record = run.record(PRODUCTION) or {}
     promoted, monitor = record.get("promoted"), record.get("monitor")
@@ -406,10 +489,14 @@ def summary_headline(manifest: dict[str, Any], records: dict[str, Any]) -> str:
     events = run.record(ANOMALIES)
     days = _window_days(events) if events else None
     n = len(_events(events)) if events else 0
-    parts = [_run_state(run), _market(run), _best_model(run),
-             f"regime {now['regime']} {_confidence(now)}".strip() if now else "",
-             (f"{n} anomaly event{'s' * (n != 1)}" + (f" in the last {days} days" if days else "")) if events else "",
-             _production_phrase(run)]
+    parts = [
+        _run_state(run),
+        _market(run),
+        _best_model(run),
+        f"regime {now['regime']} {_confidence(now)}".strip() if now else "",
+        (f"{n} anomaly event{'s' * (n != 1)}" + (f" in the last {days} days" if days else "")) if events else "",
+        _production_phrase(run),
+    ]
     return " · ".join(p for p in parts if p)
 
 
@@ -421,14 +508,17 @@ def write_run_summary(run_dir: str | Path) -> Path:
     run = _Run(manifest, records)
     run_id = manifest.get("run_id", run_dir.name)
     name = manifest.get("name", run_id)
-    body = (f"<p>{_link('index.html', 'run page')} (notebooks, parameters, every record)</p>"
-            f"<h1>{_e(name)} · summary {_status(manifest.get('status', '?'))}</h1>"
-            f"<p class='meta'>run <code>{_e(run_id)}</code> · "
-            f"started {_e(_time(manifest.get('started', '?')))} UTC</p>"
-            f"<p class='headline'>{_e(summary_headline(manifest, records) or 'nothing recorded yet')}</p>" + problem
-            + _section(run, DATA, "Data coverage", _data)
-            + _leaderboard(run)
-            + _section(run, REGIMES, "Current regime", _regime(run))
-            + _section(run, ANOMALIES, "Latest anomaly events", _anomalies)
-            + _section(run, PRODUCTION, "Production model", _production))
+    body = (
+        f"<p>{_link('index.html', 'run page')} (notebooks, parameters, every record)</p>"
+        f"<h1>{_e(name)} · summary {_status(manifest.get('status', '?'))}</h1>"
+        f"<p class='meta'>run <code>{_e(run_id)}</code> · "
+        f"started {_e(_time(manifest.get('started', '?')))} UTC</p>"
+        f"<p class='headline'>{_e(summary_headline(manifest, records) or 'nothing recorded yet')}</p>"
+        + problem
+        + _section(run, DATA, "Data coverage", _data)
+        + _leaderboard(run)
+        + _section(run, REGIMES, "Current regime", _regime(run))
+        + _section(run, ANOMALIES, "Latest anomaly events", _anomalies)
+        + _section(run, PRODUCTION, "Production model", _production)
+    )
     return write_atomic(run_dir / SUMMARY_FILE, _page(f"{name} · summary · {run_id}", body))

@@ -71,9 +71,14 @@ class ServiceSettings:
         if backend not in ("auto", "embedded", "server"):
             raise ValueError(f"COFFEE_ML_BACKEND must be auto, embedded or server, got {backend!r}")
         origins = tuple(o.strip() for o in env.get("COFFEE_ML_CORS_ORIGINS", "").split(",") if o.strip())
-        return cls(token=env.get("COFFEE_ML_API_TOKEN") or None, cors_origins=origins,
-                   max_jobs=whole("COFFEE_ML_MAX_JOBS", 1), max_body_bytes=whole("COFFEE_ML_MAX_BODY", 64 * 1024),
-                   backend=backend, job_threads=whole("COFFEE_ML_JOB_THREADS", 1))
+        return cls(
+            token=env.get("COFFEE_ML_API_TOKEN") or None,
+            cors_origins=origins,
+            max_jobs=whole("COFFEE_ML_MAX_JOBS", 1),
+            max_body_bytes=whole("COFFEE_ML_MAX_BODY", 64 * 1024),
+            backend=backend,
+            job_threads=whole("COFFEE_ML_JOB_THREADS", 1),
+        )
 
 
 class PredictRequest(BaseModel):
@@ -97,7 +102,11 @@ class PromoteRequest(BaseModel):
 
 
 JOB_ROUTES = [  # path, job kind, what it does (the OpenAPI summary)
-    ("/api/ml/backtest", "backtest", "Start a backtest (notebooks/03_backtesting.ipynb with these parameters) as a run."),
+    (
+        "/api/ml/backtest",
+        "backtest",
+        "Start a backtest (notebooks/03_backtesting.ipynb with these parameters) as a run.",
+    ),
     ("/api/ml/hpo", "hpo", "Start a hyperparameter search (notebooks/05_hpo.ipynb) as a run."),
     ("/api/ml/optimize", "hpo", "The guide's name for POST /api/ml/hpo."),
     ("/api/ml/train", "train", "Train and save models (notebooks/02_training.ipynb) as a run."),
@@ -147,8 +156,9 @@ def _interval(value: str) -> str:
     try:
         interval_timedelta(value)
     except ValueError:
-        raise ApiError(422, f"interval {value!r}: expected a bar interval such as 1m, 5m, 1h, 4h or 1d",
-                       "interval") from None
+        raise ApiError(
+            422, f"interval {value!r}: expected a bar interval such as 1m, 5m, 1h, 4h or 1d", "interval"
+        ) from None
     return value
 
 
@@ -194,13 +204,19 @@ def _served() -> list[tuple[str, str]]:
 def _token_check(settings: ServiceSettings) -> Callable[[Request], None]:
     def require(request: Request) -> None:
         if settings.token is None:
-            raise ApiError(403, "this endpoint starts work or changes state and is off: set COFFEE_ML_API_TOKEN "
-                                "where the server runs to enable it", "Authorization")
+            raise ApiError(
+                403,
+                "this endpoint starts work or changes state and is off: set COFFEE_ML_API_TOKEN "
+                "where the server runs to enable it",
+                "Authorization",
+            )
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), settings.token.encode()):
-            raise ApiError(401, "a valid API token is required: Authorization: Bearer <COFFEE_ML_API_TOKEN>",
-                           "Authorization")
+            raise ApiError(
+                401, "a valid API token is required: Authorization: Bearer <COFFEE_ML_API_TOKEN>", "Authorization"
+            )
+
     return require
 
 
@@ -208,11 +224,15 @@ def _run_links(run_id: str | None) -> dict[str, Any]:
     if not run_id:
         return {}
     folder = config.outputs_dir() / "runs" / run_id
-    reports = sorted(p.name for p in folder.glob("*.html") if not p.name.endswith(".code.html")) \
-        if folder.is_dir() else []
-    return {"run": f"/runs/{run_id}/", "index": f"/runs/{run_id}/index.html",
-            "summary": f"/runs/{run_id}/summary.html", "reports": [f"/runs/{run_id}/{r}" for r in reports
-                                                                   if r not in ("index.html", "summary.html")]}
+    reports = (
+        sorted(p.name for p in folder.glob("*.html") if not p.name.endswith(".code.html")) if folder.is_dir() else []
+    )
+    return {
+        "run": f"/runs/{run_id}/",
+        "index": f"/runs/{run_id}/index.html",
+        "summary": f"/runs/{run_id}/summary.html",
+        "reports": [f"/runs/{run_id}/{r}" for r in reports if r not in ("index.html", "summary.html")],
+    }
 
 
 def _job_answer(job_id: str) -> dict[str, Any]:
@@ -225,15 +245,25 @@ def _job_answer(job_id: str) -> dict[str, Any]:
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """The application (`uvicorn --factory coffee_ml.service.app:create_app`)."""
     settings = settings or ServiceSettings.from_env()
-    app = FastAPI(title="coffee-ml", version="1", description=__doc__.split("\n\n")[0],
-                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="coffee-ml",
+        version="1",
+        description=__doc__.split("\n\n")[0],
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
     install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     predictors = Predictors(settings.backend)
     regimes, anomalies = _Cache(REGIME_TTL_S), _Cache(ANOMALY_TTL_S)
     stores: dict[str, Any] = {}
@@ -266,8 +296,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     # ---- forecasts -------------------------------------------------------------------------------
 
-    def _predict(model: str, symbol: str, horizon: Any, interval: str, strategy: str | None,
-                 level: float, wait: bool = True) -> Response:
+    def _predict(
+        model: str, symbol: str, horizon: Any, interval: str, strategy: str | None, level: float, wait: bool = True
+    ) -> Response:
         symbol, interval = _series(symbol, interval)
         if strategy is not None:
             check_name("strategy", strategy)
@@ -296,36 +327,56 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             return await run_in_threadpool(_predict, *args)
 
     @app.get("/api/ml/predict/{model}", tags=["forecasts"])
-    async def predict_get(model: str, symbol: Annotated[str, Query(max_length=64)],
-                    horizon: Annotated[str | None, Query(max_length=16)] = None,
-                    interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL,
-                    strategy: Annotated[str | None, Query(max_length=40)] = None,
-                    level: Annotated[float, Query(gt=0, lt=1)] = 0.8) -> Response:
+    async def predict_get(
+        model: str,
+        symbol: Annotated[str, Query(max_length=64)],
+        horizon: Annotated[str | None, Query(max_length=16)] = None,
+        interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL,
+        strategy: Annotated[str | None, Query(max_length=40)] = None,
+        level: Annotated[float, Query(gt=0, lt=1)] = 0.8,
+    ) -> Response:
         """The forecast path with its interval and confidence per step, the version, the regime and
         the tested edge per step. `model`: production, a model type, a registry name, NAME@vNNNN."""
         return await _predict_async(model, symbol, horizon, interval, strategy, level)
 
     @app.post("/api/ml/predict", tags=["forecasts"])
     async def predict_post(request: PredictRequest) -> Response:
-        return await _predict_async(request.model_type, request.symbol, request.horizon, request.interval,
-                                    request.strategy, request.level)
+        return await _predict_async(
+            request.model_type, request.symbol, request.horizon, request.interval, request.strategy, request.level
+        )
 
     @app.get("/api/ml/candles", tags=["forecasts"])
-    def candles(symbol: Annotated[str, Query(max_length=64)],
-                interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL,
-                bars: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 168) -> dict[str, Any]:
+    def candles(
+        symbol: Annotated[str, Query(max_length=64)],
+        interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL,
+        bars: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 168,
+    ) -> dict[str, Any]:
         """The newest closed candles (what the trading page draws next to the forecast)."""
         symbol, interval = _series(symbol, interval)
         frame = closed_tail(symbol, interval, bars)
-        return {"symbol": symbol, "interval": interval,
-                "candles": [{"timestamp": t.isoformat(), "open": r.open, "high": r.high, "low": r.low,
-                             "close": r.close, "volume": r.volume} for t, r in frame.iterrows()]}
+        return {
+            "symbol": symbol,
+            "interval": interval,
+            "candles": [
+                {
+                    "timestamp": t.isoformat(),
+                    "open": r.open,
+                    "high": r.high,
+                    "low": r.low,
+                    "close": r.close,
+                    "volume": r.volume,
+                }
+                for t, r in frame.iterrows()
+            ],
+        }
 
     # ---- the registry ----------------------------------------------------------------------------
 
     @app.get("/api/ml/models", tags=["registry"])
-    def models(symbol: Annotated[str | None, Query(max_length=64)] = None,
-               interval: Annotated[str | None, Query(max_length=8)] = None) -> dict[str, Any]:
+    def models(
+        symbol: Annotated[str | None, Query(max_length=64)] = None,
+        interval: Annotated[str | None, Query(max_length=8)] = None,
+    ) -> dict[str, Any]:
         """Every saved version (type, metrics on validation and test, run, training date) and the
         production pointer of each symbol and interval, with why it was promoted."""
         root = registry.models_dir()
@@ -338,16 +389,31 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             except registry.RegistryError:
                 record = {}
             if record:
-                production.append({"symbol": sym, "interval": ivl, **{k: record.get(k) for k in
-                                                                      ("model", "version", "promoted_at", "reason")}})
+                production.append(
+                    {
+                        "symbol": sym,
+                        "interval": ivl,
+                        **{k: record.get(k) for k in ("model", "version", "promoted_at", "reason")},
+                    }
+                )
             for ref, meta in registry.versions(sym, ivl):
-                out.append({"symbol": sym, "interval": ivl, "model": ref.model, "version": ref.version,
-                            "model_type": meta.get("model_type"),
-                            "strategy": (meta.get("params") or {}).get("strategy"),
-                            "production": record.get("model") == ref.model and record.get("version") == ref.version,
-                            "trained_at": meta.get("trained_at"), "saved_at": meta.get("saved_at"),
-                            "run_id": meta.get("run_id"), "horizon": meta.get("horizon"),
-                            "window": meta.get("window"), "metrics": meta.get("metrics") or {}})
+                out.append(
+                    {
+                        "symbol": sym,
+                        "interval": ivl,
+                        "model": ref.model,
+                        "version": ref.version,
+                        "model_type": meta.get("model_type"),
+                        "strategy": (meta.get("params") or {}).get("strategy"),
+                        "production": record.get("model") == ref.model and record.get("version") == ref.version,
+                        "trained_at": meta.get("trained_at"),
+                        "saved_at": meta.get("saved_at"),
+                        "run_id": meta.get("run_id"),
+                        "horizon": meta.get("horizon"),
+                        "window": meta.get("window"),
+                        "metrics": meta.get("metrics") or {},
+                    }
+                )
         return {"models": out, "production": production}
 
     @app.post("/api/ml/models/promote", tags=["registry"], dependencies=[require_token])
@@ -363,14 +429,20 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         except (registry.RegistryError, ValueError) as exc:
             raise ApiError(404, str(exc), "version") from None
         registry.promote(ref, reason="promoted through the API (POST /api/ml/models/promote)")
-        return {"symbol": ref.symbol, "interval": ref.interval, "model": ref.model, "version": ref.version,
-                "production": True}
+        return {
+            "symbol": ref.symbol,
+            "interval": ref.interval,
+            "model": ref.model,
+            "version": ref.version,
+            "production": True,
+        }
 
     # ---- market structure ------------------------------------------------------------------------
 
     @app.get("/api/ml/advanced/regime", tags=["market"])
-    def regime(symbol: Annotated[str, Query(max_length=64)],
-               interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL) -> dict[str, Any]:
+    def regime(
+        symbol: Annotated[str, Query(max_length=64)], interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL
+    ) -> dict[str, Any]:
         """The current regime as the sidebar shows it (`serving.market_regime`), since when, how sure."""
         symbol, interval = _series(symbol, interval)
 
@@ -394,14 +466,26 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return detectors.scan(candles, interval, report_from=first), first
 
     def _event_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
-        return [{"start": _iso(r["start"]), "end": _iso(r["end"]), "type": r["type"], "severity": r["severity"],
-                 "score": _iso(float(r["score"])), "max_score": _iso(float(r["max_score"])), "parts": r["parts"],
-                 "final": bool(r["final"])} for _, r in table.iterrows()]
+        return [
+            {
+                "start": _iso(r["start"]),
+                "end": _iso(r["end"]),
+                "type": r["type"],
+                "severity": r["severity"],
+                "score": _iso(float(r["score"])),
+                "max_score": _iso(float(r["max_score"])),
+                "parts": r["parts"],
+                "final": bool(r["final"]),
+            }
+            for _, r in table.iterrows()
+        ]
 
     @app.get("/api/ml/advanced/anomalies", tags=["market"])
-    def anomaly_events(symbol: Annotated[str, Query(max_length=64)],
-                       days: Annotated[float, Query(gt=0, le=MAX_DAYS)] = 30,
-                       interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL) -> dict[str, Any]:
+    def anomaly_events(
+        symbol: Annotated[str, Query(max_length=64)],
+        days: Annotated[float, Query(gt=0, le=MAX_DAYS)] = 30,
+        interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL,
+    ) -> dict[str, Any]:
         """Events of the last `days` days (pump-and-dump, flash-crash, statistical), newest first:
         type, severity, score, parts, and whether the event is final or still provisional."""
         symbol, interval = _series(symbol, interval)
@@ -409,14 +493,20 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         def compute() -> dict[str, Any]:
             scan, first = _events(symbol, interval, days)
             events = scan.events.sort_values("start", ascending=False)
-            return {"symbol": symbol, "interval": interval, "from": first.isoformat(),
-                    "to": scan.pump.index[-1].isoformat(), "events": _event_rows(events)}
+            return {
+                "symbol": symbol,
+                "interval": interval,
+                "from": first.isoformat(),
+                "to": scan.pump.index[-1].isoformat(),
+                "events": _event_rows(events),
+            }
 
         return anomalies.get(("events", symbol, interval, days), compute)
 
     @app.get("/api/ml/anomalies/detect", tags=["market"])
-    def anomaly_now(symbol: Annotated[str, Query(max_length=64)],
-                    interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL) -> dict[str, Any]:
+    def anomaly_now(
+        symbol: Annotated[str, Query(max_length=64)], interval: Annotated[str, Query(max_length=8)] = DEFAULT_INTERVAL
+    ) -> dict[str, Any]:
         """What is anomalous now: each detector's score at the newest bar and the last day's events."""
         symbol, interval = _series(symbol, interval)
 
@@ -425,11 +515,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             latest = {
                 "pump_dump": {"score": _iso(float(scan.pump["score"].iloc[-1]))},
                 "flash_crash": {"score": _iso(float(scan.crash["score"].iloc[-1]))},
-                "statistical": {"score": _iso(float(scan.isolation["score"].iloc[-1])),
-                                "anomaly": bool(scan.isolation["anomaly"].iloc[-1])},
+                "statistical": {
+                    "score": _iso(float(scan.isolation["score"].iloc[-1])),
+                    "anomaly": bool(scan.isolation["anomaly"].iloc[-1]),
+                },
             }
-            return {"symbol": symbol, "interval": interval, "as_of": scan.pump.index[-1].isoformat(),
-                    "latest": latest, "events": _event_rows(scan.events.sort_values("start", ascending=False))}
+            return {
+                "symbol": symbol,
+                "interval": interval,
+                "as_of": scan.pump.index[-1].isoformat(),
+                "latest": latest,
+                "events": _event_rows(scan.events.sort_values("start", ascending=False)),
+            }
 
         return anomalies.get(("now", symbol, interval), compute)
 
@@ -448,8 +545,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             text = re.sub(rf"(^|; )run api-{kind}(-[\w.-]+)?: ", r"\1", str(exc))
             raise ApiError(422, text, _param_field(text)) from None
         url = f"/api/ml/jobs/{started.job_id}"
-        return JSONResponse({"job_id": started.job_id, "status": "queued", "kind": kind, "status_url": url},
-                            status_code=202, headers={"Location": url})
+        return JSONResponse(
+            {"job_id": started.job_id, "status": "queued", "kind": kind, "status_url": url},
+            status_code=202,
+            headers={"Location": url},
+        )
 
     async def _job_request(kind: str, request: Request) -> JSONResponse:
         raw = await request.body()
@@ -459,9 +559,19 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise ApiError(422, "the request body is not valid JSON", "body") from None
         return await run_in_threadpool(_start, kind, parameters)  # checks read notebooks and the store
 
-    job_body = {"requestBody": {"content": {"application/json": {"schema": {
-        "type": "object", "description": "the notebook's parameters (coffee_ml.parameters), e.g. "
-                                         "{\"symbol\": \"BTCUSDT\", \"models\": [\"gbm\"]}"}}}}}
+    job_body = {
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "description": "the notebook's parameters (coffee_ml.parameters), e.g. "
+                        '{"symbol": "BTCUSDT", "models": ["gbm"]}',
+                    }
+                }
+            }
+        }
+    }
 
     def job_endpoint(kind: str, doc: str) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> JSONResponse:
@@ -472,9 +582,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return endpoint
 
     for path, kind, doc in JOB_ROUTES:
-        app.add_api_route(path, job_endpoint(kind, doc), methods=["POST"], tags=["jobs"], status_code=202,
-                          dependencies=[require_token], openapi_extra=job_body, name=path.rsplit("/", 1)[-1],
-                          response_class=JSONResponse)
+        app.add_api_route(
+            path,
+            job_endpoint(kind, doc),
+            methods=["POST"],
+            tags=["jobs"],
+            status_code=202,
+            dependencies=[require_token],
+            openapi_extra=job_body,
+            name=path.rsplit("/", 1)[-1],
+            response_class=JSONResponse,
+        )
 
     @app.get("/api/ml/jobs/{job_id}", tags=["jobs"])
     def job(job_id: str) -> dict[str, Any]:
@@ -486,8 +604,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     def job_list() -> dict[str, Any]:
         folder = jobs.jobs_dir()
         ids = sorted((p.name for p in folder.iterdir() if p.is_dir()), reverse=True)[:100] if folder.is_dir() else []
-        return {"jobs": [r for i in ids if (r := jobs.status(i)) is not None], "running": jobs.running(),
-                "max_jobs": settings.max_jobs}
+        return {
+            "jobs": [r for i in ids if (r := jobs.status(i)) is not None],
+            "running": jobs.running(),
+            "max_jobs": settings.max_jobs,
+        }
 
     # ---- health, the page, the reports -----------------------------------------------------------
 
@@ -512,22 +633,52 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             if not record:
                 continue
             last = newest.get((sym, ivl))
-            age = None if last is None else max(0.0, (pd.Timestamp.now(tz="UTC") - last
-                                                      - interval_timedelta(ivl)).total_seconds())
-            production.append({"symbol": sym, "interval": ivl, "model": record.get("model"),
-                               "version": record.get("version"), "newest_candle": _iso(last),
-                               "data_age_seconds": age})
+            age = (
+                None
+                if last is None
+                else max(0.0, (pd.Timestamp.now(tz="UTC") - last - interval_timedelta(ivl)).total_seconds())
+            )
+            production.append(
+                {
+                    "symbol": sym,
+                    "interval": ivl,
+                    "model": record.get("model"),
+                    "version": record.get("version"),
+                    "newest_candle": _iso(last),
+                    "data_age_seconds": age,
+                }
+            )
         ready = reachable
-        answer = {"status": "ok" if ready else "unavailable", "pid": os.getpid(),
-                  "store": {"reachable": reachable, "backend": settings.backend,
-                            **({"error": problem} if problem else {}),
-                            "series": [{"symbol": r.symbol, "interval": r.interval, "first": _iso(r.first),
-                                        "last": _iso(r.last), "rows": int(r.rows)} for r in coverage.itertuples()]},
-                  "production": production, "loaded": list(predictors.loaded()),
-                  "jobs": {"running": len(jobs.running()), "max": settings.max_jobs},
-                  "token_required_for": ["POST /api/ml/backtest", "POST /api/ml/hpo", "POST /api/ml/train",
-                                         "POST /api/ml/optimize", "POST /api/ml/models/promote"],
-                  "state_changes_enabled": settings.token is not None}
+        answer = {
+            "status": "ok" if ready else "unavailable",
+            "pid": os.getpid(),
+            "store": {
+                "reachable": reachable,
+                "backend": settings.backend,
+                **({"error": problem} if problem else {}),
+                "series": [
+                    {
+                        "symbol": r.symbol,
+                        "interval": r.interval,
+                        "first": _iso(r.first),
+                        "last": _iso(r.last),
+                        "rows": int(r.rows),
+                    }
+                    for r in coverage.itertuples()
+                ],
+            },
+            "production": production,
+            "loaded": list(predictors.loaded()),
+            "jobs": {"running": len(jobs.running()), "max": settings.max_jobs},
+            "token_required_for": [
+                "POST /api/ml/backtest",
+                "POST /api/ml/hpo",
+                "POST /api/ml/train",
+                "POST /api/ml/optimize",
+                "POST /api/ml/models/promote",
+            ],
+            "state_changes_enabled": settings.token is not None,
+        }
         return JSONResponse(answer, 200 if ready else 503)
 
     page = resources.files("coffee_ml.service").joinpath("trading.html").read_text(encoding="utf-8")

@@ -22,8 +22,9 @@ log = logging.getLogger("coffee_ml.service")
 class ApiError(Exception):
     """A refusal: the HTTP status, the request field it is about, one line, and the allowed values."""
 
-    def __init__(self, status: int, message: str, field: str | None = None, allowed: Sequence[Any] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, field: str | None = None, allowed: Sequence[Any] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -32,8 +33,9 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def body(status: int, message: str, field: str | None = None, allowed: list[Any] | None = None,
-         **extra: Any) -> dict[str, Any]:
+def body(
+    status: int, message: str, field: str | None = None, allowed: list[Any] | None = None, **extra: Any
+) -> dict[str, Any]:
     error = {"status": status, "field": field, "message": message}
     if allowed is not None:
         error["allowed"] = allowed
@@ -68,11 +70,11 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such path: {request.url.path} (see /docs for the endpoints)"
         field = "body" if exc.status_code == 413 else None
-        return JSONResponse(body(exc.status_code, message, field), exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            body(exc.status_code, message, field), exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error answering %s %s", request.method, request.url.path)
-        return JSONResponse(body(500, f"internal error ({type(exc).__name__}); the server log has the traceback"),
-                            500)
+        return JSONResponse(body(500, f"internal error ({type(exc).__name__}); the server log has the traceback"), 500)

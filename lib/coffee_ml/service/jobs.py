@@ -104,9 +104,12 @@ def status(job_id: str) -> dict[str, Any] | None:
     if record is None:
         return None
     if record.get("status") in ("queued", "running") and not _live(folder, record):
-        record = {**record, "status": "died", "recorded_status": record["status"],
-                  "error": "the job's process ended without finishing its record (killed, out of memory or "
-                           "a lost machine)"}
+        record = {
+            **record,
+            "status": "died",
+            "recorded_status": record["status"],
+            "error": "the job's process ended without finishing its record (killed, out of memory or a lost machine)",
+        }
     if record.get("run_id"):
         from coffee_ml.run_state import run_state
 
@@ -151,21 +154,39 @@ def start(kind: str, parameters: dict[str, Any], *, max_jobs: int, threads: int 
         job_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{kind}-{secrets.token_hex(3)}"
         folder = root / job_id
         folder.mkdir()
-        record = {"id": job_id, "kind": kind, "notebook": KINDS[kind], "parameters": parameters,
-                  "status": "queued", "created": _now(), "started": None, "finished": None, "run_id": None,
-                  "progress": None, "error": None}
+        record = {
+            "id": job_id,
+            "kind": kind,
+            "notebook": KINDS[kind],
+            "parameters": parameters,
+            "status": "queued",
+            "created": _now(),
+            "started": None,
+            "finished": None,
+            "run_id": None,
+            "progress": None,
+            "error": None,
+        }
         _write(folder, record)
         env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # a run never sees the API token
         env |= {v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if v not in os.environ}
         with open(folder / LOG_FILE, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "coffee_ml.service.jobs", str(folder)],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "coffee_ml.service.jobs", str(folder)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
         # so that a child that dies before it records itself reads as died, not queued forever
         from coffee_ml.reports.records import write_atomic
 
-        write_atomic(folder / SPAWNED_FILE, json.dumps({"pid": proc.pid, "started": _process_start(proc.pid),
-                                                        "boot_id": processes.boot_id()}))
+        write_atomic(
+            folder / SPAWNED_FILE,
+            json.dumps({"pid": proc.pid, "started": _process_start(proc.pid), "boot_id": processes.boot_id()}),
+        )
     return Started(job_id, folder)
 
 
@@ -186,8 +207,11 @@ def spec_for(kind: str, parameters: dict[str, Any]) -> Any:
         raise ValueError(f"job kind {kind!r}: expected one of {', '.join(KINDS)}")
     symbol = parameters.get("symbol")
     name = f"api-{kind}" + (f"-{symbol}" if isinstance(symbol, str) and symbol.isalnum() else "")
-    return runner.RunSpec(name, [runner.Step(KINDS[kind], dict(parameters))],
-                          document={"command": f"POST /api/ml/{kind}", "parameters": parameters})
+    return runner.RunSpec(
+        name,
+        [runner.Step(KINDS[kind], dict(parameters))],
+        document={"command": f"POST /api/ml/{kind}", "parameters": parameters},
+    )
 
 
 def _lower_priority() -> None:
@@ -210,7 +234,7 @@ def _descendants(root: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            parent[int(entry.name)] = int(stat[stat.rfind(")") + 2:].split()[1])
+            parent[int(entry.name)] = int(stat[stat.rfind(")") + 2 :].split()[1])
     below, frontier = [], {root}
     while frontier:
         frontier = {pid for pid, ppid in parent.items() if ppid in frontier}
@@ -244,9 +268,11 @@ def _main(folder: Path) -> int:
     if record is None:
         print(f"{folder}: no readable {JOB_FILE}", file=sys.stderr)
         return 2
-    record.update(status="running", started=_now(),
-                  owner={"pid": os.getpid(), "started": processes.process_start(os.getpid()),
-                         "boot_id": processes.boot_id()})
+    record.update(
+        status="running",
+        started=_now(),
+        owner={"pid": os.getpid(), "started": processes.process_start(os.getpid()), "boot_id": processes.boot_id()},
+    )
     _write(folder, record)
     last = [0.0]
 

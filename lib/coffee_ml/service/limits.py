@@ -27,9 +27,17 @@ class BodyLimit:
 
     async def _refuse(self, send: Any) -> None:
         payload = json.dumps(body(413, self._message(), "body")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

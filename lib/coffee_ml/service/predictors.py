@@ -55,8 +55,9 @@ def parse_horizon(text: str | None, interval: str) -> int | None:
         try:
             span = pd.Timedelta(text)
         except ValueError:
-            raise ApiError(422, f"horizon {text!r}: expected bars (24) or a duration such as 24h or 3d",
-                           "horizon") from None
+            raise ApiError(
+                422, f"horizon {text!r}: expected bars (24) or a duration such as 24h or 3d", "horizon"
+            ) from None
         step = interval_timedelta(interval)
         bars = int(span / step) if span % step == pd.Timedelta(0) else -1
         if bars < 0:
@@ -88,12 +89,12 @@ class Predictors:
         """`model` as a request names it (see the module's docstring) -> registry name and version."""
         name, _, version = model.partition("@")
         if version and not (_VERSION.fullmatch(version) or version in ("latest", "production")):
-            raise ApiError(422, f"model {model!r}: the version after '@' must be vNNNN, latest or production",
-                           "model")
+            raise ApiError(422, f"model {model!r}: the version after '@' must be vNNNN, latest or production", "model")
         if name == "production":
             if version or strategy:
-                raise ApiError(422, "model 'production' takes no version or strategy: it is what serves the "
-                                    "symbol", "model")
+                raise ApiError(
+                    422, "model 'production' takes no version or strategy: it is what serves the symbol", "model"
+                )
             return Target(None, "production")
         key = (symbol, interval, name, strategy)
         cached = self._resolved.get(key)
@@ -112,19 +113,30 @@ class Predictors:
         types = sorted({str(meta.get("model_type")) for _, meta in saved if meta.get("model_type")})
         if name not in types and name in names and strategy is None:
             return Target(name, "latest")  # a registry name that is no type: itself
-        matches = [(ref, meta) for ref, meta in saved
-                   if (meta.get("model_type") == name if name in types else ref.model == name)
-                   and (strategy is None or (meta.get("params") or {}).get("strategy") == strategy)]
+        matches = [
+            (ref, meta)
+            for ref, meta in saved
+            if (meta.get("model_type") == name if name in types else ref.model == name)
+            and (strategy is None or (meta.get("params") or {}).get("strategy") == strategy)
+        ]
         if not matches:
             if name in types or name in names:  # the type exists, the strategy does not
-                have = sorted({str((m.get("params") or {}).get("strategy")) for r, m in saved
-                               if m.get("model_type") == name or r.model == name})
-                raise ApiError(404, f"no {name} of strategy {strategy!r} saved for {symbol} {interval}", "strategy",
-                               have)
-            raise ApiError(404, f"model {name!r}: none saved for {symbol} {interval}", "model",
-                           ["production", *types, *names])
-        newest = max(matches, key=lambda rm: (str(rm[1].get("saved_at") or rm[1].get("trained_at") or ""),
-                                              rm[0].version))
+                have = sorted(
+                    {
+                        str((m.get("params") or {}).get("strategy"))
+                        for r, m in saved
+                        if m.get("model_type") == name or r.model == name
+                    }
+                )
+                raise ApiError(
+                    404, f"no {name} of strategy {strategy!r} saved for {symbol} {interval}", "strategy", have
+                )
+            raise ApiError(
+                404, f"model {name!r}: none saved for {symbol} {interval}", "model", ["production", *types, *names]
+            )
+        newest = max(
+            matches, key=lambda rm: (str(rm[1].get("saved_at") or rm[1].get("trained_at") or ""), rm[0].version)
+        )
         return Target(newest[0].model, "latest")
 
     def get(self, symbol: str, interval: str, target: Target, level: float) -> serving.Predictor:
@@ -132,8 +144,15 @@ class Predictors:
         with self._lock:
             predictor = self._warm.get(key)
             if predictor is None:
-                predictor = serving.Predictor(symbol, interval, backend=self.backend, level=level,
-                                              model=target.name, version=target.version, poll_s=self.poll_s)
+                predictor = serving.Predictor(
+                    symbol,
+                    interval,
+                    backend=self.backend,
+                    level=level,
+                    model=target.name,
+                    version=target.version,
+                    poll_s=self.poll_s,
+                )
                 self._warm[key] = predictor
             return predictor
 
@@ -154,5 +173,10 @@ class Predictors:
         for p in warm:
             if p.loaded_ is not None:
                 ref = p.loaded_.ref
-                yield {"symbol": ref.symbol, "interval": ref.interval, "model": ref.model, "version": ref.version,
-                       "serves": "production" if p.model is None else f"{p.model}@{p.version}"}
+                yield {
+                    "symbol": ref.symbol,
+                    "interval": ref.interval,
+                    "model": ref.model,
+                    "version": ref.version,
+                    "serves": "production" if p.model is None else f"{p.model}@{p.version}",
+                }
