@@ -13,11 +13,11 @@ import pytest
 
 from coffee_ml import promotion, registry, serving
 from coffee_ml.cli import main
+from coffee_ml.config import RUN_ID_ENV
 from coffee_ml.data import load_sample, open_store
 from coffee_ml.features import build_dataset
 from coffee_ml.models import make_model
 from coffee_ml.models.persistence import save_model
-from coffee_ml.runner import RUN_ID_ENV
 
 SYMBOL, INTERVAL, HORIZON = "BTCUSDT", "1h", 6
 FEED = "BTCFEED"  # the sample's candles written as a live feed would write them (the store also loads the sample)

@@ -190,7 +190,7 @@ def _run_entry(params: str, overrides: dict[str, Any], outputs: str, log: str, t
     # slower than one alone); the kernels inherit it, a user's setting wins, the manifest records it
     for var in provenance.THREAD_VARIABLES:
         os.environ.setdefault(var, str(threads))
-    os.environ.pop(runner.RUN_ID_ENV, None)  # one inherited from a calling kernel is not this entry's run
+    os.environ.pop(config.RUN_ID_ENV, None)  # one inherited from a calling kernel is not this entry's run
     t0 = time.perf_counter()
     with open(log, "a", encoding="utf-8") as out:  # appended: the parent created it as the process's stderr
         named = False
@@ -198,7 +198,7 @@ def _run_entry(params: str, overrides: dict[str, Any], outputs: str, log: str, t
         def say(line: str) -> None:
             nonlocal named
             # the runner sets the run id for its kernels before its first progress line
-            if not named and (run_id := os.environ.get(runner.RUN_ID_ENV)):
+            if not named and (run_id := os.environ.get(config.RUN_ID_ENV)):
                 named = True
                 out.write(f"run {run_id} started\n")
             out.write(line + "\n")

@@ -28,6 +28,8 @@ def _find_project_root() -> Path:
 PROJECT_ROOT: Path = _find_project_root()
 NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
 PARAMS_DIR: Path = PROJECT_ROOT / "params"
+# set by the runner for the kernels of a run, so that saved models and promotions can name it
+RUN_ID_ENV = "COFFEE_ML_RUN_ID"
 
 
 def _env() -> dict[str, str]:

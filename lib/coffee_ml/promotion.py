@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 
 from coffee_ml import registry
+from coffee_ml.config import RUN_ID_ENV
 from coffee_ml.evaluation import get_scorer
 from coffee_ml.reports.records import model_ref
-from coffee_ml.runner import RUN_ID_ENV
 
 _COLUMNS = [
     "ref",

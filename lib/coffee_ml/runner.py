@@ -31,9 +31,9 @@ from typing import Any
 import yaml
 
 from coffee_ml import config, provenance
+from coffee_ml.config import RUN_ID_ENV
 
 RUN_DIR_PARAM = "run_dir"  # injected by the runner into notebooks that declare it
-RUN_ID_ENV = "COFFEE_ML_RUN_ID"  # set for the kernels of a run, so saved models can name it
 # Kernels of a run always draw inline figures: a non-interactive MPLBACKEND inherited from the
 # shell (Agg) would otherwise leave every report without charts.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from coffee_ml import evaluation, provenance, registry
+from coffee_ml.config import RUN_ID_ENV
 from coffee_ml.data.schema import interval_timedelta
 from coffee_ml.data.store import to_utc
 from coffee_ml.features import (
@@ -33,7 +34,6 @@ from coffee_ml.features.volatility import DEFAULT_HALFLIFE, causal_volatility
 from coffee_ml.forecast import Forecast
 from coffee_ml.models.base import Forecaster
 from coffee_ml.models.specs import SPECS
-from coffee_ml.runner import RUN_ID_ENV
 
 _CLASSES = {spec.estimator.__name__: spec.estimator for spec in SPECS.values()}
 VOLATILITY_BURN_IN = 40  # halflives before the window: the EWMA's start then weighs 0.5**40 ~ 1e-12
