@@ -188,16 +188,22 @@ def _param_field(text: str) -> str | None:
     return next((g for g in match.groups() if g), None) if match else None
 
 
-def _served() -> list[tuple[str, str]]:
-    """(symbol, interval) pairs with a production model."""
+def _registered() -> list[tuple[str, str]]:
+    """(symbol, interval) of every registry folder."""
     root = registry.models_dir()
+    return sorted((p.parts[-2], p.parts[-1]) for p in root.glob("*/*") if p.is_dir()) if root.is_dir() else []
+
+
+def _promotions() -> list[tuple[str, str, dict[str, Any]]]:
+    """(symbol, interval, production record) of each symbol and interval that something serves."""
     out = []
-    for folder in sorted(root.glob("*/*")) if root.is_dir() else []:
+    for symbol, interval in _registered():
         try:
-            if registry.promotion(folder.parts[-2], folder.parts[-1]):
-                out.append((folder.parts[-2], folder.parts[-1]))
-        except registry.RegistryError:
+            record = registry.promotion(symbol, interval)
+        except registry.RegistryError:  # a damaged record: that series is served by nothing readable
             continue
+        if record:
+            out.append((symbol, interval, record))
     return out
 
 
@@ -282,9 +288,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         try:
             registry.production(symbol, interval)
         except registry.RegistryError as exc:
-            served = _served()
-            field_name = "interval" if any(s == symbol for s, _ in served) else "symbol"
-            raise ApiError(404, str(exc), field_name, [f"{s} {i}" for s, i in served]) from None
+            served = _promotions()
+            field_name = "interval" if any(s == symbol for s, _, _ in served) else "symbol"
+            raise ApiError(404, str(exc), field_name, [f"{s} {i}" for s, i, _ in served]) from None
 
     def closed_tail(symbol: str, interval: str, bars: int) -> pd.DataFrame:
         """The newest `bars` closed candles (a bar still open now is left out, as in serving)."""
@@ -379,23 +385,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """Every saved version (type, metrics on validation and test, run, training date) and the
         production pointer of each symbol and interval, with why it was promoted."""
-        root = registry.models_dir()
-        pairs = sorted({(p.parts[-2], p.parts[-1]) for p in root.glob("*/*") if p.is_dir()}) if root.is_dir() else []
-        pairs = [(s, i) for s, i in pairs if (symbol is None or s == symbol) and (interval is None or i == interval)]
-        out, production = [], []
-        for sym, ivl in pairs:
-            try:
-                record = registry.promotion(sym, ivl)
-            except registry.RegistryError:
-                record = {}
-            if record:
-                production.append(
-                    {
-                        "symbol": sym,
-                        "interval": ivl,
-                        **{k: record.get(k) for k in ("model", "version", "promoted_at", "reason")},
-                    }
-                )
+
+        def wanted(sym: str, ivl: str) -> bool:
+            return (symbol is None or sym == symbol) and (interval is None or ivl == interval)
+
+        served = {(sym, ivl): record for sym, ivl, record in _promotions() if wanted(sym, ivl)}
+        production = [
+            {"symbol": sym, "interval": ivl, **{k: r.get(k) for k in ("model", "version", "promoted_at", "reason")}}
+            for (sym, ivl), r in served.items()
+        ]
+        out = []
+        for sym, ivl in (pair for pair in _registered() if wanted(*pair)):
+            record = served.get((sym, ivl), {})
             for ref, meta in registry.versions(sym, ivl):
                 out.append(
                     {
@@ -623,15 +624,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             coverage, reachable, problem = pd.DataFrame(), False, " ".join(str(exc).split())[:300]
         newest = {(r.symbol, r.interval): r.last for r in coverage.itertuples()} if reachable else {}
         production = []
-        root = registry.models_dir()
-        for folder in sorted(root.glob("*/*")) if root.is_dir() else []:
-            sym, ivl = folder.parts[-2], folder.parts[-1]
-            try:
-                record = registry.promotion(sym, ivl)
-            except registry.RegistryError:
-                continue
-            if not record:
-                continue
+        for sym, ivl, record in _promotions():
             last = newest.get((sym, ivl))
             age = (
                 None
