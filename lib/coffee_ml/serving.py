@@ -46,6 +46,10 @@ class StaleDataError(ValueError):
         self.age = age
 
 
+class NoCandlesError(ValueError):
+    """The store holds no (closed) candles of the symbol and interval to forecast from."""
+
+
 class OptionError(ValueError):
     """A request option the model cannot answer (`option`: "horizon" or "level"), e.g. more steps
     than it forecasts; the message says what it can do."""
@@ -319,7 +323,7 @@ class Predictor:
         # a bar still open at `now` is left out, and read again once closed (the feed rewrites it)
         self.candles_ = closed = self.candles_[self.candles_.index + self._step <= now]
         if closed.empty:
-            raise ValueError(
+            raise NoCandlesError(
                 f"no closed {self.symbol} {self.interval} candles in the store to forecast from"
                 + (f" before {self.end}" if self.end else "")
                 + " (see `coffee-ml data list`)"

@@ -171,10 +171,9 @@ def _data_error(exc: Exception, symbol: str, interval: str) -> ApiError:
         return ApiError(422, str(exc).removeprefix("--"), exc.option)
     if isinstance(exc, registry.RegistryError):
         return ApiError(404, str(exc), "model")
-    text = str(exc)
-    if "candles" in text and ("no " in text or "stored" in text):
-        return ApiError(404, f"{symbol} {interval}: {text}", "symbol")
-    return ApiError(422, text, None)
+    if isinstance(exc, serving.NoCandlesError):
+        return ApiError(404, f"{symbol} {interval}: {exc}", "symbol")
+    return ApiError(422, str(exc), None)
 
 
 _PARAM_FIELD = re.compile(r"\.ipynb: (\w+) = |declares no parameter\(s\) (\w+)|'(\w+)' is set by")
@@ -310,9 +309,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             check_name("strategy", strategy)
         bars = parse_horizon(None if horizon is None else str(horizon), interval)
         target = predictors.resolve(symbol, interval, model, strategy)
-        if target.name is None:
-            _serving(symbol, interval)
-        predictor = predictors.get(symbol, interval, target, level)
+        # a new predictor only for what is served: a request cannot grow the cache with made-up symbols
+        check = (lambda: _serving(symbol, interval)) if target.name is None else None
+        predictor = predictors.get(symbol, interval, target, level, check)
         if not wait and not predictor.warm:
             raise _Busy
         try:
