@@ -423,20 +423,3 @@ def test_a_model_type_resolves_to_its_newest_version_and_an_ensemble_to_its_stra
     with pytest.raises(ApiError) as no_type:
         p.resolve(SYMBOL, INTERVAL, "gbm")
     assert no_type.value.status == 404 and {"lstm", "ensemble", "lstm_fast"} <= set(no_type.value.allowed)
-
-
-def test_a_refused_request_leaves_no_predictor_behind():
-    """Made-up symbols cannot grow a worker's cache: `check` refuses before a predictor exists."""
-    from coffee_ml.service.errors import ApiError
-    from coffee_ml.service.predictors import Predictors, Target
-
-    def refuse() -> None:
-        raise ApiError(404, "nothing serves it", "symbol")
-
-    p = Predictors()
-    for n in range(5):
-        with pytest.raises(ApiError):
-            p.get(f"NOSUCH{n}", INTERVAL, Target(None, "production"), 0.8, refuse)
-    assert p._warm == {}
-    served = p.get(SYMBOL, INTERVAL, Target(None, "production"), 0.8, lambda: None)
-    assert p.get(SYMBOL, INTERVAL, Target(None, "production"), 0.8, refuse) is served  # warm: no check

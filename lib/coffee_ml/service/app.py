@@ -309,9 +309,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             check_name("strategy", strategy)
         bars = parse_horizon(None if horizon is None else str(horizon), interval)
         target = predictors.resolve(symbol, interval, model, strategy)
-        # a new predictor only for what is served: a request cannot grow the cache with made-up symbols
-        check = (lambda: _serving(symbol, interval)) if target.name is None else None
-        predictor = predictors.get(symbol, interval, target, level, check)
+        if target.name is None:  # only what is served gets a predictor: made-up symbols cannot grow the cache
+            _serving(symbol, interval)
+        predictor = predictors.get(symbol, interval, target, level)
         if not wait and not predictor.warm:
             raise _Busy
         try:

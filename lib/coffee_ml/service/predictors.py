@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,15 +139,8 @@ class Predictors:
         )
         return Target(newest[0].model, "latest")
 
-    def get(
-        self, symbol: str, interval: str, target: Target, level: float, check: Callable[[], None] | None = None
-    ) -> serving.Predictor:
-        """The warm predictor of a request; `check` (which raises to refuse) runs only before one
-        is created, so a warm answer reads nothing more."""
+    def get(self, symbol: str, interval: str, target: Target, level: float) -> serving.Predictor:
         key = (symbol, interval, target, level)
-        predictor = self._warm.get(key)
-        if predictor is None and check is not None:
-            check()
         with self._lock:
             predictor = self._warm.get(key)
             if predictor is None:
